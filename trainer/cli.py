@@ -1,0 +1,70 @@
+"""Shared CLI plumbing: flags generated from one config dataclass, and user errors as one line.
+
+Every command (`python -m trainer`, `python -m embeddings`, ...) declares a dataclass; this module
+turns its fields into argparse flags (field name `batch_size` -> `--batch-size`, help text from the
+field's `metadata["help"]`) so the defaults live in exactly one place.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import typing
+from typing import Callable, Sequence, TypeVar
+
+T = TypeVar("T")
+
+
+class UserError(Exception):
+    """A problem with the user's input (path, CSV, flag): printed as one line, exit code 2."""
+
+
+def field(default, help: str, **kw):
+    """A dataclass field with help text for its generated CLI flag."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
+    return dataclasses.field(default=default, metadata={"help": help, **kw})
+
+
+def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        help_text = f.metadata.get("help", "")
+        choices = f.metadata.get("choices")
+        if kind is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=default, help=help_text)
+        elif typing.get_origin(kind) is typing.Union:  # Optional[x]
+            inner = [a for a in typing.get_args(kind) if a is not type(None)][0]
+            parser.add_argument(flag, dest=f.name, type=inner, default=default, help=help_text, choices=choices)
+        elif typing.get_origin(kind) in (list, tuple):
+            inner = typing.get_args(kind)[0]
+            parser.add_argument(flag, dest=f.name, type=inner, nargs="+", default=default, help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind, default=default, help=help_text, choices=choices)
+    return parser
+
+
+def parse_config(cls: type[T], argv: Sequence[str] | None, prog: str, description: str) -> T:
+    args = build_parser(cls, prog, description).parse_args(argv)
+    return cls(**vars(args))
+
+
+def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
+    """Run `main`; a UserError becomes `error: <message>` on stderr and exit code 2, no traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        main(argv)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,283 @@
+"""Read painting collections: the ArtGAN WikiArt layout or a plain manifest CSV.
+
+One `PaintingSet` holds every painting once, with one class index per task (-1 = no label for
+that task) and a split (train / val / test). Paintings missing one or two labels are kept: the
+loss masks the missing task instead of dropping the painting (dropping them loses whole classes).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from trainer.cli import UserError
+
+log = logging.getLogger("trainer.data")
+
+TASKS = ("artist", "genre", "style")
+SPLITS = ("train", "val", "test")
+# Decompression-bomb guard: WikiArt's largest scans are ~40 MP; anything far above is refused.
+MAX_IMAGE_PIXELS = 80_000_000
+
+
+@dataclass
+class PaintingSet:
+    """All paintings of a collection.
+
+    frame: one row per painting; columns `path` (relative to root, '/' separated), one int column
+        per task in TASKS (class index, -1 = unknown) and `split` in SPLITS.
+    classes: task -> class names; index i of the list is class index i.
+    problems: one line per row that could not be used (file:line: what), already logged.
+    """
+    root: Path
+    frame: pd.DataFrame
+    classes: dict[str, list[str]]
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def tasks(self) -> list[str]:
+        """Tasks that have classes and at least one labelled painting."""
+        return [t for t in TASKS if self.classes.get(t) and (self.frame[t] >= 0).any()]
+
+    def labels(self, task: str) -> np.ndarray:
+        """(N,) int64 class indices, -1 where the painting has no label for `task`."""
+        return self.frame[task].to_numpy(dtype=np.int64)
+
+    def data_hash(self) -> str:
+        """sha1 of paths, labels, splits and class lists: identifies what a model was trained on."""
+        h = hashlib.sha1()
+        h.update(pd.util.hash_pandas_object(self.frame[["path", *TASKS, "split"]], index=False).values.tobytes())
+        for t in TASKS:
+            h.update(("\n".join([t, *self.classes.get(t, [])])).encode())
+        return h.hexdigest()
+
+
+def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0) -> PaintingSet:
+    """Read `data`: an ArtGAN-layout folder, or a manifest CSV (`path,artist,genre,style[,split]`).
+
+    Paintings whose split is not given become train; `test_fraction` of train (stratified by
+    style, then genre, seeded) becomes the held-out test split used for reported numbers.
+    """
+    data = Path(data)
+    if not data.exists():
+        raise UserError(f"data root {data} does not exist (pass --data PATH: an ArtGAN folder or a manifest .csv)")
+    if data.is_dir():
+        ps = _read_artgan(data)
+    else:
+        ps = _read_manifest(data)
+    if len(ps.frame) == 0:
+        raise UserError(f"{data}: no usable paintings (empty data set)" +
+                        (f"; first problem: {ps.problems[0]}" if ps.problems else ""))
+    if not ps.tasks:
+        raise UserError(f"{data}: no painting carries any artist, genre or style label")
+    ps.frame = ps.frame.sort_values("path", kind="stable").reset_index(drop=True)
+    ps.frame["split"] = carve_test_split(ps.frame, test_fraction, seed)
+    log.info("%s: %d paintings (%s), tasks %s, %d rows skipped", data, len(ps.frame),
+             ", ".join(f"{s} {n}" for s, n in ps.frame["split"].value_counts().items()), ps.tasks, len(ps.problems))
+    return ps
+
+
+def carve_test_split(frame: pd.DataFrame, test_fraction: float, seed: int) -> pd.Series:
+    """Move `test_fraction` of each train class (by style, else genre, else artist) to 'test'.
+
+    Classes with fewer than 3 train paintings stay whole in train so every class is learnable.
+    """
+    split = frame["split"].copy()
+    if test_fraction <= 0:
+        return split
+    rng = np.random.default_rng(seed)
+    train = frame.index[split == "train"]
+    strat = pd.Series("none", index=frame.index, dtype=object)
+    for t in ("artist", "genre", "style"):  # last one wins: style first, fallbacks fill gaps
+        has = frame[t] >= 0
+        strat[has] = frame.loc[has, t].map(lambda v, t=t: f"{t}:{v}")
+    for _, idx in strat.loc[train].groupby(strat.loc[train]).groups.items():
+        idx = np.array(sorted(idx))
+        n_test = int(round(len(idx) * test_fraction)) if len(idx) >= 3 else 0
+        if n_test:
+            split[rng.choice(idx, size=n_test, replace=False)] = "test"
+    return split
+
+
+# ---------------------------------------------------------------- ArtGAN layout
+def _read_text(path: Path) -> list[str]:
+    """Lines of a text file with CRLF/LF ends; UTF-8, falling back to latin-1 byte by byte."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def _class_file(root: Path, task: str) -> Path | None:
+    for name in (f"{task}_class.txt", f"{task}_class"):
+        if (root / name).is_file():
+            return root / name
+    return None
+
+
+def read_class_file(path: Path) -> list[str]:
+    """`<index> <Name>` rows -> list where position i holds class i's name."""
+    names: dict[int, str] = {}
+    for lineno, line in enumerate(_read_text(path), 1):
+        if not line.strip():
+            continue
+        parts = line.strip().split(maxsplit=1)
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise UserError(f"{path}:{lineno}: expected '<index> <Name>', got {line.strip()[:80]!r}")
+        names[int(parts[0])] = parts[1].strip()
+    if not names:
+        raise UserError(f"{path}: class file is empty")
+    missing = sorted(set(range(max(names) + 1)) - set(names))
+    if missing:
+        raise UserError(f"{path}: class indices are not contiguous, missing {missing[:5]}")
+    return [names[i] for i in range(len(names))]
+
+
+def fix_double_encoding(rel: str) -> str:
+    """Undo UTF-8 text that was decoded as latin-1/cp1252 and re-encoded ('Ã©' -> 'é')."""
+    for enc in ("cp1252", "latin-1"):
+        try:
+            return rel.encode(enc).decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            continue
+    return rel
+
+
+def resolve_image_path(root: Path, rel: str) -> str | None:
+    """The relative path that exists under root: as given, or with double encoding undone."""
+    if (root / rel).is_file():
+        return rel
+    fixed = fix_double_encoding(rel)
+    if fixed != rel and (root / fixed).is_file():
+        return fixed
+    return None
+
+
+def _read_artgan(root: Path) -> PaintingSet:
+    classes: dict[str, list[str]] = {}
+    rows: dict[str, dict] = {}
+    problems: list[str] = []
+    n_csv = 0
+    for task in TASKS:
+        cf = _class_file(root, task)
+        csvs = [(s, root / f"{task}_{s}.csv") for s in ("train", "val")]
+        csvs = [(s, p) for s, p in csvs if p.is_file()]
+        if not csvs:
+            continue
+        if cf is None:
+            raise UserError(f"{root}: {csvs[0][1].name} exists but {task}_class.txt is missing")
+        classes[task] = read_class_file(cf)
+        for split, path in csvs:
+            n_csv += 1
+            for lineno, line in enumerate(_read_text(path), 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                if "," not in line:
+                    raise UserError(f"{where}: expected 'path,index' (2 columns), got {line[:80]!r}")
+                rel, idx = line.rsplit(",", 1)
+                idx = idx.strip()
+                if not idx.lstrip("-").isdigit():
+                    raise UserError(f"{where}: class index {idx!r} is not an integer")
+                k = int(idx)
+                if not 0 <= k < len(classes[task]):
+                    raise UserError(f"{where}: class index {k} out of range: {cf.name} has "
+                                    f"{len(classes[task])} classes (0..{len(classes[task]) - 1})")
+                found = resolve_image_path(root, rel.strip())
+                if found is None:
+                    problems.append(f"{where}: image {rel.strip()!r} not found under {root}")
+                    continue
+                r = rows.setdefault(found, {"path": found, **{t: -1 for t in TASKS}, "split": None})
+                r[task] = k
+                if r["split"] is None or task == "style":  # the ArtGAN style split defines the split
+                    r["split"] = split
+    if n_csv == 0:
+        raise UserError(f"{root}: no ArtGAN label CSVs ({{artist,genre,style}}_{{train,val}}.csv) found")
+    _log_problems(problems)
+    frame = pd.DataFrame(list(rows.values()), columns=["path", *TASKS, "split"])
+    return PaintingSet(root=root, frame=frame, classes=classes, problems=problems)
+
+
+# ---------------------------------------------------------------- manifest CSV
+def _read_manifest(path: Path) -> PaintingSet:
+    root = path.parent
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace")
+    except pd.errors.EmptyDataError:
+        raise UserError(f"{path}: manifest CSV is empty (expected header path,artist,genre,style[,split])")
+    except pd.errors.ParserError as e:
+        raise UserError(f"{path}: cannot parse manifest CSV: {str(e).strip()}")
+    cols = [c.strip().lower() for c in df.columns]
+    df.columns = cols
+    missing = [c for c in ("path", "artist", "genre", "style") if c not in cols]
+    if missing:
+        raise UserError(f"{path}: manifest is missing column(s) {', '.join(missing)}; found {', '.join(cols)}"
+                        " (expected path,artist,genre,style[,split])")
+    classes = {t: sorted({v.strip() for v in df[t] if v.strip()}) for t in TASKS}
+    problems: list[str] = []
+    out = []
+    for i, r in enumerate(df.itertuples(index=False), 2):  # line 1 is the header
+        where = f"{path}:{i}"
+        rel = resolve_image_path(root, r.path.strip())
+        if rel is None:
+            problems.append(f"{where}: image {r.path.strip()!r} not found under {root}")
+            continue
+        split = (getattr(r, "split", "") or "train").strip().lower()
+        if split not in SPLITS:
+            raise UserError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
+        labels = {t: (classes[t].index(getattr(r, t).strip()) if getattr(r, t).strip() else -1) for t in TASKS}
+        out.append({"path": rel, **labels, "split": split})
+    _log_problems(problems)
+    frame = pd.DataFrame(out, columns=["path", *TASKS, "split"]).drop_duplicates("path")
+    return PaintingSet(root=root, frame=frame, classes={t: c for t, c in classes.items() if c}, problems=problems)
+
+
+def _log_problems(problems: list[str]) -> None:
+    if problems:
+        log.warning("skipped %d label rows; first: %s", len(problems), problems[0])
+
+
+# ---------------------------------------------------------------- images
+def load_image(path: Path) -> Image.Image:
+    """Decode an image as RGB. Alpha is composited on white; grey, palette and CMYK converted.
+
+    Raises ValueError with a one-line reason for corrupt, truncated or oversized files.
+    """
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise ValueError(f"{w}x{h} pixels exceeds the {MAX_IMAGE_PIXELS:,} pixel limit")
+                im.load()
+                if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                    rgba = im.convert("RGBA")
+                    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                    return Image.alpha_composite(bg, rgba).convert("RGB")
+                return im.convert("RGB")
+    except ValueError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ValueError(f"refused as a decompression bomb: {e}") from None
+    except FileNotFoundError:
+        raise ValueError("file not found") from None
+    except (OSError, SyntaxError, Image.UnidentifiedImageError) as e:
+        raise ValueError(f"cannot decode image: {e}") from None
+
+
+def file_sha1(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

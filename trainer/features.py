@@ -1,0 +1,144 @@
+"""Frozen-backbone feature maps, computed once and cached on disk.
+
+Key: (image sha1, backbone, input size, view). One float16 .npy per key under
+`<cache_dir>/<backbone>-<size>/<sha1[:2]>/<sha1>-<view>.npy`, written atomically, so a killed run
+leaves no half file and a second run over the same images reads every map from disk.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm import tqdm
+
+from trainer.backbones import Backbone
+from trainer.data import file_sha1, load_image
+
+log = logging.getLogger("trainer.features")
+
+VIEWS = ("orig", "hflip")  # hflip is the training augmentation; eval uses orig
+
+
+def image_tensor(img: Image.Image, size: int, mean, std, view: str = "orig") -> torch.Tensor:
+    """RGB PIL image -> (3, size, size) float tensor: resize shorter side, centre crop, normalise."""
+    w, h = img.size
+    s = size / min(w, h)
+    img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+    w, h = img.size
+    left, top = (w - size) // 2, (h - size) // 2
+    img = img.crop((left, top, left + size, top + size))
+    if view == "hflip":
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    failed: list[str] = field(default_factory=list)  # "path: reason" for images that could not be read
+
+
+class FeatureCache:
+    def __init__(self, cache_dir: str | Path, backbone: str, size: int):
+        self.dir = Path(cache_dir) / f"{backbone}-{size}"
+
+    def path(self, sha1: str, view: str) -> Path:
+        return self.dir / sha1[:2] / f"{sha1}-{view}.npy"
+
+    def get(self, sha1: str, view: str) -> np.ndarray | None:
+        p = self.path(sha1, view)
+        if not p.is_file():
+            return None
+        try:
+            return np.load(p)
+        except (ValueError, OSError, EOFError):  # damaged cache entry: recompute it
+            return None
+
+    def put(self, sha1: str, view: str, arr: np.ndarray) -> None:
+        p = self.path(sha1, view)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, arr.astype(np.float16))
+        os.replace(tmp, p)
+
+
+def hash_images(root: Path, paths: list[str]) -> list[str | None]:
+    """sha1 of each file, None where it cannot be read."""
+    out = []
+    for p in paths:
+        try:
+            out.append(file_sha1(root / p))
+        except OSError:
+            out.append(None)
+    return out
+
+
+@torch.no_grad()
+def extract_features(root: Path, paths: list[str], backbone: Backbone, cache_dir: str | Path, size: int,
+                     views: tuple[str, ...] = ("orig",), batch_size: int = 32, device: str = "cpu",
+                     sha1s: list[str | None] | None = None, desc: str = "features"
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], CacheStats]:
+    """Feature maps for every image and view, from cache where present.
+
+    Returns (feats, ok, sha1s, stats): feats[view] is (N, C, h, w) float16 with zeros where the
+    image failed; ok is (N,) bool; stats counts cache hits/misses and lists failed images.
+    """
+    cache = FeatureCache(cache_dir, backbone.name, size)
+    stats = CacheStats()
+    if sha1s is None:
+        sha1s = hash_images(root, paths)
+    n = len(paths)
+    ok = np.array([s is not None for s in sha1s])
+    for i in np.flatnonzero(~ok):
+        stats.failed.append(f"{root / paths[i]}: cannot read file")
+    feats: dict[str, list] = {v: [None] * n for v in views}
+    todo: list[tuple[int, str]] = []
+    for i in np.flatnonzero(ok):
+        for v in views:
+            a = cache.get(sha1s[i], v)
+            if a is None:
+                todo.append((i, v))
+            else:
+                feats[v][i] = a
+                stats.hits += 1
+    stats.misses = len(todo)
+    if todo:
+        log.info("computing %d feature maps with %s at %dpx (%d cached)", len(todo), backbone.name, size, stats.hits)
+        net = backbone.net.to(device).eval()
+        bad: set[int] = set()
+        for start in tqdm(range(0, len(todo), batch_size), desc=desc, unit="batch"):
+            batch, items = [], []
+            for i, v in todo[start:start + batch_size]:
+                if i in bad:
+                    continue
+                try:
+                    img = load_image(root / paths[i])
+                except ValueError as e:
+                    bad.add(i)
+                    stats.failed.append(f"{root / paths[i]}: {e}")
+                    continue
+                batch.append(image_tensor(img, size, backbone.mean, backbone.std, v))
+                items.append((i, v))
+            if not batch:
+                continue
+            out = net(torch.stack(batch).to(device)).float().cpu().numpy().astype(np.float16)
+            for (i, v), a in zip(items, out):
+                cache.put(sha1s[i], v, a)
+                feats[v][i] = a
+        ok[list(bad)] = False
+    if stats.failed:
+        log.warning("%d images could not be read and are skipped; first: %s", len(stats.failed), stats.failed[0])
+    shape = next((a.shape for v in views for a in feats[v] if a is not None), None)
+    if shape is None:
+        return {v: np.zeros((n, 0), np.float16) for v in views}, ok, sha1s, stats
+    zeros = np.zeros(shape, np.float16)
+    out = {v: np.stack([a if a is not None else zeros for a in feats[v]]) for v in views}
+    return out, ok, sha1s, stats

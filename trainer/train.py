@@ -1,0 +1,437 @@
+"""`python -m trainer`: fit a multi-task CNN-RNN classifier (artist, genre, style).
+
+Default path (CPU): the pretrained backbone is frozen, its feature maps are computed once and
+cached (trainer/features.py), and only the recurrent head trains, on cached maps. `--finetune`
+trains backbone + head end to end from images (meant for `--device cuda`, AMP on).
+
+Writes runs/<id>/: model.pt (checkpoint), last.pt (resumable state), metrics.json (test split),
+oof.npz (out-of-fold probabilities for the train split), plots; and runs/latest -> runs/<id>.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from trainer.backbones import BACKBONES, build_backbone
+from trainer.cli import UserError, field, parse_config
+from trainer.data import PaintingSet, load_image, load_paintings
+from trainer.features import extract_features, image_tensor
+from trainer.metrics import classification_metrics, macro_f1
+from trainer.model import ARCHS, CRNNClassifier, EndToEnd, masked_multitask_loss
+
+log = logging.getLogger("trainer")
+
+
+@dataclass
+class TrainConfig:
+    data: str = field("../shared/data/wikiart-mini", "ArtGAN-layout folder or manifest CSV (path,artist,genre,style[,split])")
+    arch: str = field("rowcol_bigru", "recurrent head", choices=list(ARCHS))
+    backbone: str = field("auto", "CNN backbone; auto = efficientnet_lite0 (pixels for scratch_crnn)",
+                          choices=["auto", *BACKBONES])
+    weights: str = field("default", "torchvision backbones: none | imagenet (download) | PATH to a state_dict")
+    image_size: int = field(0, "input size in px; 0 = the backbone's default (224)")
+    out_dir: str = field("runs", "where runs/<id>/ is written")
+    run_id: str = field("", "run folder name; default: a timestamp")
+    cache_dir: str = field("cache", "feature-map cache folder")
+    epochs: int = field(40, "maximum epochs")
+    batch_size: int = field(64, "batch size")
+    lr: float = field(2e-3, "AdamW peak learning rate (cosine schedule)")
+    weight_decay: float = field(0.05, "AdamW weight decay")
+    label_smoothing: float = field(0.1, "cross-entropy label smoothing")
+    dropout: float = field(0.3, "dropout in the head")
+    balance: str = field("weights", "class balancing: inverse-sqrt-frequency loss weights, or none",
+                         choices=["weights", "none"])
+    patience: int = field(8, "early stopping: epochs without val macro-F1 gain")
+    grad_clip: float = field(1.0, "gradient norm clip")
+    folds: int = field(5, "K for out-of-fold probabilities of the train split (0 = skip)")
+    test_fraction: float = field(0.15, "share of train carved out as the held-out test split")
+    seed: int = field(0, "random seed (splits, init, batches)")
+    device: str = field("cpu", "cpu or cuda")
+    finetune: bool = field(False, "unfreeze the backbone and train end to end (for a GPU)")
+    threads: int = field(0, "torch CPU threads; 0 = all cores")
+    limit: int = field(0, "use only N paintings (evenly spread), for quick checks; 0 = all")
+    resume: bool = field(False, "continue the interrupted run --run-id (default runs/latest)")
+
+
+# ------------------------------------------------------------------ helpers
+def class_weights(labels: np.ndarray, n: int) -> torch.Tensor:
+    """Inverse-sqrt-frequency weights (C,), mean 1 over the classes present."""
+    counts = np.bincount(labels[labels >= 0], minlength=n).astype(float)
+    w = np.where(counts > 0, 1.0 / np.sqrt(np.maximum(counts, 1)), 0.0)
+    return torch.tensor(w / w[counts > 0].mean(), dtype=torch.float32)
+
+
+def subsample(ps: PaintingSet, n: int) -> PaintingSet:
+    """Every k-th painting (sorted by path, so every style folder is represented)."""
+    if not n or n >= len(ps.frame):
+        return ps
+    idx = np.linspace(0, len(ps.frame) - 1, n).round().astype(int)
+    return dataclasses.replace(ps, frame=ps.frame.iloc[np.unique(idx)].reset_index(drop=True))
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+Batcher = Callable[[np.ndarray, bool], torch.Tensor]  # (indices, training) -> model input
+
+
+def cached_batcher(views: dict[str, np.ndarray], seed: int) -> Batcher:
+    """Batches from cached feature maps; in training each row takes a random augmentation view."""
+    rng = np.random.default_rng(seed)
+    names = list(views)
+
+    def get(idx: np.ndarray, training: bool) -> torch.Tensor:
+        if not training or len(names) == 1:
+            return torch.from_numpy(views["orig"][idx].astype(np.float32))
+        pick = rng.integers(0, len(names), size=len(idx))
+        out = np.empty((len(idx), *views["orig"].shape[1:]), np.float32)
+        for j, v in enumerate(names):
+            m = pick == j
+            out[m] = views[v][idx[m]]
+        return torch.from_numpy(out)
+    return get
+
+
+def image_batcher(root: Path, paths: list[str], size: int, mean, std, seed: int) -> Batcher:
+    """Batches decoded from JPEGs (for --finetune); random horizontal flip in training."""
+    rng = np.random.default_rng(seed)
+
+    def get(idx: np.ndarray, training: bool) -> torch.Tensor:
+        views = rng.choice(["orig", "hflip"], size=len(idx)) if training else ["orig"] * len(idx)
+        return torch.stack([image_tensor(load_image(root / paths[i]), size, mean, std, v) for i, v in zip(idx, views)])
+    return get
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, batch: Batcher, idx: np.ndarray, device: str, batch_size: int = 256,
+            desc: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(embeddings (n, D) float32, {task: softmax (n, C)}) for rows idx."""
+    model.eval()
+    embs, probs = [], {}
+    it = range(0, len(idx), batch_size)
+    for s in (tqdm(it, desc=desc, unit="batch") if desc else it):
+        e, logits = model(batch(idx[s:s + batch_size], False).to(device))
+        embs.append(e.float().cpu().numpy())
+        for t, lg in logits.items():
+            probs.setdefault(t, []).append(torch.softmax(lg.float(), 1).cpu().numpy())
+    D = getattr(model, "embedding_dim", None) or model.head.embedding_dim
+    return (np.concatenate(embs) if embs else np.zeros((0, D), np.float32),
+            {t: np.concatenate(p) for t, p in probs.items()})
+
+
+def val_score(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray], idx: np.ndarray) -> float:
+    """Mean over tasks of macro-F1 on rows idx (tasks with no labelled row skipped)."""
+    scores = [macro_f1(labels[t][idx], probs[t].argmax(1), probs[t].shape[1])
+              for t in probs if (labels[t][idx] >= 0).any()]
+    return float(np.mean(scores)) if scores else 0.0
+
+
+@dataclass
+class FitResult:
+    model: torch.nn.Module
+    history: list[dict]
+    best_epoch: int
+    best_score: float
+
+
+def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], train_idx: np.ndarray,
+        val_idx: np.ndarray | None, cfg: TrainConfig, epochs: int, class_w: dict[str, torch.Tensor] | None,
+        checkpoint: Path | None = None, resume_state: dict | None = None, desc: str = "epoch") -> FitResult:
+    """Train `model` on rows train_idx; early-stop on val macro-F1 when val_idx is given.
+
+    With `checkpoint`, the full training state is saved after every epoch (atomic), so a killed
+    run continues from the last finished epoch with `resume_state`.
+    """
+    device = cfg.device
+    model.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = max(1, epochs * int(np.ceil(len(train_idx) / cfg.batch_size)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1,
+                                                anneal_strategy="cos")
+    use_amp = device.startswith("cuda")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    rng = np.random.default_rng(cfg.seed + 1)
+    history: list[dict] = []
+    best_score, best_epoch, best_state, bad, start = -1.0, 0, None, 0, 0
+    if resume_state:
+        model.load_state_dict(resume_state["model"])
+        opt.load_state_dict(resume_state["optimizer"])
+        sched.load_state_dict(resume_state["scheduler"])
+        history, best_score, best_epoch = resume_state["history"], resume_state["best_score"], resume_state["best_epoch"]
+        best_state, bad, start = resume_state["best_state"], resume_state["bad"], resume_state["epoch"]
+        rng = np.random.default_rng(cfg.seed + 1 + start)
+        log.info("resuming at epoch %d (best val macro-F1 %.3f at epoch %d)", start + 1, best_score, best_epoch)
+    tgt = {t: torch.from_numpy(np.array(y)) for t, y in labels.items()}
+    cw = {t: w.to(device) for t, w in class_w.items()} if class_w else None
+    for epoch in range(start, epochs):
+        model.train()
+        t0 = time.time()
+        order = rng.permutation(train_idx)
+        total, n = 0.0, 0
+        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"{desc} {epoch + 1}/{epochs}", unit="batch", leave=False)
+        for s in bar:
+            idx = order[s:s + cfg.batch_size]
+            x = batch(idx, True).to(device)
+            with torch.autocast("cuda", enabled=use_amp):
+                _, logits = model(x)
+                loss = masked_multitask_loss(logits, {t: tgt[t][idx].to(device) for t in logits}, cw,
+                                             cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            total += loss.item() * len(idx)
+            n += len(idx)
+        row = {"epoch": epoch + 1, "train_loss": total / max(n, 1), "seconds": time.time() - t0}
+        if val_idx is not None and len(val_idx):
+            _, probs = predict(model, batch, val_idx, device)
+            vl = {t: labels[t][val_idx] for t in probs}
+            with torch.no_grad():
+                row["val_loss"] = float(masked_multitask_loss(
+                    {t: torch.log(torch.from_numpy(p).clamp_min(1e-8)) for t, p in probs.items()},
+                    {t: torch.from_numpy(y) for t, y in vl.items()}))
+            row["val_macro_f1"] = val_score(labels, probs, val_idx)
+            if row["val_macro_f1"] > best_score:
+                best_score, best_epoch, bad = row["val_macro_f1"], epoch + 1, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            else:
+                bad += 1
+            log.info("%s %d/%d  loss %.3f  val loss %.3f  val macro-F1 %.3f%s  (%.1fs)", desc, epoch + 1, epochs,
+                     row["train_loss"], row["val_loss"], row["val_macro_f1"], " *" if bad == 0 else "", row["seconds"])
+        else:
+            best_epoch = epoch + 1
+        history.append(row)
+        stop = val_idx is not None and bad >= cfg.patience
+        if checkpoint is not None:
+            _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                                "scheduler": sched.state_dict(), "history": history, "best_score": best_score,
+                                "best_epoch": best_epoch, "best_state": best_state, "bad": bad,
+                                "epoch": epochs if stop else epoch + 1, "config": dataclasses.asdict(cfg)},
+                               checkpoint)
+        if stop:
+            log.info("early stop: no val macro-F1 gain for %d epochs; best epoch %d", cfg.patience, best_epoch)
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(model, history, best_epoch, best_score)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def out_of_fold_probs(make_model: Callable[[], torch.nn.Module], batch: Batcher, labels: dict[str, np.ndarray],
+                      train_idx: np.ndarray, cfg: TrainConfig, epochs: int, class_w) -> dict[str, np.ndarray]:
+    """K-fold cross-fitting: softmax for each train row from a head that never saw its label.
+
+    Returns {task: (len(train_idx), C)} in the order of train_idx.
+    """
+    rng = np.random.default_rng(cfg.seed + 7)
+    fold_of = rng.permutation(len(train_idx)) % cfg.folds
+    out: dict[str, np.ndarray] = {}
+    for k in range(cfg.folds):
+        held = fold_of == k
+        torch.manual_seed(cfg.seed + 100 + k)
+        res = fit(make_model(), batch, labels, train_idx[~held], None, cfg, epochs, class_w,
+                  desc=f"fold {k + 1}/{cfg.folds}")
+        _, probs = predict(res.model, batch, train_idx[held], cfg.device)
+        for t, p in probs.items():
+            out.setdefault(t, np.zeros((len(train_idx), p.shape[1]), np.float32))[held] = p
+        log.info("out-of-fold: fold %d/%d done (%d paintings)", k + 1, cfg.folds, int(held.sum()))
+    return out
+
+
+# ------------------------------------------------------------------ main
+def resolve_run_dir(out_dir: str, run_id: str) -> Path:
+    """runs/<run_id>, or what runs/latest points to when run_id is empty."""
+    base = Path(out_dir)
+    if run_id:
+        return base / run_id
+    latest = base / "latest"
+    if not latest.exists():
+        raise UserError(f"no run found: {latest} does not exist (run `make train` first, or pass the run id)")
+    return latest.resolve()
+
+
+def point_latest(run_dir: Path) -> None:
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(run_dir.name, tmp)
+    os.replace(tmp, link)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run the whole training command; returns the run folder."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here; use --device cpu")
+    resume_state = None
+    if cfg.resume:
+        run_dir = resolve_run_dir(cfg.out_dir, cfg.run_id)
+        if not (run_dir / "last.pt").is_file():
+            raise UserError(f"--resume: {run_dir / 'last.pt'} not found; nothing to resume")
+        resume_state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
+        saved = resume_state["config"]
+        cfg = TrainConfig(**{**saved, "resume": True, "device": cfg.device, "threads": cfg.threads})
+    else:
+        run_dir = Path(cfg.out_dir) / (cfg.run_id or time.strftime("%Y%m%d-%H%M%S"))
+    if cfg.arch == "scratch_crnn" and cfg.backbone not in ("auto", "pixels"):
+        raise UserError("scratch_crnn learns from raw pixels: use --backbone pixels (or auto)")
+    if cfg.backbone == "pixels" and cfg.arch != "scratch_crnn":
+        raise UserError(f"--backbone pixels only works with --arch scratch_crnn, not {cfg.arch}")
+    backbone_name = cfg.backbone if cfg.backbone != "auto" else ("pixels" if cfg.arch == "scratch_crnn" else "efficientnet_lite0")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"cannot write to {run_dir}: {e.strerror or e}") from None
+    seed_everything(cfg.seed)
+    t_start = time.time()
+
+    ps = subsample(load_paintings(cfg.data, cfg.test_fraction, cfg.seed), cfg.limit)
+    tasks = ps.tasks
+    bb = build_backbone(backbone_name, cfg.weights)
+    size = cfg.image_size or bb.default_size
+    frame = ps.frame
+    labels = {t: ps.labels(t) for t in tasks}
+    num_classes = {t: len(ps.classes[t]) for t in tasks}
+    log.info("run %s: arch %s on %s (%s), %dpx, tasks %s", run_dir.name, cfg.arch, bb.name, bb.weights, size, tasks)
+
+    paths = frame["path"].tolist()
+    if cfg.finetune:
+        from trainer.features import hash_images
+        sha1s = hash_images(ps.root, paths)
+        ok = np.array([s is not None for s in sha1s])
+        for i in np.flatnonzero(ok):  # decode once up front so bad files are skipped, not crashed on
+            try:
+                load_image(ps.root / paths[i])
+            except ValueError as e:
+                ok[i] = False
+                log.warning("skipping %s: %s", paths[i], e)
+        batch = image_batcher(ps.root, paths, size, bb.mean, bb.std, cfg.seed)
+        failed = [f"{paths[i]}: unreadable" for i in np.flatnonzero(~ok)]
+        feat_stats = {"hits": 0, "misses": 0}
+        in_ch = bb.channels
+        t_feat = 0.0
+    else:
+        t0 = time.time()
+        views, ok, sha1s, stats = extract_features(ps.root, paths, bb, cfg.cache_dir, size, views=("orig", "hflip"),
+                                                   device=cfg.device)
+        t_feat = time.time() - t0
+        failed = stats.failed
+        feat_stats = {"hits": stats.hits, "misses": stats.misses}
+        log.info("feature cache: %d hits, %d computed, %d unreadable (%.0fs)", stats.hits, stats.misses,
+                 len(failed), t_feat)
+        batch = cached_batcher(views, cfg.seed)
+        in_ch = views["orig"].shape[1]
+    if not ok.any():
+        raise UserError(f"{cfg.data}: none of the {len(paths)} images could be read; first: {failed[0] if failed else '?'}")
+
+    split = frame["split"].to_numpy()
+    idx = {s: np.flatnonzero((split == s) & ok) for s in ("train", "val", "test")}
+    if len(idx["train"]) == 0:
+        raise UserError(f"{cfg.data}: no readable training paintings")
+    if len(idx["val"]) == 0:  # no ArtGAN val split given: carve one so early stopping still works
+        rng = np.random.default_rng(cfg.seed + 3)
+        pick = rng.permutation(idx["train"])
+        idx["val"], idx["train"] = np.sort(pick[: max(1, len(pick) // 10)]), np.sort(pick[max(1, len(pick) // 10):])
+    cw = ({t: class_weights(labels[t][idx["train"]], num_classes[t]) for t in tasks}
+          if cfg.balance == "weights" else None)
+
+    def make_model():
+        head = CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout)
+        if cfg.finetune:
+            return EndToEnd(bb.net, head)
+        return head
+
+    torch.manual_seed(cfg.seed)
+    t0 = time.time()
+    res = fit(make_model(), batch, labels, idx["train"], idx["val"], cfg, cfg.epochs, cw,
+              checkpoint=run_dir / "last.pt", resume_state=resume_state)
+    t_train = time.time() - t0
+    model = res.model
+
+    # Held-out test metrics (the reported numbers), plus val for reference.
+    metrics: dict = {"test": {}, "val": {}}
+    for s in ("test", "val"):
+        if len(idx[s]) == 0:
+            continue
+        _, probs = predict(model, batch, idx[s], cfg.device)
+        for t in tasks:
+            if (labels[t][idx[s]] >= 0).any():
+                metrics[s][t] = classification_metrics(labels[t][idx[s]], probs[t], ps.classes[t])
+    for t, m in metrics["test"].items():
+        log.info("test %-6s top-1 %.3f  top-5 %.3f  macro-F1 %.3f  (n=%d)", t, m["top1"], m["top5"], m["macro_f1"], m["n"])
+
+    t0 = time.time()
+    oof = None
+    if cfg.folds >= 2 and not cfg.finetune:
+        oof_epochs = max(1, res.best_epoch)
+        log.info("out-of-fold probabilities: %d folds x %d epochs", cfg.folds, oof_epochs)
+        oof = out_of_fold_probs(make_model, batch, labels, idx["train"], cfg, oof_epochs, cw)
+        np.savez_compressed(run_dir / "oof.npz", paths=np.array(paths, dtype=object)[idx["train"]].astype(str),
+                            **{f"probs_{t}": p for t, p in oof.items()})
+    t_oof = time.time() - t0
+
+    meta = {
+        "run_id": run_dir.name, "arch": cfg.arch, "backbone": bb.name, "weights": bb.weights, "image_size": size,
+        "tasks": tasks, "classes": {t: ps.classes[t] for t in tasks}, "embedding_dim": model.embedding_dim
+        if hasattr(model, "embedding_dim") else model.head.embedding_dim,
+        "in_channels": in_ch, "data": str(Path(cfg.data).resolve()), "data_root": str(ps.root.resolve()),
+        "data_hash": ps.data_hash(), "n_paintings": int(len(frame)), "unreadable": failed,
+        "splits": {s: int(len(i)) for s, i in idx.items()}, "best_epoch": res.best_epoch,
+        "best_val_macro_f1": res.best_score, "finetune": cfg.finetune,
+        "seconds": {"features": t_feat, "train": t_train, "oof": t_oof, "total": time.time() - t_start},
+        "feature_cache": feat_stats, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    state = model.state_dict() if not cfg.finetune else model.head.state_dict()
+    backbone_state = model.backbone.state_dict() if cfg.finetune else None
+    _atomic_torch_save({"state_dict": state, "backbone_state": backbone_state, "config": dataclasses.asdict(cfg),
+                        "meta": meta}, run_dir / "model.pt")
+    (run_dir / "metrics.json").write_text(json.dumps({**meta, "metrics": metrics, "history": res.history}, indent=1))
+    from trainer.plots import write_plots
+    write_plots(run_dir, res.history, metrics.get("test", {}))
+    point_latest(run_dir)
+    log.info("wrote %s (total %.0fs: features %.0fs, head %.0fs, out-of-fold %.0fs)", run_dir / "model.pt",
+             time.time() - t_start, t_feat, t_train, t_oof)
+    print(summary_table(metrics.get("test", {})))
+    return run_dir
+
+
+def summary_table(test_metrics: dict) -> str:
+    lines = [f"{'task':<8}{'n':>6}{'top-1':>8}{'top-5':>8}{'macro-F1':>10}{'wF1':>8}"]
+    for t, m in test_metrics.items():
+        lines.append(f"{t:<8}{m['n']:>6}{m['top1']:>8.3f}{m['top5']:>8.3f}{m['macro_f1']:>10.3f}{m['weighted_f1']:>8.3f}")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    cfg = parse_config(TrainConfig, argv, "python -m trainer", __doc__.split("\n\n")[0])
+    return train(cfg)
