@@ -1,0 +1,43 @@
+"""DDL of the artlens store (artlens.duckdb) and of the tag log (artlens.tags.duckdb).
+
+The store is rebuilt whole by `make embed` and swapped in atomically. Tags live in their own
+file, so rebuilding the store can never drop or rewrite a reviewer's decision; tags refer to a
+painting by path + sha1 and to classes by name, so they survive re-training.
+"""
+
+STORE_TABLES = {
+    "runs": """CREATE TABLE runs (
+        run_id VARCHAR PRIMARY KEY, checkpoint_sha1 VARCHAR, arch VARCHAR, backbone VARCHAR,
+        weights VARCHAR, image_size INTEGER, embedding_dim INTEGER, data_root VARCHAR, data_hash VARCHAR,
+        created TIMESTAMP, metrics JSON, benchmark JSON)""",
+    "images": """CREATE TABLE images (
+        image_id INTEGER PRIMARY KEY, path VARCHAR NOT NULL UNIQUE, sha1 VARCHAR, width INTEGER,
+        height INTEGER, split VARCHAR)""",
+    "classes": """CREATE TABLE classes (task VARCHAR, class_index INTEGER, name VARCHAR,
+        PRIMARY KEY (task, class_index))""",
+    "labels": """CREATE TABLE labels (image_id INTEGER, task VARCHAR, class_index INTEGER,
+        PRIMARY KEY (image_id, task))""",
+    "predictions": """CREATE TABLE predictions (
+        image_id INTEGER, task VARCHAR, probs FLOAT[], predicted INTEGER, p_given FLOAT,
+        top3 INTEGER[], top3_probs FLOAT[], source VARCHAR, PRIMARY KEY (image_id, task))""",
+    "embeddings": """CREATE TABLE embeddings (image_id INTEGER PRIMARY KEY, faiss_id BIGINT, vector FLOAT[])""",
+    "scores": """CREATE TABLE scores (image_id INTEGER, task VARCHAR, detector VARCHAR, score DOUBLE,
+        rank INTEGER, flag BOOLEAN, PRIMARY KEY (image_id, task, detector))""",
+    "projections": """CREATE TABLE projections (image_id INTEGER, method VARCHAR, x FLOAT, y FLOAT,
+        PRIMARY KEY (image_id, method))""",
+    "duplicate_groups": """CREATE TABLE duplicate_groups (group_id INTEGER, image_id INTEGER,
+        similarity FLOAT, conflicting_tasks VARCHAR, PRIMARY KEY (group_id, image_id))""",
+    "store_info": """CREATE TABLE store_info (key VARCHAR PRIMARY KEY, value VARCHAR)""",
+}
+
+TAG_DDL = [
+    "CREATE SEQUENCE IF NOT EXISTS tag_seq START 1",
+    """CREATE TABLE IF NOT EXISTS tags (
+        tag_id BIGINT PRIMARY KEY DEFAULT nextval('tag_seq'),
+        path VARCHAR NOT NULL, sha1 VARCHAR, task VARCHAR NOT NULL,
+        decision VARCHAR NOT NULL CHECK (decision IN ('mislabel', 'correct', 'unsure')),
+        given_label VARCHAR, suggested_label VARCHAR, note VARCHAR, reviewer VARCHAR NOT NULL,
+        created_at TIMESTAMP NOT NULL DEFAULT current_timestamp, run_id VARCHAR)""",
+]
+
+DECISIONS = ("mislabel", "correct", "unsure")

@@ -1,0 +1,372 @@
+"""Every SQL statement of artlens: building the store, reading it, and the tag log.
+
+- `build_store` writes a complete new store beside the old one and swaps it in with one rename,
+  so a crash mid-build leaves the previous store as it was.
+- `Store` is the read-only view the dashboard and CLIs query (one DuckDB connection, a cursor
+  per call so Streamlit's threads can share it).
+- `TagLog` is the append-only review log in its own file. Each write opens the file, appends in
+  one transaction and closes it, retrying while another process holds DuckDB's single-writer
+  lock, so two reviewers (threads or processes) never lose a decision.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Iterable
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from db.schema import DECISIONS, STORE_TABLES, TAG_DDL
+
+log = logging.getLogger("db")
+
+
+class StoreError(Exception):
+    """The store or tag log is missing, locked past the retry budget, or not an artlens store."""
+
+
+# ------------------------------------------------------------------ building
+def _arrow_table(df: pd.DataFrame) -> pa.Table:
+    """DataFrame -> Arrow; columns holding numpy arrays become Arrow list columns (bulk, no per-row SQL)."""
+    cols = {}
+    for c in df.columns:
+        s = df[c]
+        if len(s) and isinstance(s.iloc[0], np.ndarray):
+            flat = np.concatenate(s.to_numpy()).astype(np.float32 if s.iloc[0].dtype.kind == "f" else np.int32)
+            offsets = np.concatenate([[0], np.cumsum([len(a) for a in s])]).astype(np.int32)
+            cols[c] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
+        else:
+            cols[c] = pa.Array.from_pandas(s)
+    return pa.table(cols)
+
+
+def build_store(path: str | Path, tables: dict[str, pd.DataFrame], info: dict[str, str]) -> None:
+    """Write all tables into a new DuckDB file and atomically replace `path` with it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.building-{os.getpid()}")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        p.unlink(missing_ok=True)
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            for name, ddl in STORE_TABLES.items():
+                con.execute(ddl)
+            for name, df in tables.items():
+                if name not in STORE_TABLES:
+                    raise ValueError(f"unknown table {name}")
+                if len(df) == 0:
+                    continue
+                con.register("incoming", _arrow_table(df))
+                cols = ", ".join(f'"{c}"' for c in df.columns)
+                con.execute(f'INSERT INTO {name} ({cols}) SELECT {cols} FROM incoming')
+                con.unregister("incoming")
+            con.executemany("INSERT INTO store_info VALUES (?, ?)", [(k, str(v)) for k, v in info.items()])
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        # A WAL beside the old file belongs to the old file; it must not be replayed onto the new one.
+        Path(str(path) + ".wal").unlink(missing_ok=True)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        Path(str(tmp) + ".wal").unlink(missing_ok=True)
+        raise
+
+
+# ------------------------------------------------------------------ reading
+class Store:
+    """Read-only queries over an artlens store. Every method returns a DataFrame or plain values."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise StoreError(f"no store at {self.path}: run `make train embed` first")
+        try:
+            self._con = duckdb.connect(str(self.path), read_only=True)
+            self._con.execute("SELECT count(*) FROM images").fetchone()
+        except duckdb.Error as e:
+            raise StoreError(f"{self.path} is not a readable artlens store: {str(e).splitlines()[0]}") from None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def _q(self, sql: str, params: Iterable = (), frames: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+        cur = self._con.cursor()
+        try:
+            for name, df in (frames or {}).items():
+                cur.register(name, df)
+            return cur.execute(sql, list(params)).df()
+        finally:
+            cur.close()
+
+    # --- run and set-level facts
+    def info(self) -> dict[str, str]:
+        return dict(self._q("SELECT key, value FROM store_info").itertuples(index=False))
+
+    def run(self) -> dict:
+        r = self._q("SELECT * FROM runs LIMIT 1")
+        if r.empty:
+            return {}
+        row = r.iloc[0].to_dict()
+        row["metrics"] = json.loads(row["metrics"]) if row.get("metrics") else {}
+        row["benchmark"] = json.loads(row["benchmark"]) if row.get("benchmark") else {}
+        return row
+
+    def tasks(self) -> list[str]:
+        return self._q("SELECT DISTINCT task FROM classes ORDER BY task")["task"].tolist()
+
+    def class_names(self, task: str) -> list[str]:
+        return self._q("SELECT name FROM classes WHERE task = ? ORDER BY class_index", [task])["name"].tolist()
+
+    def detectors(self) -> list[str]:
+        return self._q("SELECT DISTINCT detector FROM scores ORDER BY detector")["detector"].tolist()
+
+    def counts(self) -> dict[str, int]:
+        r = self._q("""SELECT count(*) AS paintings,
+                              count(*) FILTER (WHERE split = 'train') AS train,
+                              count(*) FILTER (WHERE split = 'val') AS val,
+                              count(*) FILTER (WHERE split = 'test') AS test FROM images""")
+        return {k: int(v) for k, v in r.iloc[0].items()}
+
+    def label_distribution(self, task: str) -> pd.DataFrame:
+        """Columns: label, paintings (unknown labels as '(none)')."""
+        return self._q("""SELECT coalesce(c.name, '(none)') AS label, count(*) AS paintings
+            FROM labels l LEFT JOIN classes c ON c.task = l.task AND c.class_index = l.class_index
+            WHERE l.task = ? GROUP BY 1 ORDER BY paintings DESC""", [task])
+
+    # --- paintings
+    _PAINTING_COLS = """i.image_id, i.path, i.sha1, i.split, l.class_index AS given_index,
+        cg.name AS given, p.predicted, cp.name AS predicted_label, p.p_given, p.top3, p.top3_probs, p.source"""
+    _PAINTING_JOIN = """FROM images i
+        JOIN labels l ON l.image_id = i.image_id AND l.task = $task
+        LEFT JOIN predictions p ON p.image_id = i.image_id AND p.task = $task
+        LEFT JOIN classes cg ON cg.task = $task AND cg.class_index = l.class_index
+        LEFT JOIN classes cp ON cp.task = $task AND cp.class_index = p.predicted"""
+
+    def points(self, task: str, method: str, detector: str, tags: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Every painting's 2-D position with given/predicted label, agreement, score and latest tag."""
+        cur = self._con.cursor()
+        try:
+            cur.register("latest_tags", _tags_frame(tags))
+            return cur.execute(f"""SELECT i.image_id, i.path, i.split, pr.x, pr.y,
+                    coalesce(cg.name, '(none)') AS given, cp.name AS predicted,
+                    CASE WHEN l.class_index IS NULL THEN 'no label'
+                         WHEN l.class_index = p.predicted THEN 'agree' ELSE 'disagree' END AS agreement,
+                    s.score, s.rank, coalesce(t.decision, 'untagged') AS tag
+                FROM images i JOIN projections pr ON pr.image_id = i.image_id AND pr.method = $method
+                JOIN labels l ON l.image_id = i.image_id AND l.task = $task
+                LEFT JOIN predictions p ON p.image_id = i.image_id AND p.task = $task
+                LEFT JOIN classes cg ON cg.task = $task AND cg.class_index = l.class_index
+                LEFT JOIN classes cp ON cp.task = $task AND cp.class_index = p.predicted
+                LEFT JOIN scores s ON s.image_id = i.image_id AND s.task = $task AND s.detector = $detector
+                LEFT JOIN latest_tags t ON t.path = i.path AND t.task = $task
+                ORDER BY i.image_id""", {"task": task, "method": method, "detector": detector}).df()
+        finally:
+            cur.close()
+
+    def ranked(self, task: str, detector: str, limit: int = 50, offset: int = 0, min_score: float | None = None,
+               exclude_paths: Iterable[str] = ()) -> pd.DataFrame:
+        """Most suspicious first: painting, given label, top-3 predictions, score, rank, flag."""
+        cur = self._con.cursor()
+        try:
+            cur.register("excluded", pd.DataFrame({"path": pd.Series(list(exclude_paths), dtype=object)}))
+            return cur.execute(f"""SELECT {self._PAINTING_COLS}, s.score, s.rank, s.flag
+                {self._PAINTING_JOIN}
+                JOIN scores s ON s.image_id = i.image_id AND s.task = $task AND s.detector = $detector
+                WHERE ($min IS NULL OR s.score >= $min)
+                  AND i.path NOT IN (SELECT path FROM excluded)
+                ORDER BY s.rank LIMIT $limit OFFSET $offset""",
+                {"task": task, "detector": detector, "limit": int(limit), "offset": int(offset),
+                 "min": min_score}).df()
+        finally:
+            cur.close()
+
+    def count_scored(self, task: str, detector: str, min_score: float | None = None) -> int:
+        return int(self._q("""SELECT count(*) AS n FROM scores WHERE task = ? AND detector = ?
+            AND (? IS NULL OR score >= ?)""", [task, detector, min_score, min_score])["n"].iloc[0])
+
+    def paintings(self, task: str, image_ids: Iterable[int]) -> pd.DataFrame:
+        """Rows for the given ids (in the order given), same columns as `ranked` minus scores."""
+        ids = pd.DataFrame({"image_id": pd.Series(list(image_ids), dtype="int64")})
+        ids["ord"] = np.arange(len(ids))
+        cur = self._con.cursor()
+        try:
+            cur.register("wanted", ids)
+            return cur.execute(f"""SELECT {self._PAINTING_COLS} {self._PAINTING_JOIN}
+                JOIN wanted w ON w.image_id = i.image_id ORDER BY w.ord""", {"task": task}).df()
+        finally:
+            cur.close()
+
+    def labels_of(self, image_id: int) -> pd.DataFrame:
+        """Every task's given and predicted label for one painting."""
+        return self._q("""SELECT l.task, cg.name AS given, cp.name AS predicted, p.p_given
+            FROM labels l LEFT JOIN predictions p ON p.image_id = l.image_id AND p.task = l.task
+            LEFT JOIN classes cg ON cg.task = l.task AND cg.class_index = l.class_index
+            LEFT JOIN classes cp ON cp.task = l.task AND cp.class_index = p.predicted
+            WHERE l.image_id = ? ORDER BY l.task""", [int(image_id)])
+
+    def search(self, text: str, limit: int = 50) -> pd.DataFrame:
+        """Paintings whose path (artist slug, title, style folder) contains `text`, case-insensitive."""
+        return self._q("""SELECT image_id, path, split FROM images WHERE path ILIKE '%' || ? || '%'
+            ORDER BY path LIMIT ?""", [text, int(limit)])
+
+    def image_by_id(self, image_id: int) -> dict | None:
+        r = self._q("SELECT * FROM images WHERE image_id = ?", [int(image_id)])
+        return None if r.empty else r.iloc[0].to_dict()
+
+    def images(self) -> pd.DataFrame:
+        return self._q("SELECT image_id, path, sha1, split FROM images ORDER BY image_id")
+
+    def vectors(self, image_ids: Iterable[int]) -> np.ndarray:
+        """(n, D) float32 embeddings in the order given."""
+        ids = list(int(i) for i in image_ids)
+        r = self._q("""SELECT e.vector FROM embeddings e JOIN (SELECT unnest(?::INTEGER[]) AS image_id,
+            generate_subscripts(?::INTEGER[], 1) AS ord) w USING (image_id) ORDER BY w.ord""", [ids, ids])
+        return np.array(r["vector"].tolist(), dtype=np.float32).reshape(len(r), -1)
+
+    def duplicate_groups(self, conflicting_only: bool = True) -> pd.DataFrame:
+        """Members of near-duplicate groups, with every task's given label."""
+        return self._q("""SELECT d.group_id, d.similarity, d.conflicting_tasks, i.image_id, i.path, i.split,
+                (SELECT string_agg(l.task || ': ' || coalesce(c.name, '-'), ', ' ORDER BY l.task)
+                   FROM labels l LEFT JOIN classes c ON c.task = l.task AND c.class_index = l.class_index
+                  WHERE l.image_id = i.image_id) AS labels
+            FROM duplicate_groups d JOIN images i USING (image_id)
+            WHERE NOT ? OR d.conflicting_tasks <> ''
+            ORDER BY d.group_id, i.path""", [conflicting_only])
+
+    def export_labels(self, task: str, tags: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Columns path, split (ArtGAN train/val: test rows return to train), class_index: the given
+        label, replaced by the suggested one where the latest decision is `mislabel`."""
+        cur = self._con.cursor()
+        try:
+            cur.register("latest_tags", _tags_frame(tags))
+            return cur.execute("""SELECT i.path, CASE WHEN i.split = 'val' THEN 'val' ELSE 'train' END AS split,
+                    CASE WHEN t.decision = 'mislabel' AND cs.class_index IS NOT NULL THEN cs.class_index
+                         ELSE l.class_index END AS class_index
+                FROM images i JOIN labels l ON l.image_id = i.image_id AND l.task = $task
+                LEFT JOIN latest_tags t ON t.path = i.path AND t.task = $task
+                LEFT JOIN classes cs ON cs.task = $task AND cs.name = t.suggested_label
+                WHERE (l.class_index IS NOT NULL OR (t.decision = 'mislabel' AND cs.class_index IS NOT NULL))
+                ORDER BY i.path""", {"task": task}).df()
+        finally:
+            cur.close()
+
+    def benchmark_auroc(self, task: str) -> dict[str, float]:
+        """detector -> AUROC from the noise benchmark stored for this run (empty if none)."""
+        bench = self.run().get("benchmark") or {}
+        return {d: v["auroc"] for d, v in bench.get("uniform", {}).get(task, {}).items()}
+
+
+def _tags_frame(tags: pd.DataFrame | None) -> pd.DataFrame:
+    if tags is None or tags.empty:
+        return pd.DataFrame({"path": pd.Series(dtype=object), "task": pd.Series(dtype=object),
+                             "decision": pd.Series(dtype=object), "suggested_label": pd.Series(dtype=object)})
+    return tags
+
+
+def read_info(path: str | Path) -> dict[str, str]:
+    """store_info of a store file without keeping it open (used to compare runs and sizes)."""
+    s = Store(path)
+    try:
+        return s.info()
+    finally:
+        s.close()
+
+
+# ------------------------------------------------------------------ tags
+class TagLog:
+    """Append-only review decisions in their own DuckDB file.
+
+    DuckDB allows one writing process per file. Every call opens, works and closes within a
+    short transaction; while another process holds the file, the call retries with backoff for up
+    to `wait_s` seconds, then raises StoreError. Threads of one process are serialised by a lock.
+    """
+    _locks: dict[str, threading.Lock] = {}
+
+    def __init__(self, path: str | Path, wait_s: float = 30.0):
+        self.path = Path(path)
+        self.wait_s = wait_s
+        self._lock = TagLog._locks.setdefault(str(self.path.resolve()), threading.Lock())
+
+    def _run(self, fn, read_only: bool = False):
+        if read_only and not self.path.exists():
+            return fn(None)
+        deadline = time.monotonic() + self.wait_s
+        delay = 0.005
+        with self._lock:
+            while True:
+                try:
+                    con = duckdb.connect(str(self.path))
+                except duckdb.IOException as e:
+                    if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                        raise StoreError(f"tag log {self.path} is busy or unreadable: {str(e).splitlines()[0]}") from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.2)
+                    continue
+                try:
+                    for ddl in TAG_DDL:
+                        con.execute(ddl)
+                    return fn(con)
+                finally:
+                    con.close()
+
+    def ensure(self) -> None:
+        """Create the file and table if missing (never touches existing rows)."""
+        self._run(lambda con: None)
+
+    def add(self, path: str, task: str, decision: str, reviewer: str, *, sha1: str | None = None,
+            given_label: str | None = None, suggested_label: str | None = None, note: str | None = None,
+            run_id: str | None = None) -> int:
+        """Append one decision; returns its tag_id."""
+        return self.add_many([dict(path=path, sha1=sha1, task=task, decision=decision, given_label=given_label,
+                                   suggested_label=suggested_label, note=note, reviewer=reviewer, run_id=run_id)])[0]
+
+    def add_many(self, rows: list[dict]) -> list[int]:
+        """Append decisions in one transaction (all or none); returns their tag_ids in order."""
+        for r in rows:
+            if r["decision"] not in DECISIONS:
+                raise ValueError(f"decision {r['decision']!r} is not one of {', '.join(DECISIONS)}")
+            if not str(r.get("reviewer") or "").strip():
+                raise ValueError("a reviewer name is required to tag")
+        cols = ["path", "sha1", "task", "decision", "given_label", "suggested_label", "note", "reviewer", "run_id"]
+
+        def write(con):
+            con.execute("BEGIN")
+            try:
+                ids = [con.execute(f"INSERT INTO tags ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
+                                   "RETURNING tag_id", [r.get(c) for c in cols]).fetchone()[0] for r in rows]
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            return ids
+        return self._run(write)
+
+    def history(self) -> pd.DataFrame:
+        """Every decision ever made, oldest first."""
+        def read(con):
+            if con is None:
+                return pd.DataFrame(columns=["tag_id", "path", "sha1", "task", "decision", "given_label",
+                                             "suggested_label", "note", "reviewer", "created_at", "run_id"])
+            return con.execute("SELECT * FROM tags ORDER BY tag_id").df()
+        return self._run(read, read_only=True)
+
+    def latest(self) -> pd.DataFrame:
+        """The decision in force per (path, task): the most recent one supersedes earlier ones."""
+        def read(con):
+            if con is None:
+                return _tags_frame(None)
+            return con.execute("""SELECT * FROM tags QUALIFY row_number() OVER
+                (PARTITION BY path, task ORDER BY tag_id DESC) = 1 ORDER BY tag_id""").df()
+        return self._run(read, read_only=True)

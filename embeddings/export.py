@@ -1,0 +1,307 @@
+"""`python -m embeddings`: run the trained model over the whole data set and build the store.
+
+Writes, beside any previous store (swapped in only when complete):
+  artlens.duckdb  images, labels, predictions, embeddings, scores, projections, duplicate groups
+  artlens.faiss   the nearest-neighbour index (ids = image_id)
+and creates the tag log artlens.tags.duckdb if missing (never rewriting it).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from db.store import StoreError, TagLog, build_store
+from embeddings import duplicates as dup
+from embeddings.index import build_index, neighbours_excluding_self, save_index
+from embeddings.project import pca_2d, umap_2d
+from embeddings.scores import all_detector_scores, rank_descending
+from trainer.backbones import build_backbone
+from trainer.cli import UserError, field, parse_config
+from trainer.data import TASKS, load_image, load_paintings
+from trainer.features import extract_features, image_tensor
+from trainer.model import CRNNClassifier
+from trainer.train import cached_batcher, image_batcher, predict, resolve_run_dir
+
+log = logging.getLogger("embeddings")
+
+
+@dataclass
+class EmbedConfig:
+    run: str = field("", "run folder (default: runs/latest)")
+    runs_dir: str = field("runs", "where runs are kept")
+    data: str = field("", "data root or manifest; default: the one the model was trained on")
+    store: str = field("artlens.duckdb", "DuckDB store to write")
+    index: str = field("", "FAISS index to write; default: the store path with .faiss")
+    tags: str = field("", "tag log; default: <store stem>.tags.duckdb")
+    cache_dir: str = field("cache", "feature-map cache folder")
+    knn_k: int = field(10, "neighbours for the kNN-disagreement detector")
+    duplicate_threshold: float = field(0.98, "cosine similarity at or above which paintings are near-duplicates")
+    projection: str = field("umap", "2-D projection for Explore (pca is always stored too)", choices=["umap", "pca"])
+    exact_limit: int = field(50_000, "largest collection indexed exactly; above it HNSW")
+    device: str = field("cpu", "cpu or cuda")
+    batch_size: int = field(64, "images per forward pass")
+
+
+def default_paths(store: str, index: str = "", tags: str = "") -> tuple[Path, Path, Path]:
+    s = Path(store)
+    return s, Path(index) if index else s.with_suffix(".faiss"), Path(tags) if tags else s.with_name(s.stem + ".tags.duckdb")
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    ckpt = run_dir / "model.pt"
+    if not ckpt.is_file():
+        raise UserError(f"no checkpoint at {ckpt}: run `make train` first")
+    try:
+        return torch.load(ckpt, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise UserError(f"{ckpt}: not a readable artlens checkpoint ({str(e).splitlines()[0][:150]})") from None
+
+
+def build_model(ckpt: dict) -> tuple[torch.nn.Module, object]:
+    """(head or end-to-end model in eval mode, backbone) from a checkpoint."""
+    meta = ckpt["meta"]
+    cfg = ckpt["config"]
+    bb = build_backbone(meta["backbone"], "default" if meta["backbone"] == "efficientnet_lite0" else "none")
+    head = CRNNClassifier(meta["arch"], meta["in_channels"], {t: len(meta["classes"][t]) for t in meta["tasks"]},
+                          cfg.get("dropout", 0.3))
+    head.load_state_dict(ckpt["state_dict"])
+    if ckpt.get("backbone_state"):
+        bb.net.load_state_dict(ckpt["backbone_state"])
+    return head.eval(), bb
+
+
+def check_classes(meta: dict, ps) -> None:
+    for t in meta["tasks"]:
+        have, want = ps.classes.get(t, []), meta["classes"][t]
+        if len(have) != len(want):
+            raise UserError(f"checkpoint has {len(want)} {t} classes but the data set {ps.root} has {len(have)}: "
+                            "retrain with `make train` on this data")
+        if have != want:
+            bad = next(i for i, (a, b) in enumerate(zip(have, want)) if a != b)
+            raise UserError(f"{t} class {bad} is {have[bad]!r} in the data but {want[bad]!r} in the checkpoint: "
+                            "retrain with `make train` on this data")
+
+
+class Embedder:
+    """The trained model as a function of PIL images (for uploads in the dashboard)."""
+
+    def __init__(self, run_dir: Path):
+        self.ckpt = load_checkpoint(run_dir)
+        self.meta = self.ckpt["meta"]
+        self.head, self.bb = build_model(self.ckpt)
+        self.bb.net.eval()
+
+    @torch.no_grad()
+    def __call__(self, images: list[Image.Image]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(embeddings (n, D), {task: softmax (n, C)})."""
+        x = torch.stack([image_tensor(im.convert("RGB"), self.meta["image_size"], self.bb.mean, self.bb.std)
+                         for im in images])
+        emb, logits = self.head(self.bb.net(x))
+        return emb.numpy(), {t: torch.softmax(lg, 1).numpy() for t, lg in logits.items()}
+
+
+def top3(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(classes (N, 3), probabilities (N, 3)), most likely first."""
+    k = min(3, probs.shape[1])
+    idx = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return idx, np.take_along_axis(probs, idx, 1)
+
+
+def embed(cfg: EmbedConfig) -> Path:
+    t_start = time.time()
+    run_dir = resolve_run_dir(cfg.runs_dir, "") if not cfg.run else Path(cfg.run)
+    ckpt = load_checkpoint(run_dir)
+    meta, tcfg = ckpt["meta"], ckpt["config"]
+    store_path, index_path, tags_path = default_paths(cfg.store, cfg.index, cfg.tags)
+    for p in (store_path, index_path):
+        parent = p.parent if str(p.parent) else Path(".")
+        parent.mkdir(parents=True, exist_ok=True)
+        if not os_access_writable(parent):
+            raise UserError(f"cannot write to {parent}: directory is read-only")
+    data = cfg.data or meta["data"]
+    ps = load_paintings(data, tcfg["test_fraction"], tcfg["seed"])
+    check_classes(meta, ps)
+    if meta["data_hash"] != ps.data_hash():
+        log.warning("data set differs from the one %s was trained on (labels or files changed)", run_dir.name)
+    head, bb = build_model(ckpt)
+    frame = ps.frame
+    paths = frame["path"].tolist()
+
+    t0 = time.time()
+    if ckpt.get("backbone_state"):
+        from trainer.features import hash_images
+        sha1s = hash_images(ps.root, paths)
+        ok = np.array([s is not None for s in sha1s])
+        failed = []
+        for i in np.flatnonzero(ok):
+            try:
+                load_image(ps.root / paths[i])
+            except ValueError as e:
+                ok[i] = False
+                failed.append(f"{ps.root / paths[i]}: {e}")
+        from trainer.model import EndToEnd
+        model = EndToEnd(bb.net, head)
+        batch = image_batcher(ps.root, paths, meta["image_size"], bb.mean, bb.std, 0)
+    else:
+        views, ok, sha1s, stats = extract_features(ps.root, paths, bb, cfg.cache_dir, meta["image_size"],
+                                                   views=("orig",), batch_size=cfg.batch_size, device=cfg.device,
+                                                   desc="embed: features")
+        failed = stats.failed
+        if ok.any() and views["orig"].shape[1] != meta["in_channels"]:
+            raise UserError(f"feature maps have {views['orig'].shape[1]} channels, checkpoint expects {meta['in_channels']}")
+        model = head
+        batch = cached_batcher(views, 0)
+    if not ok.any():
+        raise UserError(f"none of the {len(paths)} images under {ps.root} could be read; previous store left as it was")
+    keep = np.flatnonzero(ok)
+    emb, probs = predict(model.to(cfg.device), batch, keep, cfg.device, desc="embed: head")
+    t_forward = time.time() - t0
+    log.info("embedded %d paintings (%d unreadable skipped) in %.0fs", len(keep), len(failed), t_forward)
+
+    # image_id = position among readable paintings (stable: sorted by path)
+    frame = frame.iloc[keep].reset_index(drop=True)
+    sha1s = [sha1s[i] for i in keep]
+    n = len(frame)
+    image_ids = np.arange(n, dtype=np.int64)
+    labels = {t: frame[t].to_numpy(np.int64) for t in meta["tasks"]}
+    source = {t: np.array(["model"] * n, dtype=object) for t in meta["tasks"]}
+    oof_path = run_dir / "oof.npz"
+    if oof_path.is_file():
+        oof = np.load(oof_path, allow_pickle=False)
+        pos = {p: k for k, p in enumerate(frame["path"])}
+        rows = np.array([pos.get(p, -1) for p in oof["paths"]])
+        hit = rows >= 0
+        for t in meta["tasks"]:
+            if f"probs_{t}" in oof:
+                probs[t][rows[hit]] = oof[f"probs_{t}"][hit]
+                source[t][rows[hit]] = "oof"
+        log.info("scores use out-of-fold probabilities for %d train paintings", int(hit.sum()))
+    else:
+        log.warning("%s has no out-of-fold probabilities: train paintings are scored by a head that saw their label",
+                    run_dir.name)
+
+    t0 = time.time()
+    index, index_report = build_index(emb, image_ids, exact_limit=cfg.exact_limit)
+    nb_ids, _ = neighbours_excluding_self(index, emb, image_ids, cfg.knn_k)
+    t_index = time.time() - t0
+
+    t0 = time.time()
+    score_rows = []
+    for t in meta["tasks"]:
+        scores, flags = all_detector_scores(labels[t], probs[t], emb, nb_ids)
+        known = labels[t] >= 0
+        for det, s in scores.items():
+            score_rows.append(pd.DataFrame({"image_id": image_ids[known], "task": t, "detector": det,
+                                            "score": s[known], "rank": rank_descending(s)[known],
+                                            "flag": flags[det][known]}))
+    t_scores = time.time() - t0
+
+    t0 = time.time()
+    if n <= cfg.exact_limit:
+        pi, pj, psim = dup.duplicate_pairs_exact(emb, cfg.duplicate_threshold)
+    else:  # range search over 50k+ is quadratic: use the ANN neighbours instead
+        _, nb_sim = neighbours_excluding_self(index, emb, image_ids, cfg.knn_k)
+        r, c = np.nonzero(nb_sim >= cfg.duplicate_threshold)
+        pi, pj, psim = r, nb_ids[r, c], nb_sim[r, c]
+    group, best = dup.duplicate_groups(n, pi, pj, psim, sha1s)
+    conflicts = dup.conflicting_tasks(group, labels)
+    in_group = group >= 0
+    dup_df = pd.DataFrame({"group_id": group[in_group], "image_id": image_ids[in_group], "similarity": best[in_group],
+                           "conflicting_tasks": [",".join(conflicts[g]) for g in group[in_group]]})
+    log.info("near-duplicates: %d groups, %d with conflicting labels", len(conflicts),
+             sum(1 for v in conflicts.values() if v))
+
+    proj = [pd.DataFrame({"image_id": image_ids, "method": "pca", **dict(zip("xy", pca_2d(emb).T))})]
+    if cfg.projection == "umap" and n >= 4:
+        log.info("UMAP on %d paintings (first use compiles numba: about a minute)", n)
+        proj.append(pd.DataFrame({"image_id": image_ids, "method": "umap", **dict(zip("xy", umap_2d(emb).T))}))
+    t_proj = time.time() - t0
+
+    sizes = [_image_size(ps.root / p) for p in frame["path"]]
+    pred_rows = []
+    for t in meta["tasks"]:
+        t3, p3 = top3(probs[t])
+        y = labels[t]
+        pg = np.where(y >= 0, probs[t][np.arange(n), np.maximum(y, 0)], np.nan)
+        pred_rows.append(pd.DataFrame({"image_id": image_ids, "task": t, "probs": list(probs[t].astype(np.float32)),
+                                       "predicted": probs[t].argmax(1).astype(np.int32), "p_given": pg,
+                                       "top3": list(t3.astype(np.int32)), "top3_probs": list(p3.astype(np.float32)),
+                                       "source": source[t]}))
+    metrics_path = run_dir / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())["metrics"] if metrics_path.is_file() else {}
+    bench_path = run_dir / "noise.json"
+    benchmark = json.loads(bench_path.read_text()) if bench_path.is_file() else {}
+    ckpt_sha1 = hashlib.sha1((run_dir / "model.pt").read_bytes()).hexdigest()
+    tables = {
+        "runs": pd.DataFrame([{"run_id": meta["run_id"], "checkpoint_sha1": ckpt_sha1, "arch": meta["arch"],
+                               "backbone": meta["backbone"], "weights": meta["weights"],
+                               "image_size": meta["image_size"], "embedding_dim": meta["embedding_dim"],
+                               "data_root": meta["data_root"], "data_hash": meta["data_hash"],
+                               "created": pd.Timestamp(meta["created"]), "metrics": json.dumps(metrics),
+                               "benchmark": json.dumps(benchmark)}]),
+        "images": pd.DataFrame({"image_id": image_ids, "path": frame["path"], "sha1": sha1s,
+                                "width": [s[0] for s in sizes], "height": [s[1] for s in sizes],
+                                "split": frame["split"]}),
+        "classes": pd.DataFrame([{"task": t, "class_index": i, "name": c} for t in meta["tasks"]
+                                 for i, c in enumerate(meta["classes"][t])]),
+        "labels": pd.concat([pd.DataFrame({"image_id": image_ids, "task": t,
+                                           "class_index": pd.Series(labels[t]).where(labels[t] >= 0).astype("Int64")}) for t in meta["tasks"]]),
+        "predictions": pd.concat(pred_rows),
+        "embeddings": pd.DataFrame({"image_id": image_ids, "faiss_id": image_ids, "vector": list(emb.astype(np.float32))}),
+        "scores": pd.concat(score_rows),
+        "projections": pd.concat(proj),
+        "duplicate_groups": dup_df,
+    }
+    info = {"run_id": meta["run_id"], "run_dir": str(run_dir.resolve()), "data_root": str(ps.root.resolve()),
+            "index_path": str(index_path.resolve()), "index_kind": index_report["kind"],
+            "index_recall_at_10": f"{index_report['recall_at_10']:.4f}", "embedding_dim": str(emb.shape[1]),
+            "paintings": str(n), "unreadable": json.dumps(failed), "tasks": ",".join(meta["tasks"]),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "has_oof": str(oof_path.is_file()).lower(),
+            "knn_k": str(cfg.knn_k), "duplicate_threshold": str(cfg.duplicate_threshold),
+            "projection": cfg.projection}
+    t0 = time.time()
+    try:
+        save_index(index, index_path)
+        build_store(store_path, tables, info)
+    except OSError as e:
+        raise UserError(f"cannot write the store: {e.strerror or e} ({e.filename or store_path}); "
+                        "the previous store is unchanged") from None
+    try:
+        TagLog(tags_path).ensure()
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    t_write = time.time() - t0
+    log.info("wrote %s and %s (%s, %d paintings, dim %d) in %.0fs: forward %.0fs, index %.0fs, scores %.0fs, "
+             "duplicates+projection %.0fs, write %.0fs", store_path, index_path, index_report["kind"], n,
+             emb.shape[1], time.time() - t_start, t_forward, t_index, t_scores, t_proj, t_write)
+    if failed:
+        log.warning("%d unreadable images were skipped: %s", len(failed), "; ".join(failed[:5]))
+    return store_path
+
+
+def os_access_writable(p: Path) -> bool:
+    import os
+    return os.access(p, os.W_OK)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except Exception:
+        return (0, 0)
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    cfg = parse_config(EmbedConfig, argv, "python -m embeddings", __doc__.split("\n\n")[0])
+    return embed(cfg)
