@@ -251,7 +251,6 @@ def load_image(path: Path) -> Image.Image:
 
     Raises ValueError with a one-line reason for corrupt, truncated or oversized files.
     """
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -305,17 +305,16 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.backbone == "pixels" and cfg.arch != "scratch_crnn":
         raise UserError(f"--backbone pixels only works with --arch scratch_crnn, not {cfg.arch}")
     backbone_name = cfg.backbone if cfg.backbone != "auto" else ("pixels" if cfg.arch == "scratch_crnn" else "efficientnet_lite0")
-    try:
+    seed_everything(cfg.seed)
+    t_start = time.time()
+    ps = subsample(load_paintings(cfg.data, cfg.test_fraction, cfg.seed), cfg.limit)
+    try:  # fail before hours of work, not at the first checkpoint
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
         probe.write_text("ok")
         probe.unlink()
     except OSError as e:
         raise UserError(f"cannot write to {run_dir}: {e.strerror or e}") from None
-    seed_everything(cfg.seed)
-    t_start = time.time()
-
-    ps = subsample(load_paintings(cfg.data, cfg.test_fraction, cfg.seed), cfg.limit)
     tasks = ps.tasks
     bb = build_backbone(backbone_name, cfg.weights)
     size = cfg.image_size or bb.default_size

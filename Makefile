@@ -1,0 +1,44 @@
+# artlens: `make train embed`, then `make dashboard`. `make test` runs the test suite.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+DATA   ?= ../shared/data/wikiart-mini
+PORT   ?= 8501
+ARGS   ?=
+
+# glibc's allocator returns conv buffers to the OS after every batch; keeping them cuts CPU
+# inference time ~3x on 2 cores (measured: Lite0 16 -> 54 img/s). Exported for every target.
+export MALLOC_MMAP_MAX_ := 0
+export MALLOC_TRIM_THRESHOLD_ := 100000000000
+export PYTHONPATH := $(CURDIR)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv train embed dashboard test bench bench-noise clean
+
+venv: $(STAMP)
+$(STAMP): requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+train: $(STAMP)
+	$(PY) -m trainer --data $(DATA) $(ARGS)
+
+embed: $(STAMP)
+	$(PY) -m embeddings $(ARGS)
+
+dashboard: $(STAMP)
+	$(PY) -m dashboard --port $(PORT) $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q tests $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m bench.run $(ARGS)
+
+bench-noise: $(STAMP)
+	$(PY) -m embeddings.noise_bench $(ARGS)
+
+clean:
+	rm -rf runs cache artlens.duckdb artlens.faiss

@@ -1,0 +1,44 @@
+"""`python -m dashboard`: start the Streamlit dashboard on 127.0.0.1 over the store from `make embed`."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from trainer.cli import UserError, field, parse_config, run_cli
+
+
+@dataclass
+class DashboardConfig:
+    store: str = field("artlens.duckdb", "store written by `make embed`")
+    index: str = field("", "FAISS index; default: the store path with .faiss")
+    tags: str = field("", "tag log; default: <store stem>.tags.duckdb")
+    data_root: str = field("", "folder the images are served from; default: the one recorded in the store")
+    host: str = field("127.0.0.1", "address to bind (127.0.0.1 keeps it on this machine)")
+    port: int = field(8501, "port")
+
+
+def command(cfg: DashboardConfig) -> tuple[list[str], dict]:
+    app = Path(__file__).with_name("app.py")
+    env = {**os.environ, "ARTLENS_STORE": str(Path(cfg.store).resolve()), "ARTLENS_INDEX": cfg.index,
+           "ARTLENS_TAGS": cfg.tags, "ARTLENS_DATA_ROOT": cfg.data_root}
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", cfg.host,
+           "--server.port", str(cfg.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.maxUploadSize", "20", "--server.fileWatcherType", "none"]
+    return cmd, env
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cfg = parse_config(DashboardConfig, argv, "python -m dashboard", __doc__.split("\n")[0])
+    if not Path(cfg.store).is_file():
+        raise UserError(f"no store at {cfg.store}: run `make train embed` first")
+    cmd, env = command(cfg)
+    print(f"artlens dashboard on http://{cfg.host}:{cfg.port}  (store {cfg.store}; Ctrl-C stops it)", flush=True)
+    raise SystemExit(subprocess.call(cmd, env=env))
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

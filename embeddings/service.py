@@ -1,0 +1,198 @@
+"""What the dashboard (and `python -m dashboard.export`) asks of the store, as plain functions.
+
+`Artlens` bundles the read-only store, the FAISS index, the tag log and the data root. It holds
+the logic the UI must not: neighbour search, review queues, path safety, exports.
+"""
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from db.store import Store, StoreError, TagLog
+from embeddings.index import load_index, search
+
+UPLOAD_MAX_BYTES = 20 * 1024 * 1024
+
+
+def safe_image_path(data_root: str | Path, rel: str) -> Path | None:
+    """The file for `rel` if it lies inside data_root (after resolving `..` and symlinks), else None."""
+    if not rel or os.path.isabs(rel) or "\x00" in rel:
+        return None
+    root = Path(data_root).resolve()
+    try:
+        p = (root / rel).resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if p != root and root not in p.parents:
+        return None
+    return p if p.is_file() else None
+
+
+def thumbnail_bytes(path: Path, size: int = 256) -> bytes:
+    """JPEG bytes of the image scaled to fit size x size (a grey tile if it cannot be decoded)."""
+    from trainer.data import load_image
+    try:
+        im = load_image(path)
+    except ValueError:
+        im = Image.new("RGB", (size, size), (200, 200, 200))
+    im.thumbnail((size, size))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+@dataclass
+class Paths:
+    store: Path
+    index: Path
+    tags: Path
+
+    @classmethod
+    def from_store(cls, store: str | Path, index: str | Path | None = None, tags: str | Path | None = None) -> "Paths":
+        s = Path(store)
+        return cls(s, Path(index) if index else s.with_suffix(".faiss"),
+                   Path(tags) if tags else s.with_name(s.stem + ".tags.duckdb"))
+
+
+class Artlens:
+    def __init__(self, paths: Paths, data_root: str | Path | None = None):
+        self.paths = paths
+        self.store = Store(paths.store)
+        self.info = self.store.info()
+        self.run = self.store.run()
+        self.run_id = self.info.get("run_id", "")
+        self.data_root = Path(data_root or self.info["data_root"])
+        self.tags = TagLog(paths.tags)
+        self._index = None
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- neighbours
+    @property
+    def index(self):
+        if self._index is None:
+            self._index = load_index(self.paths.index)
+            n = self.store.counts()["paintings"]
+            if self._index.ntotal != n:
+                raise StoreError(f"{self.paths.index} holds {self._index.ntotal} vectors but the store has {n} "
+                                 "paintings: re-run `make embed`")
+        return self._index
+
+    def neighbours(self, image_id: int, k: int = 6) -> pd.DataFrame:
+        """The k nearest other paintings: image_id, path, similarity (cosine), plus labels of `task` later."""
+        vec = self.store.vectors([image_id])
+        if len(vec) == 0:
+            raise KeyError(f"no painting with id {image_id}")
+        sim, ids = search(self.index, vec, k + 1)
+        keep = (ids[0] >= 0) & (ids[0] != image_id)
+        return pd.DataFrame({"image_id": ids[0][keep][:k], "similarity": sim[0][keep][:k]})
+
+    def neighbours_of_vector(self, vec: np.ndarray, k: int = 6) -> pd.DataFrame:
+        sim, ids = search(self.index, np.atleast_2d(vec).astype(np.float32), k)
+        keep = ids[0] >= 0
+        return pd.DataFrame({"image_id": ids[0][keep], "similarity": sim[0][keep]})
+
+    def neighbour_table(self, task: str, nb: pd.DataFrame) -> pd.DataFrame:
+        """Neighbours joined with their given/predicted labels for `task`, nearest first."""
+        rows = self.store.paintings(task, nb["image_id"].tolist())
+        return nb.merge(rows, on="image_id", how="left")
+
+    # --- labels
+    def top3_text(self, task: str, row) -> list[tuple[str, float]]:
+        names = self.class_names(task)
+        if row is None or row.get("top3") is None:
+            return []
+        return [(names[int(c)], float(p)) for c, p in zip(row["top3"], row["top3_probs"])]
+
+    def class_names(self, task: str) -> list[str]:
+        return self.store.class_names(task)
+
+    def image_file(self, rel: str) -> Path | None:
+        return safe_image_path(self.data_root, rel)
+
+    # --- review
+    def reviewed_paths(self, task: str) -> set[str]:
+        latest = self.tags.latest()
+        return set(latest.loc[latest["task"] == task, "path"]) if len(latest) else set()
+
+    def review_queue(self, task: str, detector: str, size: int = 200, min_score: float | None = None) -> pd.DataFrame:
+        """The next `size` most suspicious paintings for `task` that nobody has tagged yet."""
+        return self.store.ranked(task, detector, limit=size, min_score=min_score,
+                                 exclude_paths=self.reviewed_paths(task))
+
+    def review_progress(self, task: str, detector: str, queue_size: int,
+                        min_score: float | None = None) -> dict:
+        """Reviewed of the queued paintings (top `queue_size` of the ranking), and precision so far."""
+        latest = self.tags.latest()
+        latest = latest[latest["task"] == task] if len(latest) else latest
+        ranked = self.store.ranked(task, detector, limit=queue_size, min_score=min_score)
+        in_queue = latest[latest["path"].isin(ranked["path"])] if len(latest) else latest
+        reviewed = len(in_queue)
+        mislabel = int((in_queue["decision"] == "mislabel").sum()) if reviewed else 0
+        return {"reviewed": reviewed, "queued": len(ranked), "mislabel": mislabel,
+                "precision": mislabel / reviewed if reviewed else float("nan")}
+
+    def tag(self, task: str, rows: pd.DataFrame, decision: str, reviewer: str, suggested: str | None = None,
+            note: str | None = None) -> list[int]:
+        """Tag every painting in `rows` (columns path, sha1, given) with one decision, in one transaction."""
+        return self.tags.add_many([dict(path=r.path, sha1=getattr(r, "sha1", None), task=task, decision=decision,
+                                        given_label=getattr(r, "given", None), suggested_label=suggested or None,
+                                        note=note or None, reviewer=reviewer, run_id=self.run_id)
+                                   for r in rows.itertuples(index=False)])
+
+    # --- export
+    def tags_csv(self, history: bool = True) -> bytes:
+        df = self.tags.history() if history else self.tags.latest()
+        return df.to_csv(index=False).encode()
+
+    def corrected_labels(self) -> dict[str, bytes]:
+        """ArtGAN-layout files: {task}_{train,val}.csv ('path,index' rows, CRLF) and {task}_class.txt,
+        with the given label replaced by the suggested one wherever the latest decision is `mislabel`."""
+        latest = self.tags.latest()
+        out: dict[str, bytes] = {}
+        for task in self.store.tasks():
+            df = self.store.export_labels(task, latest)
+            for split in ("train", "val"):
+                part = df[df["split"] == split]
+                out[f"{task}_{split}.csv"] = "".join(f"{p},{int(c)}\r\n" for p, c in
+                                                     zip(part["path"], part["class_index"])).encode()
+            out[f"{task}_class.txt"] = "".join(f"{i} {n}\r\n" for i, n in enumerate(self.class_names(task))).encode()
+        return out
+
+    def corrected_labels_zip(self) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for name, data in self.corrected_labels().items():
+                z.writestr(name, data)
+            z.writestr("tags.csv", self.tags_csv())
+        return buf.getvalue()
+
+    def write_exports(self, out_dir: str | Path) -> list[Path]:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, data in {**self.corrected_labels(), "tags.csv": self.tags_csv()}.items():
+            (out / name).write_bytes(data)
+            written.append(out / name)
+        return written
+
+
+def decode_upload(data: bytes) -> Image.Image:
+    """Decode uploaded bytes safely (size cap, decompression-bomb guard) as RGB; ValueError if not an image."""
+    import tempfile
+
+    from trainer.data import load_image
+    if len(data) > UPLOAD_MAX_BYTES:
+        raise ValueError(f"upload is {len(data) / 1e6:.1f} MB; the limit is {UPLOAD_MAX_BYTES / 1e6:.0f} MB")
+    with tempfile.NamedTemporaryFile(suffix=".img") as f:
+        f.write(data)
+        f.flush()
+        return load_image(Path(f.name))

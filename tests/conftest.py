@@ -1,0 +1,80 @@
+"""Shared fixtures: a small real subset of wikiart-mini with known label flips, trained and embedded once."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MINI = (ROOT / ".." / "shared" / "data" / "wikiart-mini").resolve()
+sys.path.insert(0, str(ROOT))
+
+# Byte-identical files in wikiart-mini whose copies carry different labels (found by sha1).
+CONFLICTING_PAIRS = [
+    ("Baroque/cornelis-de-vos_fish-market.jpg", "Baroque/frans-snyders_fish-market.jpg", "genre"),
+    ("Impressionism/edgar-degas_portrait-of-mary-cassatt.jpg",
+     "Impressionism/mary-cassatt_portrait-of-miss-cassatt-holding-the-cards.jpg", "artist"),
+]
+N_FLIPS = 16
+
+
+def run_cli(module: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def subset(tmp_path_factory) -> dict:
+    """A manifest of ~330 real paintings copied from wikiart-mini, with N_FLIPS style labels flipped."""
+    from trainer.data import TASKS, load_paintings
+    ps = load_paintings(MINI, test_fraction=0)
+    frame = ps.frame
+    keep = set(frame["path"].iloc[::8])
+    keep |= {p for a, b, _ in CONFLICTING_PAIRS for p in (a, b)}
+    sub = frame[frame["path"].isin(keep)].reset_index(drop=True)
+    root = tmp_path_factory.mktemp("subset")
+    for p in sub["path"]:
+        (root / p).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(MINI / p, root / p)
+    rng = np.random.default_rng(0)
+    train_rows = np.flatnonzero((sub["split"] == "train").to_numpy() & ~sub["path"].isin(keep - set(frame["path"].iloc[::8])).to_numpy())
+    flip_rows = rng.choice(train_rows, size=N_FLIPS, replace=False)
+    styles_present = sorted(sub["style"].unique())
+    true_style = sub["style"].copy()
+    for r in flip_rows:
+        sub.loc[r, "style"] = rng.choice([s for s in styles_present if s != true_style[r]])
+    out = pd.DataFrame({"path": sub["path"], "split": sub["split"]})
+    for t in TASKS:
+        out[t] = [ps.classes[t][i] if i >= 0 else "" for i in sub[t]]
+    manifest = root / "manifest.csv"
+    out[["path", "artist", "genre", "style", "split"]].to_csv(manifest, index=False)
+    return {"root": root, "manifest": manifest, "flipped": set(sub["path"].iloc[flip_rows]), "n": len(sub)}
+
+
+@pytest.fixture(scope="session")
+def trained(subset, tmp_path_factory) -> dict:
+    """A real (short) training run on the subset: frozen Lite0 features, rowcol_bigru head, 3-fold OOF."""
+    work = tmp_path_factory.mktemp("work")
+    r = run_cli("trainer", "--data", str(subset["manifest"]), "--out-dir", str(work / "runs"), "--run-id", "r1",
+                "--cache-dir", str(work / "cache"), "--epochs", "12", "--folds", "3", "--test-fraction", "0.2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return {**subset, "work": work, "run_dir": work / "runs" / "r1", "train_log": r.stderr + r.stdout}
+
+
+@pytest.fixture(scope="session")
+def store(trained) -> dict:
+    """`python -m embeddings` over the trained run (PCA projection: no numba compile in tests)."""
+    work = trained["work"]
+    paths = {"store": work / "store" / "artlens.duckdb", "index": work / "store" / "artlens.faiss",
+             "tags": work / "store" / "artlens.tags.duckdb"}
+    r = run_cli("embeddings", "--run", str(trained["run_dir"]), "--store", str(paths["store"]),
+                "--cache-dir", str(work / "cache"), "--projection", "pca")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return {**trained, **paths, "embed_log": r.stderr}

@@ -1,0 +1,132 @@
+"""Loader: both layouts, the real ArtGAN quirks, and one-line errors for bad input."""
+from __future__ import annotations
+
+import io
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import MINI, run_cli
+from trainer.cli import UserError
+from trainer.data import load_image, load_paintings
+
+
+def test_reads_wikiart_mini():
+    ps = load_paintings(MINI)
+    f = ps.frame
+    assert len(f) == 2546
+    assert len(ps.classes["style"]) == 27 and len(ps.classes["genre"]) == 10 and len(ps.classes["artist"]) == 24
+    assert (f["style"] >= 0).all() and (f["genre"] >= 0).all()
+    assert (f["artist"] >= 0).sum() == 1453 - 0  # artist CSVs list 1018 + 435 paintings
+    assert (f["artist"] < 0).sum() == 2546 - 1453  # kept, with the missing task masked
+    assert set(f["split"]) == {"train", "val", "test"}
+    assert (f["split"] == "val").sum() == 794  # the ArtGAN style val split is kept as is
+    # test split is carved from train only, stratified: every style with >= 3 train paintings appears
+    assert 0.1 < (f["split"] == "test").sum() / 1752 < 0.2
+    assert f.loc[f.split == "test", "style"].nunique() == f.loc[f.split != "val", "style"].nunique()
+
+
+def test_test_split_is_seeded():
+    a = load_paintings(MINI, seed=1).frame
+    b = load_paintings(MINI, seed=1).frame
+    c = load_paintings(MINI, seed=2).frame
+    assert (a["split"] == b["split"]).all() and not (a["split"] == c["split"]).all()
+
+
+def _artgan(tmp_path, style_rows: list[bytes], class_name="style_class.txt"):
+    (tmp_path / "Cubism").mkdir()
+    img = Image.new("RGB", (32, 32), (200, 10, 10))
+    img.save(tmp_path / "Cubism" / "a.jpg")
+    img.save(tmp_path / "Cubism" / "pablo-picasso_caf\u00e9.jpg")
+    (tmp_path / class_name).write_bytes(b"0 Abstract\r\n1 Cubism\r\n")
+    (tmp_path / "style_train.csv").write_bytes(b"".join(style_rows))
+    return tmp_path
+
+
+def test_artgan_quirks_crlf_double_encoding_and_class_file_without_txt(tmp_path):
+    double = "Cubism/pablo-picasso_caf\u00e9.jpg".encode("utf-8").decode("latin-1").encode("utf-8")
+    _artgan(tmp_path, [b"Cubism/a.jpg,1\r\n", double + b",1\r\n", b"Cubism/missing.jpg,1\r\n"], "style_class")
+    ps = load_paintings(tmp_path, test_fraction=0)
+    assert sorted(ps.frame["path"]) == ["Cubism/a.jpg", "Cubism/pablo-picasso_caf\u00e9.jpg"]
+    assert ps.classes["style"] == ["Abstract", "Cubism"]
+    assert len(ps.problems) == 1 and "style_train.csv:3" in ps.problems[0] and "missing.jpg" in ps.problems[0]
+
+
+def test_class_index_out_of_range_names_file_and_line(tmp_path):
+    _artgan(tmp_path, [b"Cubism/a.jpg,1\r\n", b"Cubism/a.jpg,7\r\n"])
+    with pytest.raises(UserError, match=r"style_train.csv:2: class index 7 out of range"):
+        load_paintings(tmp_path)
+
+
+def test_wrong_column_count_is_one_clear_error(tmp_path):
+    _artgan(tmp_path, [b"Cubism/a.jpg\r\n"])
+    with pytest.raises(UserError, match=r"style_train.csv:1: expected 'path,index'"):
+        load_paintings(tmp_path)
+
+
+def test_manifest_layout_with_missing_labels(tmp_path):
+    shutil.copytree(MINI / "Pop_Art", tmp_path / "Pop_Art")
+    files = sorted(p.name for p in (tmp_path / "Pop_Art").iterdir())[:6]
+    rows = ["path,artist,genre,style,split"]
+    rows += [f"Pop_Art/{f},Andy,portrait,Pop_Art,train" for f in files[:3]]
+    rows += [f"Pop_Art/{f},,landscape,Pop_Art,val" for f in files[3:5]]
+    rows += [f"Pop_Art/{files[5]},,,Cubism,"]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    ps = load_paintings(tmp_path / "m.csv", test_fraction=0)
+    assert len(ps.frame) == 6
+    assert ps.classes == {"artist": ["Andy"], "genre": ["landscape", "portrait"], "style": ["Cubism", "Pop_Art"]}
+    assert (ps.frame["artist"] == -1).sum() == 3 and (ps.frame["genre"] == -1).sum() == 1
+    assert ps.frame.set_index("path").loc[f"Pop_Art/{files[5]}", "split"] == "train"
+
+
+def test_manifest_wrong_columns(tmp_path):
+    (tmp_path / "m.csv").write_text("file,label\nx.jpg,1\n")
+    with pytest.raises(UserError, match="missing column\\(s\\) path, artist, genre, style"):
+        load_paintings(tmp_path / "m.csv")
+
+
+def test_empty_manifest_and_empty_dataset(tmp_path):
+    (tmp_path / "m.csv").write_text("")
+    with pytest.raises(UserError, match="empty"):
+        load_paintings(tmp_path / "m.csv")
+    (tmp_path / "h.csv").write_text("path,artist,genre,style\n")
+    with pytest.raises(UserError, match="no usable paintings"):
+        load_paintings(tmp_path / "h.csv")
+
+
+def test_image_decoding_edge_cases(tmp_path):
+    src = next((MINI / "Cubism").iterdir())
+    data = src.read_bytes()
+    (tmp_path / "trunc.jpg").write_bytes(data[: len(data) // 3])
+    (tmp_path / "garbage.jpg").write_bytes(b"not an image at all")
+    Image.new("RGBA", (20, 20), (0, 0, 0, 0)).save(tmp_path / "alpha.png")
+    Image.new("L", (20, 20), 80).save(tmp_path / "grey.jpg")
+    Image.new("CMYK", (20, 20), (0, 255, 0, 0)).save(tmp_path / "cmyk.jpg")
+    for bad in ("trunc.jpg", "garbage.jpg", "nope.jpg"):
+        with pytest.raises(ValueError):
+            load_image(tmp_path / bad)
+    alpha = np.asarray(load_image(tmp_path / "alpha.png"))
+    assert alpha.shape == (20, 20, 3) and (alpha == 255).all()  # transparent -> white, not black
+    assert load_image(tmp_path / "grey.jpg").mode == "RGB"
+    assert load_image(tmp_path / "cmyk.jpg").mode == "RGB"
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    import trainer.data as d
+    monkeypatch.setattr(d, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("RGB", (100, 100)).save(tmp_path / "big.png")
+    with pytest.raises(ValueError, match="pixel limit|decompression bomb"):
+        load_image(tmp_path / "big.png")
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    r = run_cli("trainer", "--data", str(tmp_path / "nowhere"))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].startswith("error: data root")
+    assert "Traceback" not in r.stderr
+    r = run_cli("trainer", "--arch", "transformer")
+    assert r.returncode == 2 and "invalid choice: 'transformer'" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("trainer", "--help")
+    assert r.returncode == 0 and "--finetune" in r.stdout and "--folds" in r.stdout

@@ -1,0 +1,143 @@
+"""make train + make embed on real paintings: outputs, cache, store contents, re-runs, bad input."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import duckdb
+import faiss
+import numpy as np
+import pytest
+import torch
+
+from conftest import CONFLICTING_PAIRS, N_FLIPS, ROOT, run_cli
+
+
+def test_training_writes_run_and_beats_chance(trained):
+    run = trained["run_dir"]
+    for f in ("model.pt", "last.pt", "metrics.json", "oof.npz", "loss.png", "confusion.png", "confusion.html"):
+        assert (run / f).is_file(), f
+    assert (run.parent / "latest").resolve() == run.resolve()
+    m = json.loads((run / "metrics.json").read_text())
+    style = m["metrics"]["test"]["style"]
+    chance = 1 / len([c for c in m["metrics"]["test"]["style"]["per_class_recall"]])
+    assert style["top1"] > 3 * chance, style["top1"]
+    assert set(style) >= {"top1", "top5", "macro_f1", "weighted_f1", "per_class_recall", "confusion_matrix", "report"}
+    ckpt = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
+    assert ckpt["meta"]["backbone"] == "efficientnet_lite0" and "ImageNet" in ckpt["meta"]["weights"]
+    assert ckpt["meta"]["embedding_dim"] == 960 and len(ckpt["meta"]["data_hash"]) == 40
+    oof = np.load(run / "oof.npz")
+    assert len(oof["paths"]) == m["splits"]["train"]
+    assert np.allclose(oof["probs_style"].sum(1), 1, atol=1e-4)
+    assert "test style" in trained["train_log"]
+
+
+def test_feature_cache_is_hit_on_second_run(trained):
+    work = trained["work"]
+    r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(work / "runs2"), "--run-id", "again",
+                "--cache-dir", str(work / "cache"), "--epochs", "1", "--folds", "0", "--test-fraction", "0.2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((work / "runs2" / "again" / "metrics.json").read_text())
+    assert m["feature_cache"] == {"hits": 2 * trained["n"], "misses": 0}
+
+
+def test_resume_continues_a_killed_run(trained, tmp_path):
+    """kill -9 during training leaves last.pt; --resume finishes the run from the next epoch."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    work = trained["work"]
+    args = ["--data", str(trained["manifest"]), "--out-dir", str(tmp_path), "--run-id", "k", "--batch-size", "16",
+            "--cache-dir", str(work / "cache"), "--folds", "0", "--test-fraction", "0.2", "--patience", "100",
+            "--epochs", "25"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "k" / "last.pt"
+    deadline = time.time() + 300
+    while not last.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert last.exists() and not (tmp_path / "k" / "model.pt").exists(), "run finished before it could be killed"
+    done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
+    r = run_cli("trainer", "--out-dir", str(tmp_path), "--run-id", "k", "--resume")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"resuming at epoch {done + 1}" in r.stderr
+    m = json.loads((tmp_path / "k" / "metrics.json").read_text())
+    assert [h["epoch"] for h in m["history"]] == list(range(1, 26))
+
+
+def test_store_contents(store):
+    con = duckdb.connect(str(store["store"]), read_only=True)
+    n = store["n"]
+    q = lambda sql: con.execute(sql).fetchall()
+    assert q("SELECT count(*) FROM images")[0][0] == n
+    assert q("SELECT count(*) FROM labels")[0][0] == 3 * n
+    assert q("SELECT count(*) FROM predictions")[0][0] == 3 * n
+    assert q("SELECT min(len(vector)), max(len(vector)) FROM embeddings")[0] == (960, 960)
+    assert q("SELECT count(DISTINCT detector) FROM scores")[0][0] == 9
+    assert q("SELECT count(*) FROM projections WHERE method = 'pca'")[0][0] == n
+    # softmax rows sum to one, width = class count of the task
+    assert q("""SELECT bool_and(abs(list_sum(probs) - 1) < 1e-3) FROM predictions""")[0][0]
+    assert q("""SELECT count(*) FROM predictions WHERE source = 'oof'""")[0][0] > 0
+    assert {r[0] for r in q("SELECT DISTINCT task FROM scores")} == {"artist", "genre", "style"}
+    index = faiss.read_index(str(store["index"]))
+    assert index.ntotal == n and index.d == 960
+    vec = np.array(q("SELECT vector FROM embeddings WHERE image_id = 7")[0][0], dtype=np.float32)
+    sim, ids = index.search((vec / np.linalg.norm(vec))[None], 1)
+    assert ids[0, 0] == 7 and sim[0, 0] == pytest.approx(1, abs=1e-4)
+
+
+def test_each_detector_ranks_injected_flips_above_median(store):
+    con = duckdb.connect(str(store["store"]), read_only=True)
+    df = con.execute("""SELECT s.detector, i.path, s.rank FROM scores s JOIN images i USING (image_id)
+                        WHERE s.task = 'style'""").df()
+    df["flipped"] = df["path"].isin(store["flipped"])
+    assert df["flipped"].sum() == N_FLIPS * 9
+    for det, g in df.groupby("detector"):
+        median_rank = g["rank"].median()
+        assert g.loc[g.flipped, "rank"].median() < median_rank, det  # rank 1 = most suspicious
+
+
+def test_duplicate_groups_find_byte_identical_conflicts(store):
+    con = duckdb.connect(str(store["store"]), read_only=True)
+    df = con.execute("""SELECT d.group_id, d.conflicting_tasks, i.path FROM duplicate_groups d
+                        JOIN images i USING (image_id)""").df()
+    for a, b, task in CONFLICTING_PAIRS:
+        ga = df.loc[df.path == a, "group_id"].tolist()
+        gb = df.loc[df.path == b, "group_id"].tolist()
+        assert ga and ga == gb, (a, b)
+        assert task in df.loc[df.path == a, "conflicting_tasks"].iloc[0].split(",")
+
+
+def test_tags_survive_reembed_and_bad_inputs_keep_store(store, tmp_path):
+    from db.store import Store, TagLog
+    tags = TagLog(store["tags"])
+    tid = tags.add("Cubism/x.jpg", "style", "mislabel", "ana", suggested_label="Fauvism", note="re-embed test")
+    before = store["store"].stat().st_ino
+    r = run_cli("embeddings", "--run", str(store["run_dir"]), "--store", str(store["store"]),
+                "--cache-dir", str(store["work"] / "cache"), "--projection", "pca")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert store["store"].stat().st_ino != before  # a new file was swapped in
+    hist = tags.history()
+    assert tid in hist["tag_id"].tolist() and hist.set_index("tag_id").loc[tid, "note"] == "re-embed test"
+
+    snapshot = store["store"].read_bytes()
+    # missing checkpoint
+    r = run_cli("embeddings", "--run", str(tmp_path / "nope"), "--store", str(store["store"]))
+    assert r.returncode == 2 and "no checkpoint" in r.stderr and "Traceback" not in r.stderr
+    # checkpoint whose class count disagrees with the data
+    bad = tmp_path / "bad"
+    shutil.copytree(store["run_dir"], bad)
+    ckpt = torch.load(bad / "model.pt", map_location="cpu", weights_only=False)
+    ckpt["meta"]["classes"]["style"] = ckpt["meta"]["classes"]["style"] + ["Extra"]
+    torch.save(ckpt, bad / "model.pt")
+    r = run_cli("embeddings", "--run", str(bad), "--store", str(store["store"]))
+    assert r.returncode == 2 and "classes but the data set" in r.stderr, r.stderr[-500:]
+    assert store["store"].read_bytes() == snapshot
+    s = Store(store["store"])
+    assert s.counts()["paintings"] == store["n"]
+    s.close()
