@@ -1,0 +1,267 @@
+"""`make bench`: speed and memory of each step, measured side by side in one run.
+
+Each step runs in its own child process so its peak memory (max RSS) is its own. Prints a table
+and writes bench/results.json. Steps: cached vs end-to-end head training, embed throughput vs the
+raw backbone, FAISS latency/recall at 100k x 512, outlier query + first render on a 100k synthetic
+store, UMAP at 25k and 100k points.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from trainer.cli import field, parse_config  # noqa: E402
+
+MINI = ROOT / ".." / "shared" / "data" / "wikiart-mini"
+
+
+@dataclass
+class BenchConfig:
+    images: int = field(256, "paintings used by the training and embedding steps")
+    synthetic: int = field(100_000, "paintings in the synthetic store")
+    umap_sizes: list[int] = field([25_000, 100_000], "UMAP sizes to time (0 to skip)")
+    steps: list[str] = field(["train", "embed", "faiss", "dashboard", "umap"], "steps to run")
+    out: str = field("bench/results.json", "results file")
+
+
+def _subset(n: int):
+    from trainer.data import load_paintings
+    from trainer.train import subsample
+    return subsample(load_paintings(MINI, test_fraction=0), n)
+
+
+def step_train(n: int) -> dict:
+    """One epoch of the default head: on cached feature maps vs recomputing the frozen backbone."""
+    import torch
+
+    from trainer.backbones import build_backbone
+    from trainer.features import extract_features
+    from trainer.model import CRNNClassifier
+    from trainer.train import TrainConfig, cached_batcher, fit, image_batcher
+    torch.set_num_threads(os.cpu_count())
+    ps = _subset(n)
+    bb = build_backbone("efficientnet_lite0")
+    paths = ps.frame["path"].tolist()
+    labels = {t: ps.labels(t) for t in ps.tasks}
+    ncls = {t: len(ps.classes[t]) for t in ps.tasks}
+    idx = np.arange(len(paths))
+    cfg = TrainConfig(batch_size=64)
+    with tempfile.TemporaryDirectory() as cache:
+        views, *_ = extract_features(ps.root, paths, bb, cache, 224, views=("orig", "hflip"))
+    head = CRNNClassifier("rowcol_bigru", 1280, ncls)
+    t0 = time.perf_counter()
+    fit(head, cached_batcher(views, 0), labels, idx, None, cfg, 1, None)
+    cached = time.perf_counter() - t0
+
+    frozen = bb.net.eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    images = image_batcher(ps.root, paths, 224, bb.mean, bb.std, 0)
+
+    def recompute(i, training):
+        with torch.no_grad():
+            return frozen(images(i, training))
+    head2 = CRNNClassifier("rowcol_bigru", 1280, ncls)
+    t0 = time.perf_counter()
+    fit(head2, recompute, labels, idx, None, cfg, 1, None)
+    e2e = time.perf_counter() - t0
+    return {"paintings": len(idx), "epoch_cached_s": cached, "epoch_backbone_recomputed_s": e2e,
+            "speedup": e2e / cached}
+
+
+def step_embed(n: int) -> dict:
+    """Export throughput (decode + backbone + head) vs the raw backbone forward on decoded tensors."""
+    import torch
+
+    from trainer.backbones import build_backbone
+    from trainer.features import extract_features, image_tensor
+    from trainer.data import load_image
+    from trainer.model import CRNNClassifier
+    from trainer.train import cached_batcher, predict
+    torch.set_num_threads(os.cpu_count())
+    ps = _subset(n)
+    bb = build_backbone("efficientnet_lite0")
+    paths = ps.frame["path"].tolist()
+    x = torch.stack([image_tensor(load_image(ps.root / p), 224, bb.mean, bb.std) for p in paths])
+    net = bb.net.eval()
+    with torch.no_grad():
+        net(x[:8])  # warm-up
+        t0 = time.perf_counter()
+        for s in range(0, len(x), 64):
+            net(x[s:s + 64])
+        raw = time.perf_counter() - t0
+    head = CRNNClassifier("rowcol_bigru", 1280, {t: len(ps.classes[t]) for t in ps.tasks}).eval()
+    with tempfile.TemporaryDirectory() as cache:
+        t0 = time.perf_counter()
+        views, *_ = extract_features(ps.root, paths, bb, cache, 224, views=("orig",), batch_size=64)
+        predict(head, cached_batcher(views, 0), np.arange(len(paths)), "cpu")
+        export = time.perf_counter() - t0
+    return {"paintings": len(paths), "raw_backbone_img_s": len(paths) / raw, "export_img_s": len(paths) / export,
+            "ratio": raw / export}
+
+
+def step_faiss(n: int) -> dict:
+    import faiss
+
+    from embeddings.index import build_index, recall_at_k
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(64, 512)).astype(np.float32)
+    x = centers[rng.integers(0, 64, n)] + rng.normal(size=(n, 512)).astype(np.float32)
+    q = x[rng.choice(n, 1000, replace=False)]
+    out = {"n": n, "dim": 512}
+    exact, _ = build_index(x, np.arange(n), exact_limit=n)
+    t0 = time.perf_counter()
+    truth = np.vstack([exact.search(q[i:i + 1], 10)[1] for i in range(200)])
+    out["exact_ms_per_query"] = (time.perf_counter() - t0) / 200 * 1000
+    t0 = time.perf_counter()
+    ann, report = build_index(x, np.arange(n))
+    out["ann_build_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got = np.vstack([ann.search(q[i:i + 1], 10)[1] for i in range(200)])
+    out["ann_ms_per_query"] = (time.perf_counter() - t0) / 200 * 1000
+    out["ann_kind"] = report["kind"]
+    out["ann_recall_at_10"] = recall_at_k(got, truth)
+    return out
+
+
+def step_dashboard(n: int) -> dict:
+    from bench.synthetic import SyntheticConfig, make_store
+    from db.store import TagLog, Store
+    path = ROOT / "bench" / "synthetic" / f"artlens-{n}.duckdb"
+    built = make_store(SyntheticConfig(n=n, out=str(path))) if not path.is_file() else {"seconds": 0}
+    s = Store(path)
+    s.ranked("style", "consensus", 24)  # first query warms DuckDB's caches
+    times = []
+    for det in ("consensus", "confidence", "mahalanobis", "knn"):
+        t0 = time.perf_counter()
+        s.ranked("style", det, 24, 0)
+        s.count_scored("style", det)
+        times.append(time.perf_counter() - t0)
+    tags = TagLog(path.with_name(path.stem + ".tags.duckdb")).latest()
+    t0 = time.perf_counter()
+    s.points("style", "umap", "consensus", tags)
+    points = time.perf_counter() - t0
+    s.close()
+    from streamlit.testing.v1 import AppTest
+    os.environ["ARTLENS_STORE"] = str(path)
+    out = {"paintings": n, "build_store_s": built["seconds"], "outlier_query_ms": 1000 * float(np.median(times)),
+           "explore_points_query_ms": points * 1000}
+    for page in ("Explore", "Outliers"):
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
+        at.session_state["page"] = page
+        t0 = time.perf_counter()
+        at.run()
+        out[f"{page.lower()}_first_render_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        at.run()
+        out[f"{page.lower()}_rerender_s"] = time.perf_counter() - t0
+        assert not at.exception, [e.value for e in at.exception]
+    return out
+
+
+def step_umap(n: int) -> dict:
+    from embeddings.project import umap_2d
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(n, 960)).astype(np.float32) + rng.integers(0, 20, n)[:, None]
+    umap_2d(rng.normal(size=(200, 16)).astype(np.float32))  # numba compile, not counted
+    t0 = time.perf_counter()
+    umap_2d(x)
+    return {"n": n, "seconds": time.perf_counter() - t0}
+
+
+def _child(fn_name, arg, q):
+    import logging
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        res = globals()[fn_name](arg)
+        q.put((res, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, None))
+    except Exception as e:  # reported in the table, the other steps still run
+        q.put((None, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, f"{type(e).__name__}: {e}"))
+
+
+def measure(fn_name: str, arg) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(fn_name, arg, q))
+    t0 = time.perf_counter()
+    p.start()
+    res, rss, err = q.get()
+    p.join()
+    return {"result": res, "peak_rss_mb": rss, "wall_s": time.perf_counter() - t0, "error": err}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    cfg = parse_config(BenchConfig, argv, "python -m bench.run", __doc__.split("\n\n")[0])
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+               "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+               "python": platform.python_version(), "malloc_env": os.environ.get("MALLOC_MMAP_MAX_") == "0"}
+    plan = {"train": [("step_train", cfg.images)], "embed": [("step_embed", cfg.images)],
+            "faiss": [("step_faiss", cfg.synthetic)], "dashboard": [("step_dashboard", cfg.synthetic)],
+            "umap": [("step_umap", n) for n in cfg.umap_sizes if n]}
+    results = {"machine": machine, "steps": {}}
+    for step in cfg.steps:
+        for fn, arg in plan[step]:
+            key = f"{step}" if len(plan[step]) == 1 else f"{step}_{arg}"
+            print(f"running {key} ...", flush=True)
+            results["steps"][key] = measure(fn, arg)
+            if results["steps"][key]["error"]:
+                print(f"  {key} failed: {results['steps'][key]['error']}", flush=True)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(table(results))
+    return results
+
+
+def table(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"machine: {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']}, "
+             f"allocator env {'on' if m['malloc_env'] else 'OFF'}",
+             f"{'step':<16}{'measure':<34}{'value':>12}{'goal':>10}{'peak MB':>10}"]
+
+    def row(step, what, value, goal=""):
+        peak = results["steps"][step]["peak_rss_mb"]
+        lines.append(f"{step:<16}{what:<34}{value:>12}{goal:>10}{peak:>10.0f}")
+    for step, s in results["steps"].items():
+        r = s["result"]
+        if r is None:
+            lines.append(f"{step:<16}{'FAILED: ' + str(s['error'])[:60]}")
+            continue
+        if step == "train":
+            row(step, f"epoch cached ({r['paintings']} img), s", f"{r['epoch_cached_s']:.2f}")
+            row(step, "epoch backbone recomputed, s", f"{r['epoch_backbone_recomputed_s']:.1f}")
+            row(step, "speed-up cached / recomputed", f"{r['speedup']:.0f}x", ">= 20x")
+        elif step == "embed":
+            row(step, "raw backbone, img/s", f"{r['raw_backbone_img_s']:.1f}")
+            row(step, "export (decode+backbone+head), img/s", f"{r['export_img_s']:.1f}")
+            row(step, "export / raw", f"{r['ratio']:.2f}", ">= 0.9")
+        elif step == "faiss":
+            row(step, f"exact k=10 at {r['n']:,}x{r['dim']}, ms", f"{r['exact_ms_per_query']:.1f}")
+            row(step, f"{r['ann_kind'][:24]}, ms", f"{r['ann_ms_per_query']:.2f}")
+            row(step, "ANN recall@10", f"{r['ann_recall_at_10']:.3f}", ">= 0.95")
+        elif step == "dashboard":
+            row(step, f"outlier query at {r['paintings']:,}, ms", f"{r['outlier_query_ms']:.0f}", "< 200")
+            row(step, "Explore first render, s", f"{r['explore_first_render_s']:.2f}", "< 2")
+            row(step, "Explore re-render, s", f"{r['explore_rerender_s']:.2f}")
+            row(step, "Outliers first render, s", f"{r['outliers_first_render_s']:.2f}", "< 2")
+        elif step.startswith("umap"):
+            row(step, f"UMAP {r['n']:,} x 960, s", f"{r['seconds']:.0f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from trainer.cli import run_cli
+    sys.exit(run_cli(main))

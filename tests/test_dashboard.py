@@ -1,0 +1,144 @@
+"""Dashboard logic with Streamlit's AppTest, on a real store built from wikiart-mini paintings."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT, run_cli
+from db.store import TagLog
+
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+@pytest.fixture
+def app_env(store, monkeypatch):
+    monkeypatch.setenv("ARTLENS_STORE", str(store["store"]))
+    monkeypatch.setenv("ARTLENS_INDEX", "")
+    monkeypatch.setenv("ARTLENS_TAGS", str(store["tags"]))
+    monkeypatch.setenv("ARTLENS_DATA_ROOT", "")
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    return store
+
+
+def open_page(page: str, reviewer: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.sidebar.radio(key="page").set_value(page)
+    if reviewer is not None:
+        at.sidebar.text_input(key="reviewer").set_value(reviewer)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def button(at: AppTest, label: str):
+    return next(b for b in at.button if b.label == label)
+
+
+def test_every_page_renders(app_env):
+    at = open_page("Overview")
+    assert [m.label for m in at.metric][:1] == ["paintings"] and at.metric[0].value == f"{app_env['n']:,}"
+    assert len(at.dataframe) >= 1  # per-task test metrics
+    at = open_page("Outliers")
+    cards = [m.value for m in at.markdown if m.value.startswith("**given:**")]
+    assert len(cards) == 24 and "rank 1" in cards[0]
+    assert any("conflicting" in m.value for m in at.markdown)  # duplicate groups with conflicting labels
+    at = open_page("Explore")
+    assert at.get("plotly_chart")
+    at = open_page("Neighbours")
+    at.text_input(key="nb_text").set_value("fish-market").run()
+    assert not at.exception
+    cards = [m.value for m in at.markdown if "similarity" in m.value]
+    assert len(cards) == 12
+    assert "1.000" in cards[0]  # the byte-identical twin is the nearest neighbour
+    at = open_page("Export")
+    assert len(at.get("download_button")) == 2
+
+
+def test_unsafe_image_paths_are_refused(app_env, tmp_path):
+    from embeddings.service import safe_image_path
+    root = app_env["root"]
+    some = next(p for p in root.rglob("*.jpg"))
+    assert safe_image_path(root, str(some.relative_to(root))) == some.resolve()
+    outside = tmp_path / "secret.jpg"
+    outside.write_bytes(b"x")
+    (root / "link.jpg").symlink_to(outside)
+    for bad in ("../secret.jpg", str(outside), "link.jpg", "Cubism/../../secret.jpg", ""):
+        assert safe_image_path(root, bad) is None, bad
+
+
+def test_review_tag_persists_across_restart(app_env):
+    at = open_page("Review", reviewer="ana")
+    first = next(m.value for m in at.markdown if m.value.startswith("### #"))
+    path = first.split("`")[1]
+    at.text_input(key=next(k for k in at.session_state.filtered_state if k.startswith("rv_note_"))).set_value("odd palette")
+    button(at, "mislabel").click().run()
+    assert not at.exception
+    latest = TagLog(app_env["tags"]).latest()
+    row = latest[(latest.path == path) & (latest.task == "style")].iloc[0]
+    assert row.decision == "mislabel" and row.reviewer == "ana" and row.note == "odd palette"
+    assert row.suggested_label  # defaults to the top prediction
+    # restart: fresh caches and session; the decision is still there and the queue moved on
+    st.cache_resource.clear()
+    at2 = open_page("Review", reviewer="ana")
+    nxt = next(m.value for m in at2.markdown if m.value.startswith("### #"))
+    assert path not in nxt
+    assert at2.metric[0].value.startswith("1 /")
+    # a later decision supersedes, history keeps both
+    TagLog(app_env["tags"]).add(path, "style", "correct", "ben")
+    hist = TagLog(app_env["tags"]).history()
+    assert hist[hist.path == path].decision.tolist()[-2:] == ["mislabel", "correct"]
+    assert TagLog(app_env["tags"]).latest().set_index(["path", "task"]).loc[(path, "style"), "decision"] == "correct"
+
+
+def test_lasso_selection_tags_many(app_env):
+    at = open_page("Explore", reviewer="lasso")
+    ids = list(range(10, 40))
+    at.session_state["explore_selection"] = ids  # what a lasso on the scatter stores
+    at.run()
+    assert any(f"Selection: {len(ids)} paintings" in h.value for h in at.subheader)
+    at.selectbox(key="bulk_decision").set_value("unsure")
+    button(at, f"Tag {len(ids)} paintings").click().run()
+    assert not at.exception
+    hist = TagLog(app_env["tags"]).history()
+    mine = hist[hist.reviewer == "lasso"]
+    assert len(mine) == len(ids) and set(mine.decision) == {"unsure"}
+
+
+def test_export_files_parse(app_env, tmp_path):
+    TagLog(app_env["tags"]).add(sorted(p.relative_to(app_env["root"]).as_posix()
+                                       for p in app_env["root"].rglob("*.jpg"))[0],
+                                "style", "mislabel", "exp", suggested_label="Rococo")
+    r = run_cli("dashboard.export", "--store", str(app_env["store"]), "--tags", str(app_env["tags"]),
+                "--out", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    classes = {}
+    for task in ("artist", "genre", "style"):
+        names = [l.split(" ", 1)[1] for l in (tmp_path / "out" / f"{task}_class.txt").read_text().splitlines()]
+        classes[task] = names
+        for split in ("train", "val"):
+            raw = (tmp_path / "out" / f"{task}_{split}.csv").read_bytes()
+            assert raw.endswith(b"\r\n")
+            rows = list(csv.reader(io.StringIO(raw.decode())))
+            assert rows and all(len(r) == 2 and 0 <= int(r[1]) < len(names) for r in rows)
+    style = dict(csv.reader(io.StringIO((tmp_path / "out" / "style_train.csv").read_text() +
+                                        (tmp_path / "out" / "style_val.csv").read_text())))
+    tagged = TagLog(app_env["tags"]).latest()
+    tagged = tagged[(tagged.reviewer == "exp")].iloc[0]
+    assert classes["style"][int(style[tagged.path])] == "Rococo"
+    tags = list(csv.DictReader(io.StringIO((tmp_path / "out" / "tags.csv").read_text())))
+    assert any(t["reviewer"] == "exp" for t in tags)
+
+
+def test_no_store_says_what_to_run(monkeypatch, tmp_path):
+    monkeypatch.setenv("ARTLENS_STORE", str(tmp_path / "none.duckdb"))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    assert "make train embed" in at.error[0].value
+    r = run_cli("dashboard", "--store", str(tmp_path / "none.duckdb"))
+    assert r.returncode == 2 and "make train embed" in r.stderr
