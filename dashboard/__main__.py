@@ -27,7 +27,7 @@ def command(cfg: DashboardConfig) -> tuple[list[str], dict]:
            "ARTLENS_TAGS": cfg.tags, "ARTLENS_DATA_ROOT": cfg.data_root}
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", cfg.host,
            "--server.port", str(cfg.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.maxUploadSize", "20", "--server.fileWatcherType", "none"]
+           "--server.maxUploadSize", "20", "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none"]
     return cmd, env
 
 

@@ -120,7 +120,7 @@ def page_overview(app: Artlens, task: str):
 
 
 def page_explore(app: Artlens, task: str, reviewer: str):
-    methods = [m for m in ("umap", "pca")]
+    methods = app.store.projection_methods()
     c1, c2, c3 = st.columns(3)
     method = c1.selectbox("projection", methods, key="ex_method")
     color = c2.selectbox("colour by", ["given", "predicted", "agreement", "tag", *[f"score: {d}" for d in DETECTORS]],
@@ -294,10 +294,10 @@ def page_review(app: Artlens, task: str, reviewer: str):
     with right.form(f"review_{r['image_id']}", clear_on_submit=True):
         suggested = st.selectbox("suggested label", names, index=default, key=f"rv_sugg_{r['image_id']}")
         note = st.text_input("note", key=f"rv_note_{r['image_id']}")
-        b = st.columns(4)
-        clicked = {d: b[i].form_submit_button(d, shortcut=k, type="primary" if d == "mislabel" else "secondary")
-                   for i, (d, k) in enumerate(zip(DECISIONS, ("m", "o", "u")))}
-        skip = b[3].form_submit_button("skip", shortcut="s")
+        row = st.container(horizontal=True)
+        clicked = {d: row.form_submit_button(d, shortcut=k, type="primary" if d == "mislabel" else "secondary")
+                   for d, k in zip(DECISIONS, ("m", "o", "u"))}
+        skip = row.form_submit_button("skip", shortcut="s")
     right.caption("keys: **m** mislabel · **o** correct (ok) · **u** unsure · **s** skip")
     for d, hit in clicked.items():
         if hit:

@@ -132,6 +132,11 @@ class Store:
     def detectors(self) -> list[str]:
         return self._q("SELECT DISTINCT detector FROM scores ORDER BY detector")["detector"].tolist()
 
+    def projection_methods(self) -> list[str]:
+        """2-D projections stored, UMAP first."""
+        return self._q("""SELECT DISTINCT method FROM projections
+            ORDER BY CASE method WHEN 'umap' THEN 0 ELSE 1 END, method""")["method"].tolist()
+
     def counts(self) -> dict[str, int]:
         r = self._q("""SELECT count(*) AS paintings,
                               count(*) FILTER (WHERE split = 'train') AS train,

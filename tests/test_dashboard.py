@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import io
 
 import pytest
@@ -76,7 +77,8 @@ def test_review_tag_persists_across_restart(app_env):
     at = open_page("Review", reviewer="ana")
     first = next(m.value for m in at.markdown if m.value.startswith("### #"))
     path = first.split("`")[1]
-    at.text_input(key=next(k for k in at.session_state.filtered_state if k.startswith("rv_note_"))).set_value("odd palette")
+    image_id = re.search(r"#(\d+)", first).group(1)
+    at.text_input(key=f"rv_note_{image_id}").set_value("odd palette")
     button(at, "mislabel").click().run()
     assert not at.exception
     latest = TagLog(app_env["tags"]).latest()

@@ -103,7 +103,7 @@ def test_review_in_chromium_tags_one_painting(server, browser):
     settle(browser)
     goto(browser, "Review")
     heading = wait_for(browser, "//h3[starts-with(normalize-space(.), '#')]")
-    path = heading.find_element("xpath", ".//code").text
+    path = heading.find_element("xpath", "following::code[1]").text
     settle(browser, 2)
     browser.save_screenshot(str(SHOTS / "review.png"))
     wait_for(browser, "//button[.//p[text()='mislabel']]").click()
