@@ -248,7 +248,7 @@ def page_outliers(app: Artlens, task: str):
     page = st.number_input(f"page (of {pages}; {total:,} paintings)", 1, pages, 1, key="out_page")
     rows = app.store.ranked(task, detector, per_page, (page - 1) * per_page, min_score)
     grid(app, task, rows, extra=lambda r: f"  \n**score:** {r['score']:.3f} · rank {r['rank']}"
-         + (" · 🚩" if r["flag"] else ""))
+         + (" · **flagged**" if r["flag"] else ""))
     st.subheader("Near-duplicates with conflicting labels")
     dup = app.store.duplicate_groups(conflicting_only=True)
     if dup.empty:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,9 +126,13 @@ def embed(cfg: EmbedConfig) -> Path:
     store_path, index_path, tags_path = default_paths(cfg.store, cfg.index, cfg.tags)
     for p in (store_path, index_path):
         parent = p.parent if str(p.parent) else Path(".")
-        parent.mkdir(parents=True, exist_ok=True)
-        if not os_access_writable(parent):
-            raise UserError(f"cannot write to {parent}: directory is read-only")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            probe = parent / f".artlens-write-test-{os.getpid()}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise UserError(f"cannot write to {parent}: {e.strerror or e}") from None
     data = cfg.data or meta["data"]
     ps = load_paintings(data, tcfg["test_fraction"], tcfg["seed"])
     check_classes(meta, ps)
@@ -287,11 +292,6 @@ def embed(cfg: EmbedConfig) -> Path:
     if failed:
         log.warning("%d unreadable images were skipped: %s", len(failed), "; ".join(failed[:5]))
     return store_path
-
-
-def os_access_writable(p: Path) -> bool:
-    import os
-    return os.access(p, os.W_OK)
 
 
 def _image_size(path: Path) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from conftest import ROOT
 from db.store import TagLog
 
 CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-SHOTS = ROOT / "tests" / "screenshots"
+SHOTS = Path(os.environ.get("ARTLENS_SCREENSHOTS", ROOT / "tests" / "screenshots"))
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER) and not os.environ.get("CI"),
                                 reason="chromium + chromium-driver not installed (.ci/run installs them)")
 
@@ -28,10 +28,18 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(store):
+def server(request, tmp_path):
+    # ARTLENS_E2E_STORE runs the same walk-through over another store (the README screenshots use the
+    # full wikiart-mini store); its tags go to a scratch copy so the walk-through never adds real tags.
+    other = os.environ.get("ARTLENS_E2E_STORE")
+    if other:
+        store = {"store": Path(other), "tags": tmp_path / "scratch.tags.duckdb"}
+    else:
+        store = request.getfixturevalue("store")
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "dashboard", "--store", str(store["store"]), "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "dashboard", "--store", str(store["store"]), "--port", str(port),
+                             "--tags", str(store["tags"])],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -96,6 +104,10 @@ def test_review_in_chromium_tags_one_painting(server, browser):
     for page in ("Explore", "Neighbours", "Outliers"):
         goto(browser, page)
         wait_for(browser, f"//h1[contains(., '{page}')]")
+        if page == "Neighbours":
+            box = wait_for(browser, "//input[@aria-label='path, artist or title contains']")
+            box.send_keys("fish-market", Keys.ENTER)
+            wait_for(browser, "//p[contains(., 'nearest paintings')] | //h3[contains(., 'nearest paintings')]")
         settle(browser, 2.5)
         browser.save_screenshot(str(SHOTS / f"{page.lower()}.png"))
     name = wait_for(browser, "//input[@aria-label='reviewer name']")

@@ -141,3 +141,50 @@ def test_tags_survive_reembed_and_bad_inputs_keep_store(store, tmp_path):
     s = Store(store["store"])
     assert s.counts()["paintings"] == store["n"]
     s.close()
+
+
+def test_unwritable_output_is_one_clear_error(trained):
+    work = trained["work"]
+    r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", "/proc/artlens-runs",
+                "--cache-dir", str(work / "cache"), "--epochs", "1", "--folds", "0")
+    assert r.returncode == 2 and "cannot write to /proc/artlens-runs" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("embeddings", "--run", str(trained["run_dir"]), "--store", "/proc/artlens/artlens.duckdb",
+                "--cache-dir", str(work / "cache"))
+    assert r.returncode == 2 and "cannot write to /proc/artlens" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_kill_during_embed_keeps_previous_store_and_tags(store):
+    """SIGKILL `python -m embeddings` at several moments; the old store stays readable, tags intact."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from db.store import Store, TagLog
+    tags = TagLog(store["tags"])
+    tid = tags.add("Baroque/kill-test.jpg", "style", "unsure", "kill", note="before kill")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for delay in (2.0, 4.0, 6.0):
+        proc = subprocess.Popen([sys.executable, "-m", "embeddings", "--run", str(store["run_dir"]), "--store",
+                                 str(store["store"]), "--cache-dir", str(store["work"] / "cache"), "--projection",
+                                 "pca"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        s = Store(store["store"])
+        assert s.counts()["paintings"] == store["n"]
+        assert len(s.ranked("style", "consensus", 5)) == 5
+        s.close()
+        assert faiss.read_index(str(store["index"])).ntotal == store["n"]
+        hist = tags.history()
+        assert hist.set_index("tag_id").loc[tid, "note"] == "before kill"
+
+
+def test_finetune_end_to_end_runs_on_cpu(trained, tmp_path):
+    """--finetune trains backbone + head from JPEGs (meant for a GPU; tiny and fast here)."""
+    r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path), "--run-id", "ft",
+                "--finetune", "--limit", "40", "--epochs", "1", "--folds", "0", "--image-size", "64",
+                "--batch-size", "16")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ckpt = torch.load(tmp_path / "ft" / "model.pt", map_location="cpu", weights_only=False)
+    assert ckpt["backbone_state"] and ckpt["meta"]["finetune"] and ckpt["meta"]["image_size"] == 64
