@@ -114,7 +114,6 @@ def step_embed(n: int) -> dict:
 
 
 def step_faiss(n: int) -> dict:
-    import faiss
 
     from embeddings.index import build_index, recall_at_k
     rng = np.random.default_rng(0)

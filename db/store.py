@@ -164,7 +164,7 @@ class Store:
         cur = self._con.cursor()
         try:
             cur.register("latest_tags", _tags_frame(tags))
-            return cur.execute(f"""SELECT i.image_id, i.path, i.split, pr.x, pr.y,
+            return cur.execute("""SELECT i.image_id, i.path, i.split, pr.x, pr.y,
                     coalesce(cg.name, '(none)') AS given, cp.name AS predicted,
                     CASE WHEN l.class_index IS NULL THEN 'no label'
                          WHEN l.class_index = p.predicted THEN 'agree' ELSE 'disagree' END AS agreement,

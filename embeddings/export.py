@@ -28,8 +28,8 @@ from embeddings.project import pca_2d, umap_2d
 from embeddings.scores import all_detector_scores, rank_descending
 from trainer.backbones import build_backbone
 from trainer.cli import UserError, field, parse_config
-from trainer.data import TASKS, load_image, load_paintings
-from trainer.features import extract_features, image_tensor
+from trainer.data import load_paintings
+from trainer.features import check_images, extract_features, image_tensor
 from trainer.model import CRNNClassifier
 from trainer.train import cached_batcher, image_batcher, predict, resolve_run_dir
 
@@ -144,16 +144,7 @@ def embed(cfg: EmbedConfig) -> Path:
 
     t0 = time.time()
     if ckpt.get("backbone_state"):
-        from trainer.features import hash_images
-        sha1s = hash_images(ps.root, paths)
-        ok = np.array([s is not None for s in sha1s])
-        failed = []
-        for i in np.flatnonzero(ok):
-            try:
-                load_image(ps.root / paths[i])
-            except ValueError as e:
-                ok[i] = False
-                failed.append(f"{ps.root / paths[i]}: {e}")
+        sha1s, ok, failed = check_images(ps.root, paths)
         from trainer.model import EndToEnd
         model = EndToEnd(bb.net, head)
         batch = image_batcher(ps.root, paths, meta["image_size"], bb.mean, bb.std, 0)

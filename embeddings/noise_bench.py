@@ -142,7 +142,6 @@ def write_outputs(cfg: NoiseBenchConfig, run_dir: Path, result: dict, curves: di
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     keys = list(curves)
     fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4.5), squeeze=False)

@@ -1,7 +1,6 @@
 """Loader: both layouts, the real ArtGAN quirks, and one-line errors for bad input."""
 from __future__ import annotations
 
-import io
 import shutil
 
 import numpy as np

@@ -39,3 +39,28 @@ def test_noise_bench_runs_and_beats_chance(trained, tmp_path):
     assert (tmp_path / "noise_pr.png").stat().st_size > 10_000 and (tmp_path / "noise_pr.html").is_file()
     assert (trained["run_dir"] / "noise.json").is_file()
     assert "AUROC" in r.stdout
+    # the store built after a benchmark carries its AUROC, and the Outliers page shows it by the detector name
+    store = tmp_path / "s" / "artlens.duckdb"
+    r = run_cli("embeddings", "--run", str(trained["run_dir"]), "--store", str(store), "--cache-dir",
+                str(trained["work"] / "cache"), "--projection", "pca")
+    assert r.returncode == 0, r.stderr[-2000:]
+    from db.store import Store
+    s = Store(store)
+    auc = s.benchmark_auroc("style")
+    s.close()
+    assert auc["consensus"] == dets["consensus"]["auroc"]
+    import os
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+    from conftest import ROOT
+    os.environ["ARTLENS_STORE"] = str(store)
+    try:
+        st.cache_resource.clear()
+        at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
+        at.run()
+        at.sidebar.radio(key="page").set_value("Outliers").run()
+        assert not at.exception
+        assert "(AUROC" in at.selectbox(key="out_detector").format_func("consensus")
+    finally:
+        del os.environ["ARTLENS_STORE"]

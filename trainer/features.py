@@ -81,6 +81,23 @@ def hash_images(root: Path, paths: list[str]) -> list[str | None]:
     return out
 
 
+def check_images(root: Path, paths: list[str]) -> tuple[list[str | None], np.ndarray, list[str]]:
+    """Hash and decode every image once (the --finetune path reads JPEGs each epoch, so bad files
+    must be found up front). Returns (sha1s, ok (N,) bool, failed 'path: reason' lines)."""
+    sha1s = hash_images(root, paths)
+    ok = np.array([s is not None for s in sha1s])
+    failed = [f"{root / paths[i]}: cannot read file" for i in np.flatnonzero(~ok)]
+    for i in np.flatnonzero(ok):
+        try:
+            load_image(root / paths[i])
+        except ValueError as e:
+            ok[i] = False
+            failed.append(f"{root / paths[i]}: {e}")
+    if failed:
+        log.warning("%d images could not be read and are skipped; first: %s", len(failed), failed[0])
+    return sha1s, ok, failed
+
+
 @torch.no_grad()
 def extract_features(root: Path, paths: list[str], backbone: Backbone, cache_dir: str | Path, size: int,
                      views: tuple[str, ...] = ("orig",), batch_size: int = 32, device: str = "cpu",

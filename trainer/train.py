@@ -25,7 +25,7 @@ from tqdm import tqdm
 from trainer.backbones import BACKBONES, build_backbone
 from trainer.cli import UserError, field, parse_config
 from trainer.data import PaintingSet, load_image, load_paintings
-from trainer.features import extract_features, image_tensor
+from trainer.features import check_images, extract_features, image_tensor
 from trainer.metrics import classification_metrics, macro_f1
 from trainer.model import ARCHS, CRNNClassifier, EndToEnd, masked_multitask_loss
 
@@ -325,17 +325,8 @@ def train(cfg: TrainConfig) -> Path:
 
     paths = frame["path"].tolist()
     if cfg.finetune:
-        from trainer.features import hash_images
-        sha1s = hash_images(ps.root, paths)
-        ok = np.array([s is not None for s in sha1s])
-        for i in np.flatnonzero(ok):  # decode once up front so bad files are skipped, not crashed on
-            try:
-                load_image(ps.root / paths[i])
-            except ValueError as e:
-                ok[i] = False
-                log.warning("skipping %s: %s", paths[i], e)
+        sha1s, ok, failed = check_images(ps.root, paths)
         batch = image_batcher(ps.root, paths, size, bb.mean, bb.std, cfg.seed)
-        failed = [f"{paths[i]}: unreadable" for i in np.flatnonzero(~ok)]
         feat_stats = {"hits": 0, "misses": 0}
         in_ch = bb.channels
         t_feat = 0.0
