@@ -273,10 +273,14 @@ class Store:
         return {d: v["auroc"] for d, v in bench.get("uniform", {}).get(task, {}).items()}
 
 
+TAG_COLUMNS = ["tag_id", "path", "sha1", "task", "decision", "given_label", "suggested_label", "note", "reviewer",
+               "created_at", "run_id"]
+
+
 def _tags_frame(tags: pd.DataFrame | None) -> pd.DataFrame:
+    """`tags`, or an empty frame with the tag log's columns (so joins and filters work before any tag)."""
     if tags is None or tags.empty:
-        return pd.DataFrame({"path": pd.Series(dtype=object), "task": pd.Series(dtype=object),
-                             "decision": pd.Series(dtype=object), "suggested_label": pd.Series(dtype=object)})
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in TAG_COLUMNS})
     return tags
 
 
@@ -362,8 +366,7 @@ class TagLog:
         """Every decision ever made, oldest first."""
         def read(con):
             if con is None:
-                return pd.DataFrame(columns=["tag_id", "path", "sha1", "task", "decision", "given_label",
-                                             "suggested_label", "note", "reviewer", "created_at", "run_id"])
+                return _tags_frame(None)
             return con.execute("SELECT * FROM tags ORDER BY tag_id").df()
         return self._run(read, read_only=True)
 
