@@ -129,3 +129,19 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert r.returncode == 2 and "invalid choice: 'transformer'" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("trainer", "--help")
     assert r.returncode == 0 and "--finetune" in r.stdout and "--folds" in r.stdout
+
+
+def test_non_utf8_csv_and_class_with_one_image(tmp_path):
+    """A latin-1 CSV (not UTF-8) still finds its file; a class with one painting stays in train."""
+    (tmp_path / "Cubism").mkdir()
+    name = "Cubism/juan-gris_caf\u00e9.jpg"
+    Image.new("RGB", (16, 16)).save(tmp_path / name)
+    for i in range(6):
+        Image.new("RGB", (16, 16), (i * 40, 0, 0)).save(tmp_path / "Cubism" / f"p{i}.jpg")
+    (tmp_path / "style_class.txt").write_text("0 Abstract\n1 Cubism\n")
+    rows = [name.encode("latin-1") + b",0\r\n"] + [f"Cubism/p{i}.jpg,1\r\n".encode() for i in range(6)]
+    (tmp_path / "style_train.csv").write_bytes(b"".join(rows))
+    ps = load_paintings(tmp_path, test_fraction=0.5)
+    f = ps.frame.set_index("path")
+    assert f.loc[name, "style"] == 0 and f.loc[name, "split"] == "train"  # the lone Abstract painting
+    assert (f["split"] == "test").sum() == 3  # half of the 6 Cubism paintings
