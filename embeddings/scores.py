@@ -53,34 +53,29 @@ def class_centroids(labels: np.ndarray, emb: np.ndarray, n_classes: int) -> np.n
     return cent
 
 
-def _centroid_distances(labels, emb, n_classes):
-    z = l2_normalize(emb)
+def _own_and_nearest_other(labels: np.ndarray, emb: np.ndarray, n_classes: int | None):
+    """Cosine distance to the own class centroid and to the nearest other one, (N,) each; NaN/inf
+    for unlabelled rows. Classes with no member are never "nearest"."""
+    n_classes = n_classes or int(labels.max()) + 1
+    known = np.flatnonzero(labels >= 0)
     cent = class_centroids(labels, emb, n_classes)
-    d = 1.0 - z @ np.nan_to_num(cent).T          # (N, C) cosine distances
-    d[:, np.isnan(cent[:, 0])] = np.inf           # classes with no member are never "nearest"
-    return d
+    d = 1.0 - l2_normalize(emb) @ np.nan_to_num(cent).T     # (N, C) cosine distances
+    d[:, np.isnan(cent[:, 0])] = np.inf
+    own = np.full(len(labels), np.nan)
+    own[known] = d[known, labels[known]]
+    d[known, labels[known]] = np.inf
+    return own, d.min(1)
 
 
 def centroid_scores(labels: np.ndarray, emb: np.ndarray, n_classes: int | None = None) -> np.ndarray:
     """Cosine distance of each embedding to its given class centroid. (N,)"""
-    n_classes = n_classes or int(labels.max()) + 1
-    known = labels >= 0
-    d = _centroid_distances(labels, emb, n_classes)
-    out = np.full(len(labels), np.nan)
-    out[known] = d[np.flatnonzero(known), labels[known]]
-    return out
+    return _own_and_nearest_other(labels, emb, n_classes)[0]
 
 
 def centroid_margin_scores(labels: np.ndarray, emb: np.ndarray, n_classes: int | None = None) -> np.ndarray:
     """Distance to own centroid minus distance to the nearest other centroid (> 0: closer to another). (N,)"""
-    n_classes = n_classes or int(labels.max()) + 1
-    known = labels >= 0
-    d = _centroid_distances(labels, emb, n_classes)
-    own = np.full(len(labels), np.nan)
-    own[known] = d[np.flatnonzero(known), labels[known]]
-    other = d.copy()
-    other[np.flatnonzero(known), labels[known]] = np.inf
-    return own - other.min(1)
+    own, other = _own_and_nearest_other(labels, emb, n_classes)
+    return own - other
 
 
 def centroid_zscores(labels: np.ndarray, emb: np.ndarray, n_classes: int | None = None) -> np.ndarray:
