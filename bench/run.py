@@ -140,7 +140,7 @@ def step_faiss(n: int) -> dict:
 
 def step_dashboard(n: int) -> dict:
     from bench.synthetic import SyntheticConfig, make_store
-    from db.store import TagLog, Store
+    from db.store import Paths, Store, TagLog
     path = ROOT / "bench" / "synthetic" / f"artlens-{n}.duckdb"
     built = make_store(SyntheticConfig(n=n, out=str(path))) if not path.is_file() else {"seconds": 0}
     s = Store(path)
@@ -151,7 +151,7 @@ def step_dashboard(n: int) -> dict:
         s.ranked("style", det, 24, 0)
         s.count_scored("style", det)
         times.append(time.perf_counter() - t0)
-    tags = TagLog(path.with_name(path.stem + ".tags.duckdb")).latest()
+    tags = TagLog(Paths.from_store(path).tags).latest()
     t0 = time.perf_counter()
     s.points("style", "umap", "consensus", tags)
     points = time.perf_counter() - t0

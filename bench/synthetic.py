@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from db.store import TagLog, build_store
+from db.store import Paths, TagLog, build_store
 from embeddings.index import build_index, neighbours_excluding_self, save_index
 from embeddings.project import pca_2d
 from embeddings.scores import all_detector_scores, rank_descending
@@ -80,11 +80,12 @@ def make_store(cfg: SyntheticConfig) -> dict:
                                           "benchmark": "{}", "created": pd.Timestamp.now()}])})
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_index(index, out.with_suffix(".faiss"))
+    paths = Paths.from_store(out)
+    save_index(index, paths.index)
     build_store(out, tables, {"run_id": "synthetic", "run_dir": "", "data_root": str(MINI.resolve()),
                               "index_kind": report["kind"], "embedding_dim": str(cfg.dim), "paintings": str(n),
                               "has_oof": "false", "tasks": ",".join(tasks)})
-    TagLog(out.with_name(out.stem + ".tags.duckdb")).ensure()
+    TagLog(paths.tags).ensure()
     log.info("synthetic store of %d paintings at %s in %.0fs", n, out, time.time() - t0)
     return {"store": str(out), "seconds": time.time() - t0, "index": report}
 

@@ -19,9 +19,9 @@ import plotly.express as px  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from db.schema import DECISIONS  # noqa: E402
-from db.store import StoreError  # noqa: E402
+from db.store import Paths, StoreError  # noqa: E402
 from embeddings.scores import DETECTORS  # noqa: E402
-from embeddings.service import UPLOAD_MAX_BYTES, Artlens, Paths, thumbnail_bytes  # noqa: E402
+from embeddings.service import UPLOAD_MAX_BYTES, Artlens, thumbnail_bytes  # noqa: E402
 from trainer.plots import top_confusion  # noqa: E402
 
 PAGES = ("Overview", "Explore", "Neighbours", "Outliers", "Review", "Export")

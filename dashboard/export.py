@@ -5,8 +5,8 @@ import sys
 from dataclasses import dataclass
 from typing import Sequence
 
-from db.store import StoreError
-from embeddings.service import Artlens, Paths
+from db.store import Paths, StoreError
+from embeddings.service import Artlens
 from trainer.cli import UserError, field, parse_config, run_cli
 
 

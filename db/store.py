@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -30,6 +31,24 @@ log = logging.getLogger("db")
 
 class StoreError(Exception):
     """The store or tag log is missing, locked past the retry budget, or not an artlens store."""
+
+
+# ------------------------------------------------------------------ file layout
+@dataclass
+class Paths:
+    """Where a store's three files live: the store, its FAISS index and its tag log.
+
+    Defaults beside the store: artlens.duckdb -> artlens.faiss, artlens.tags.duckdb.
+    """
+    store: Path
+    index: Path
+    tags: Path
+
+    @classmethod
+    def from_store(cls, store: str | Path, index: str | Path | None = None, tags: str | Path | None = None) -> "Paths":
+        s = Path(store)
+        return cls(s, Path(index) if index else s.with_suffix(".faiss"),
+                   Path(tags) if tags else s.with_name(s.stem + ".tags.duckdb"))
 
 
 # ------------------------------------------------------------------ building
@@ -96,7 +115,6 @@ class Store:
             self._con.execute("SELECT count(*) FROM images").fetchone()
         except duckdb.Error as e:
             raise StoreError(f"{self.path} is not a readable artlens store: {str(e).splitlines()[0]}") from None
-        self._lock = threading.Lock()
 
     def close(self) -> None:
         self._con.close()

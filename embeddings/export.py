@@ -21,7 +21,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from db.store import StoreError, TagLog, build_store
+from db.store import Paths, StoreError, TagLog, build_store
 from embeddings import duplicates as dup
 from embeddings.index import build_index, neighbours_excluding_self, save_index
 from embeddings.project import pca_2d, umap_2d
@@ -51,11 +51,6 @@ class EmbedConfig:
     exact_limit: int = field(50_000, "largest collection indexed exactly; above it HNSW")
     device: str = field("cpu", "cpu or cuda")
     batch_size: int = field(64, "images per forward pass")
-
-
-def default_paths(store: str, index: str = "", tags: str = "") -> tuple[Path, Path, Path]:
-    s = Path(store)
-    return s, Path(index) if index else s.with_suffix(".faiss"), Path(tags) if tags else s.with_name(s.stem + ".tags.duckdb")
 
 
 def load_checkpoint(run_dir: Path) -> dict:
@@ -123,7 +118,8 @@ def embed(cfg: EmbedConfig) -> Path:
     run_dir = resolve_run_dir(cfg.runs_dir, "") if not cfg.run else Path(cfg.run)
     ckpt = load_checkpoint(run_dir)
     meta, tcfg = ckpt["meta"], ckpt["config"]
-    store_path, index_path, tags_path = default_paths(cfg.store, cfg.index, cfg.tags)
+    paths = Paths.from_store(cfg.store, cfg.index or None, cfg.tags or None)
+    store_path, index_path, tags_path = paths.store, paths.index, paths.tags
     for p in (store_path, index_path):
         parent = p.parent if str(p.parent) else Path(".")
         try:
@@ -188,7 +184,7 @@ def embed(cfg: EmbedConfig) -> Path:
 
     t0 = time.time()
     index, index_report = build_index(emb, image_ids, exact_limit=cfg.exact_limit)
-    nb_ids, _ = neighbours_excluding_self(index, emb, image_ids, cfg.knn_k)
+    nb_ids, nb_sim = neighbours_excluding_self(index, emb, image_ids, cfg.knn_k)
     t_index = time.time() - t0
 
     t0 = time.time()
@@ -205,8 +201,7 @@ def embed(cfg: EmbedConfig) -> Path:
     t0 = time.time()
     if n <= cfg.exact_limit:
         pi, pj, psim = dup.duplicate_pairs_exact(emb, cfg.duplicate_threshold)
-    else:  # range search over 50k+ is quadratic: use the ANN neighbours instead
-        _, nb_sim = neighbours_excluding_self(index, emb, image_ids, cfg.knn_k)
+    else:  # range search over 50k+ is quadratic: use the ANN neighbours found above instead
         r, c = np.nonzero(nb_sim >= cfg.duplicate_threshold)
         pi, pj, psim = r, nb_ids[r, c], nb_sim[r, c]
     group, best = dup.duplicate_groups(n, pi, pj, psim, sha1s)

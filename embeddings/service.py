@@ -8,14 +8,13 @@ from __future__ import annotations
 import io
 import os
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-from db.store import Store, StoreError, TagLog
+from db.store import Paths, Store, StoreError, TagLog
 from embeddings.index import load_index, search
 
 UPLOAD_MAX_BYTES = 20 * 1024 * 1024
@@ -46,19 +45,6 @@ def thumbnail_bytes(path: Path, size: int = 256) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=85)
     return buf.getvalue()
-
-
-@dataclass
-class Paths:
-    store: Path
-    index: Path
-    tags: Path
-
-    @classmethod
-    def from_store(cls, store: str | Path, index: str | Path | None = None, tags: str | Path | None = None) -> "Paths":
-        s = Path(store)
-        return cls(s, Path(index) if index else s.with_suffix(".faiss"),
-                   Path(tags) if tags else s.with_name(s.stem + ".tags.duckdb"))
 
 
 class Artlens:
