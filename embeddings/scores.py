@@ -9,10 +9,17 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
-DETECTORS = ("confidence", "margin", "centroid", "centroid_margin", "mahalanobis", "zscore", "knn",
-             "confident_learning", "consensus")
-# Detectors folded into the consensus rank (all of the above but consensus itself).
+# On cross-fitted softmax (each painting's probabilities from a head that never saw its label).
+PROBABILITY_DETECTORS = ("confidence", "margin", "confident_learning")
+# On the cross-fitting head's embedding, against that fold's training paintings (`reference_scores`).
+EMBEDDING_DETECTORS = ("centroid", "centroid_margin", "mahalanobis", "zscore", "knn")
+# knn_backbone: kNN over frozen backbone features no label touched; cross_task: label co-occurrence.
+DETECTORS = (*PROBABILITY_DETECTORS, *EMBEDDING_DETECTORS, "knn_backbone", "cross_task", "consensus")
+# Detectors folded into the consensus rank (all single detectors).
 CONSENSUS_OF = DETECTORS[:-1]
+# Which task's label is the context of each task's cross-task score: a style is judged by the
+# artist's other works, a genre by the style's, an artist by how its given style fits that artist.
+CROSS_TASK_CONTEXT = {"style": ("style", "artist"), "genre": ("genre", "style"), "artist": ("style", "artist")}
 
 
 def _given_prob(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
@@ -53,12 +60,10 @@ def class_centroids(labels: np.ndarray, emb: np.ndarray, n_classes: int) -> np.n
     return cent
 
 
-def _own_and_nearest_other(labels: np.ndarray, emb: np.ndarray, n_classes: int | None):
-    """Cosine distance to the own class centroid and to the nearest other one, (N,) each; NaN/inf
-    for unlabelled rows. Classes with no member are never "nearest"."""
-    n_classes = n_classes or int(labels.max()) + 1
+def _own_and_nearest_other(labels: np.ndarray, emb: np.ndarray, cent: np.ndarray):
+    """Cosine distance of each row to its own class centroid and to the nearest other one, (N,) each;
+    NaN/inf for unlabelled rows. Classes with no member in the reference are never "nearest"."""
     known = np.flatnonzero(labels >= 0)
-    cent = class_centroids(labels, emb, n_classes)
     d = 1.0 - l2_normalize(emb) @ np.nan_to_num(cent).T     # (N, C) cosine distances
     d[:, np.isnan(cent[:, 0])] = np.inf
     own = np.full(len(labels), np.nan)
@@ -67,65 +72,113 @@ def _own_and_nearest_other(labels: np.ndarray, emb: np.ndarray, n_classes: int |
     return own, d.min(1)
 
 
-def centroid_scores(labels: np.ndarray, emb: np.ndarray, n_classes: int | None = None) -> np.ndarray:
-    """Cosine distance of each embedding to its given class centroid. (N,)"""
-    return _own_and_nearest_other(labels, emb, n_classes)[0]
-
-
-def centroid_margin_scores(labels: np.ndarray, emb: np.ndarray, n_classes: int | None = None) -> np.ndarray:
-    """Distance to own centroid minus distance to the nearest other centroid (> 0: closer to another). (N,)"""
-    own, other = _own_and_nearest_other(labels, emb, n_classes)
-    return own - other
-
-
-def centroid_zscores(labels: np.ndarray, emb: np.ndarray, n_classes: int | None = None) -> np.ndarray:
-    """z-score of the distance to the own-class centroid within that class; > 3 is a flag. (N,)"""
-    d = centroid_scores(labels, emb, n_classes)
-    out = np.full(len(labels), np.nan)
-    for c in np.unique(labels[labels >= 0]):
-        m = labels == c
-        sd = d[m].std()
-        out[m] = (d[m] - d[m].mean()) / sd if sd > 0 else 0.0
-    return out
-
-
-def mahalanobis_scores(labels: np.ndarray, emb: np.ndarray, n_classes: int | None = None,
-                       max_dim: int = 256) -> np.ndarray:
-    """Mahalanobis distance to the given class mean with one shared Ledoit-Wolf covariance (Lee et al. 2018).
-
-    Embeddings are L2-normalised and, above `max_dim` dims, PCA-reduced first (the covariance of
-    a 960-d embedding from a few thousand paintings is poorly conditioned even with shrinkage). (N,)
-    """
+def _mahalanobis_model(labels: np.ndarray, emb: np.ndarray, n_classes: int, max_dim: int):
+    """Fit on reference rows: (centre (D,), projection (D, d) or None, class means (C, d), precision (d, d))."""
     from sklearn.covariance import LedoitWolf
-    n_classes = n_classes or int(labels.max()) + 1
-    known = labels >= 0
     z = l2_normalize(emb)
-    z = z - z[known].mean(0)
-    if z.shape[1] > max_dim:
-        _, _, vt = np.linalg.svd(z[known], full_matrices=False)
-        z = z @ vt[:max_dim].T
+    centre = z.mean(0)
+    z = z - centre
+    proj = None
+    if z.shape[1] > max_dim:  # a 960-d covariance from a few thousand paintings is ill-conditioned even shrunk
+        _, _, vt = np.linalg.svd(z, full_matrices=False)
+        proj = vt[:max_dim].T
+        z = z @ proj
     means = np.zeros((n_classes, z.shape[1]))
-    for c in np.unique(labels[known]):
+    for c in np.unique(labels):
         means[c] = z[labels == c].mean(0)
-    resid = z[known] - means[labels[known]]
-    precision = LedoitWolf(assume_centered=True).fit(resid).precision_
-    out = np.full(len(labels), np.nan)
-    diff = z[known] - means[labels[known]]
-    out[known] = np.sqrt(np.maximum(np.einsum("nd,de,ne->n", diff, precision, diff), 0))
+    precision = LedoitWolf(assume_centered=True).fit(z - means[labels]).precision_
+    return centre, proj, means, precision
+
+
+def reference_scores(ref_labels: np.ndarray, ref_emb: np.ndarray, labels: np.ndarray, emb: np.ndarray,
+                     neighbour_labels: np.ndarray, n_classes: int, max_dim: int = 256) -> dict[str, np.ndarray]:
+    """The embedding detectors for paintings scored against a reference set.
+
+    In cross-fitting the reference is one fold's training paintings and the scored rows are that
+    fold's held-out paintings, embedded by the fold's head: no centroid, covariance or neighbour
+    list involved has seen a scored painting's label.
+
+    ref_labels (R,) int, ref_emb (R, D): reference paintings (labelled rows only are used).
+    labels (N,) int (-1 = none), emb (N, D): the paintings to score.
+    neighbour_labels (N, k): labels of each scored painting's k nearest reference paintings (-1 = none).
+    Returns {centroid, centroid_margin, zscore, mahalanobis, knn}: (N,) float, NaN where labels < 0.
+    """
+    keep = ref_labels >= 0
+    ref_labels, ref_emb = ref_labels[keep], ref_emb[keep]
+    known = labels >= 0
+    out = {k: np.full(len(labels), np.nan) for k in ("centroid", "centroid_margin", "zscore", "mahalanobis")}
+    out["knn"] = knn_disagreement_scores(labels, neighbour_labels)
+    if len(ref_labels) == 0 or not known.any():
+        return out
+    cent = class_centroids(ref_labels, ref_emb, n_classes)
+    own, other = _own_and_nearest_other(labels, emb, cent)
+    out["centroid"], out["centroid_margin"] = own, own - other
+    # z-score against the spread of the reference paintings of the same class around their centroid
+    ref_own, _ = _own_and_nearest_other(ref_labels, ref_emb, cent)
+    mu = np.zeros(n_classes)
+    sd = np.ones(n_classes)
+    for c in np.unique(ref_labels):
+        d = ref_own[ref_labels == c]
+        mu[c], sd[c] = d.mean(), d.std() if d.std() > 0 else 1.0
+    y = np.maximum(labels, 0)
+    absent = np.isnan(cent[:, 0])[y]          # given class has no reference painting: maximally suspicious
+    z = (own - mu[y]) / sd[y]
+    out["zscore"] = np.where(known, np.where(absent, np.inf, z), np.nan)
+    centre, proj, means, precision = _mahalanobis_model(ref_labels, ref_emb, n_classes, max_dim)
+    q = l2_normalize(emb[known]) - centre
+    if proj is not None:
+        q = q @ proj
+    diff = q - means[labels[known]]
+    m = np.sqrt(np.maximum(np.einsum("nd,de,ne->n", diff, precision, diff), 0))
+    m[absent[known]] = np.inf
+    out["mahalanobis"][known] = m
+    for k in ("centroid", "centroid_margin"):
+        out[k][known & absent] = np.inf
     return out
 
 
-def knn_disagreement_scores(labels: np.ndarray, neighbor_ids: np.ndarray) -> np.ndarray:
-    """Share of a painting's nearest labelled neighbours whose label differs from its own.
+def knn_disagreement_scores(labels: np.ndarray, neighbour_labels: np.ndarray) -> np.ndarray:
+    """Share of a painting's labelled neighbours whose label differs from its own.
 
-    neighbor_ids: (N, k) row indices of each row's neighbours (self excluded, -1 = none). (N,)
+    labels (N,) int (-1 = none); neighbour_labels (N, k) the labels of each row's neighbours
+    (-1 = no neighbour or no label). (N,) in [0, 1], NaN where unlabelled or no labelled neighbour.
     """
-    nb = np.where(neighbor_ids >= 0, labels[np.maximum(neighbor_ids, 0)], -1)
-    valid = nb >= 0
-    differ = (nb != labels[:, None]) & valid
+    valid = neighbour_labels >= 0
+    differ = (neighbour_labels != labels[:, None]) & valid
     n = valid.sum(1)
     out = np.where(n > 0, differ.sum(1) / np.maximum(n, 1), np.nan)
     out[labels < 0] = np.nan
+    return out
+
+
+def neighbour_labels(labels: np.ndarray, neighbor_ids: np.ndarray) -> np.ndarray:
+    """(N, k) labels of the rows in neighbor_ids (-1 stays -1)."""
+    return np.where(neighbor_ids >= 0, labels[np.maximum(neighbor_ids, 0)], -1)
+
+
+def cross_task_scores(target: np.ndarray, context: np.ndarray, n_target: int, alpha: float = 2.0) -> np.ndarray:
+    """-log p(target label | context label), estimated from the other paintings only.
+
+    WikiArt labels come from artist pages, so a style an artist almost never painted in is suspect
+    (and so is a genre rare for the painting's style). For painting i with context c and target t:
+    p = (n(c, t) - 1 + alpha * prior(t)) / (n(c) - 1 + alpha), where the counts leave painting i
+    out and prior(t) is the leave-one-out, add-one-smoothed share of t among all target labels.
+
+    target (N,) int, context (N,) int (-1 = unknown). (N,) float, NaN where either is unknown.
+    """
+    both = (target >= 0) & (context >= 0)
+    out = np.full(len(target), np.nan)
+    if not both.any():
+        return out
+    n_context = int(context.max()) + 1
+    joint = np.zeros((n_context, n_target))
+    np.add.at(joint, (context[both], target[both]), 1)
+    has_t = target >= 0
+    totals = np.bincount(target[has_t], minlength=n_target).astype(float)
+    t, c = target[both], context[both]
+    prior = totals[t] / (has_t.sum() - 1 + n_target)   # (count - 1 left out + 1 add-one) / (n - 1 + C)
+    p = (joint[c, t] - 1 + alpha * prior) / (joint[c].sum(1) - 1 + alpha)
+    out[both] = -np.log(p)
     return out
 
 
@@ -176,37 +229,49 @@ def consensus_scores(score_table: dict[str, np.ndarray]) -> np.ndarray:
     return np.where(n > 0, np.nansum(stack, 0) / np.maximum(n, 1), np.nan)
 
 
-def all_detector_scores(labels: np.ndarray, probs: np.ndarray, emb: np.ndarray,
-                        neighbor_ids: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Every detector for one task: ({detector: score (N,)}, {detector: flag (N,) bool})."""
-    C = probs.shape[1]
-    scores = {
-        "confidence": confidence_scores(labels, probs),
-        "margin": margin_scores(labels, probs),
-        "centroid": centroid_scores(labels, emb, C),
-        "centroid_margin": centroid_margin_scores(labels, emb, C),
-        "mahalanobis": mahalanobis_scores(labels, emb, C),
-        "zscore": centroid_zscores(labels, emb, C),
-        "knn": knn_disagreement_scores(labels, neighbor_ids),
-    }
-    cl_flag, scores["confident_learning"] = confident_learning(labels, probs)
-    scores["consensus"] = consensus_scores({k: scores[k] for k in CONSENSUS_OF})
-    scores["consensus"][labels < 0] = np.nan
+def cross_task_table(labels: dict[str, np.ndarray], n_classes: dict[str, int]) -> dict[str, np.ndarray]:
+    """{task: cross-task score (N,)} for the tasks whose context task is present (see CROSS_TASK_CONTEXT)."""
+    out = {}
+    for task, (target, context) in CROSS_TASK_CONTEXT.items():
+        if task in labels and target in labels and context in labels:
+            out[task] = cross_task_scores(labels[target], labels[context], n_classes[target])
+            out[task][labels[task] < 0] = np.nan
+    return out
+
+
+def detector_flags(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{detector: (N,) bool}: the detector's own threshold, or its top 5% where it has none."""
+    thresholds = {"confidence": 0.5,   # p(given) below 0.5: the seeds' review threshold
+                  "margin": 0.0, "centroid_margin": 0.0, "zscore": 3.0, "knn": 0.5, "knn_backbone": 0.5}
+    flags = {}
     with np.errstate(invalid="ignore"):
-        flags = {
-            "confidence": scores["confidence"] > 0.5,  # given label below 0.5: the seeds' threshold review
-            "margin": scores["margin"] > 0,
-            "centroid": np.zeros(len(labels), bool),
-            "centroid_margin": scores["centroid_margin"] > 0,
-            "mahalanobis": np.zeros(len(labels), bool),
-            "zscore": scores["zscore"] > 3,
-            "knn": scores["knn"] > 0.5,
-            "confident_learning": cl_flag,
-            "consensus": np.zeros(len(labels), bool),
-        }
-    for k in ("centroid", "mahalanobis", "consensus"):  # rank-only detectors: flag the top 5%
-        s = scores[k]
-        ok = ~np.isnan(s)
-        if ok.any():
-            flags[k] = ok & (s >= np.nanquantile(s, 0.95))
+        for name, s in scores.items():
+            if name in thresholds:
+                flags[name] = s > thresholds[name]
+            else:
+                ok = ~np.isnan(s)
+                flags[name] = ok & (s >= np.nanquantile(s, 0.95)) if ok.any() else np.zeros(len(s), bool)
+    return flags
+
+
+def detector_table(labels: np.ndarray, probs: np.ndarray, embedding_scores: dict[str, np.ndarray],
+                   backbone_neighbour_labels: np.ndarray, cross_task: np.ndarray | None = None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Every detector for one task: ({detector: score (N,)}, {detector: flag (N,) bool}).
+
+    labels (N,) int (-1 = none); probs (N, C) cross-fitted softmax; embedding_scores: the
+    EMBEDDING_DETECTORS from `reference_scores` (cross-fitted); backbone_neighbour_labels (N, k):
+    labels of each painting's nearest paintings in frozen-backbone feature space; cross_task (N,)
+    or None. Scores are NaN where the painting has no label.
+    """
+    scores = {"confidence": confidence_scores(labels, probs), "margin": margin_scores(labels, probs)}
+    cl_flag, scores["confident_learning"] = confident_learning(labels, probs)
+    scores.update({k: embedding_scores[k] for k in EMBEDDING_DETECTORS})
+    scores["knn_backbone"] = knn_disagreement_scores(labels, backbone_neighbour_labels)
+    scores["cross_task"] = cross_task if cross_task is not None else np.full(len(labels), np.nan)
+    scores["consensus"] = consensus_scores({k: scores[k] for k in CONSENSUS_OF})
+    for s in scores.values():
+        s[labels < 0] = np.nan
+    flags = detector_flags(scores)
+    flags["confident_learning"] = cl_flag
     return scores, flags

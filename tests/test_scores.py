@@ -23,13 +23,28 @@ def _clustered(n_per=60, C=5, D=32, seed=0, flips=15):
     return given, probs, emb, flipped
 
 
+def _detectors(given, probs, emb, ref=None):
+    """Every detector, with the embedding ones cross-fitted over 2 folds (held-out rows against the rest)."""
+    from trainer.crossfit import assign_folds, fold_scores
+    fold = assign_folds(given, 2, 0)
+    emb_scores = {d: np.full(len(given), np.nan) for d in S.EMBEDDING_DETECTORS}
+    for k in range(2):
+        held, ref = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+        for d, s in fold_scores({"t": given}, emb, held, ref, {"t": probs.shape[1]}, 10)["t"].items():
+            emb_scores[d][held] = s
+    nb = neighbours_excluding_self(build_index(emb, np.arange(len(emb)))[0], emb, np.arange(len(emb)), 10)[0]
+    context = np.arange(len(given)) % 3        # an uninformative second task
+    return S.detector_table(given, probs, emb_scores, S.neighbour_labels(given, nb),
+                            S.cross_task_scores(given, context, probs.shape[1]))
+
+
 def test_every_detector_ranks_flips_above_median():
     given, probs, emb, flipped = _clustered()
-    index, _ = build_index(emb, np.arange(len(emb)))
-    nb, _ = neighbours_excluding_self(index, emb, np.arange(len(emb)), 10)
-    scores, flags = S.all_detector_scores(given, probs, emb, nb)
+    scores, flags = _detectors(given, probs, emb)
     assert set(scores) == set(S.DETECTORS)
     for name, s in scores.items():
+        if name == "cross_task":   # the context here is noise: it must not find them, nor crash
+            continue
         assert np.median(s[flipped]) > np.median(s), name
     assert flags["confident_learning"][flipped].mean() > 0.8
 
@@ -37,11 +52,69 @@ def test_every_detector_ranks_flips_above_median():
 def test_unknown_labels_get_nan_and_rank_zero():
     given, probs, emb, _ = _clustered()
     given[:4] = -1
-    nb = np.tile(np.arange(10), (len(given), 1))
-    scores, _ = S.all_detector_scores(given, probs, emb, nb)
+    scores, _ = _detectors(given, probs, emb)
     for name, s in scores.items():
         assert np.isnan(s[:4]).all() and not np.isnan(s[4:]).any(), name
     assert (S.rank_descending(scores["margin"])[:4] == 0).all()
+
+
+def test_reference_scores_never_read_a_scored_paintings_label():
+    """A held-out painting's embedding scores depend on the reference set and its own label only:
+    relabelling the other held-out paintings changes nothing; relabelling the reference does."""
+    given, _, emb, _ = _clustered()
+    ref, held = np.arange(0, 300, 2), np.arange(1, 300, 2)
+    nb = np.argsort(-(S.l2_normalize(emb[held]) @ S.l2_normalize(emb[ref]).T), 1)[:, :10]
+
+    def score(ref_y, held_y):
+        return S.reference_scores(ref_y, emb[ref], held_y, emb[held], ref_y[nb], 5)
+
+    base = score(given[ref], given[held])
+    other = given[held].copy()
+    other[1:] = np.random.default_rng(3).permutation(other[1:])
+    moved = score(given[ref], other)
+    for d in S.EMBEDDING_DETECTORS:
+        assert moved[d][0] == base[d][0], d
+    ref_y = given[ref].copy()
+    ref_y[:40] = (ref_y[:40] + 1) % 5
+    assert not np.allclose(score(ref_y, given[held])["centroid"], base["centroid"])
+
+
+def test_cross_task_is_leave_one_out_and_smoothed():
+    """artist 0 painted 9 works in style 0 and one in style 1; artist 1 only style 1."""
+    style = np.array([0] * 9 + [1] + [1] * 5 + [0])
+    artist = np.array([0] * 10 + [1] * 5 + [-1])
+    s = S.cross_task_scores(style, artist, 2)
+    assert np.isnan(s[-1])                          # no artist: no score
+    assert s[9] > s[0] and s[9] > s[10]              # the odd one out
+    # exact leave-one-out: painting 9's count of (artist 0, style 1) is 0 once it is left out
+    prior = (6 - 1 + 1) / (16 - 1 + 2)              # style 1: 6 of 16 labels; painting 9 left out; add-one
+    assert s[9] == pytest.approx(-np.log((0 + 2.0 * prior) / (9 + 2.0)))
+    # its own label is not evidence for itself: alone in its (artist, style) cell, it scores as if unseen
+    lone = S.cross_task_scores(np.array([0, 0, 1]), np.array([0, 0, 0]), 2)
+    assert lone[2] == pytest.approx(-np.log((0 + 2.0 * (1 / (2 + 2))) / (2 + 2.0)))
+
+
+def test_folds_are_balanced_within_each_class():
+    from trainer.crossfit import assign_folds
+    y = np.repeat([0, 1, 2], [50, 23, 7])
+    fold = assign_folds(y, 5, 0)
+    assert set(fold) == set(range(5))
+    for c in range(3):
+        counts = np.bincount(fold[y == c], minlength=5)
+        assert counts.max() - counts.min() <= 1, (c, counts)
+    assert np.bincount(fold).max() - np.bincount(fold).min() <= 1
+
+
+def test_grade_ranking_reports_split_makeup_and_ranks_unscored_last():
+    from embeddings.evaluation import grade_ranking
+    positive = np.array([1, 1, 0, 0, 0, 0], bool)
+    split = np.array(["train", "val", "train", "val", "test", "test"])
+    g = grade_ranking(np.array([.9, .8, .1, .2, .3, .4]), positive, split)
+    assert g["auroc"] == 1 and g["precision_at_k"] == 1 and g["split_excess"] == 0
+    g = grade_ranking(np.array([.1, .2, .9, .3, .8, .4]), positive, split)
+    assert g["topk_split_share"] == {"test": 0.5, "train": 0.5, "val": 0.0} and g["split_excess"] == 0.5
+    g = grade_ranking(np.array([np.nan, .8, .1, .2, .3, .4]), positive, split)  # a flip it cannot score is a miss
+    assert g["scored"] == 5 and g["precision_at_k"] == 0.5 and g["auroc"] < 1
 
 
 def test_confidence_and_margin_values():
@@ -55,7 +128,7 @@ def test_confidence_and_margin_values():
 def test_knn_disagreement_counts_only_labelled_neighbours():
     labels = np.array([0, 0, 1, -1])
     nb = np.array([[1, 2, 3], [0, 2, -1], [0, 1, 3], [0, 1, 2]])
-    out = S.knn_disagreement_scores(labels, nb)
+    out = S.knn_disagreement_scores(labels, S.neighbour_labels(labels, nb))
     assert out[0] == pytest.approx(0.5) and out[1] == pytest.approx(0.5) and out[2] == pytest.approx(1.0)
     assert np.isnan(out[3])
 
