@@ -2,6 +2,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+BENCH_STAMP := $(VENV)/.bench-$(shell sha1sum requirements-bench.txt | cut -c1-12)
 DATA   ?= ../shared/data/wikiart-mini
 PORT   ?= 8501
 ARGS   ?=
@@ -31,14 +32,20 @@ embed: $(STAMP)
 dashboard: $(STAMP)
 	$(PY) -m dashboard --port $(PORT) $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m pytest -q tests $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m bench.run $(ARGS)
 
-bench-noise: $(STAMP)
+# The benchmark-only extra (cleanlab, the peer the noise benchmark compares against).
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-bench.txt
+	rm -f $(VENV)/.bench-*
+	touch $@
+
+bench-noise: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m embeddings.noise_bench $(ARGS)
 
 clean:
-	rm -rf runs cache artlens.duckdb artlens.faiss
+	rm -rf runs cache artlens.duckdb artlens.faiss bench/noise

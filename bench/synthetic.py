@@ -18,7 +18,7 @@ import pandas as pd
 from db.store import Paths, TagLog, build_store
 from embeddings.index import build_index, neighbours_excluding_self, save_index
 from embeddings.project import pca_2d
-from embeddings.scores import all_detector_scores, rank_descending
+from embeddings.scores import cross_task_table, detector_table, neighbour_labels, rank_descending, reference_scores
 from trainer.cli import field, parse_config
 
 log = logging.getLogger("bench.synthetic")
@@ -51,7 +51,7 @@ def make_store(cfg: SyntheticConfig) -> dict:
                                       "split": rng.choice(["train", "val", "test"], n, p=[.6, .3, .1])}),
               "classes": pd.DataFrame([{"task": t, "class_index": i, "name": f"{t}_{i:02d}"}
                                        for t, c in tasks.items() for i in range(c)])}
-    labels, preds, scores = [], [], []
+    labels, preds, scores, given = [], [], [], {}
     for t, c in tasks.items():
         y = style % c if t != "style" else style.copy()
         flip = rng.random(n) < 0.1
@@ -65,10 +65,14 @@ def make_store(cfg: SyntheticConfig) -> dict:
         preds.append(pd.DataFrame({"image_id": ids, "task": t, "probs": list(probs), "predicted": probs.argmax(1),
                                    "p_given": probs[ids, y], "top3": list(top.astype(np.int32)),
                                    "top3_probs": list(np.take_along_axis(probs, top, 1)), "source": "model"}))
-        sc, fl = all_detector_scores(y, probs, emb, nb)
+        given[t] = y
+        nb_y = neighbour_labels(y, nb)   # synthetic: one embedding stands in for head and backbone
+        sc, fl = detector_table(y, probs, reference_scores(y, emb, y, emb, nb_y, c), nb_y,
+                                cross_task_table(given, tasks).get(t))
         for d, s in sc.items():
-            scores.append(pd.DataFrame({"image_id": ids, "task": t, "detector": d, "score": s,
-                                        "rank": rank_descending(s), "flag": fl[d]}))
+            ok = ~np.isnan(s)    # the store keeps scored rows only, as make embed does
+            scores.append(pd.DataFrame({"image_id": ids[ok], "task": t, "detector": d, "score": s[ok],
+                                        "rank": rank_descending(s)[ok], "flag": fl[d][ok]}))
     xy = pca_2d(emb)
     tables.update({"labels": pd.concat(labels), "predictions": pd.concat(preds), "scores": pd.concat(scores),
                    "embeddings": pd.DataFrame({"image_id": ids, "faiss_id": ids, "vector": list(emb)}),
@@ -84,7 +88,7 @@ def make_store(cfg: SyntheticConfig) -> dict:
     save_index(index, paths.index)
     build_store(out, tables, {"run_id": "synthetic", "run_dir": "", "data_root": str(MINI.resolve()),
                               "index_kind": report["kind"], "embedding_dim": str(cfg.dim), "paintings": str(n),
-                              "has_oof": "false", "tasks": ",".join(tasks)})
+                              "cross_fitted": "false", "tasks": ",".join(tasks)})
     TagLog(paths.tags).ensure()
     log.info("synthetic store of %d paintings at %s in %.0fs", n, out, time.time() - t0)
     return {"store": str(out), "seconds": time.time() - t0, "index": report}

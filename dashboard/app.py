@@ -31,9 +31,14 @@ DETECTOR_HELP = {
     "centroid_margin": "own-centroid distance − nearest other centroid",
     "mahalanobis": "Mahalanobis distance to the class mean (shared Ledoit-Wolf covariance)",
     "zscore": "z-score of the own-centroid distance (flag > 3)",
-    "knn": "share of the 10 nearest neighbours with another label",
+    "knn": "share of the 10 nearest neighbours (cross-fitted head's embedding) with another label",
+    "knn_backbone": "share of the 10 nearest neighbours in frozen-backbone features (no label used) with another label",
+    "cross_task": "−log p(given label | the painting's other label), from the other paintings only "
+                  "(style given artist, genre given style)",
     "confident_learning": "confident learning (per-class thresholds), flagged first",
-    "consensus": "mean percentile rank over all detectors",
+    "consensus": "mean percentile rank over all single detectors",
+    "ensemble": "mean percentile rank of one detector per kind of evidence: centroid_margin (cross-fitted model), "
+                "knn_backbone (label-free features), cross_task (other labels); the Review default",
 }
 MAX_POINTS = 30_000  # scatter points drawn at once; more are sampled (the rest stay queryable)
 
@@ -99,7 +104,10 @@ def page_overview(app: Artlens, task: str):
     run = app.run
     st.caption(f"run **{app.run_id}** · {run.get('arch')} on {run.get('backbone')} · weights: {run.get('weights')} · "
                f"index: {app.info.get('index_kind')} · scores use "
-               f"{'out-of-fold probabilities for train paintings' if app.info.get('has_oof') == 'true' else 'in-sample probabilities'}")
+               + (f"cross-fitted scores for every painting ({app.info.get('folds')} folds: none from a model that "
+                  "saw its label)" if app.info.get("cross_fitted") == "true"
+                  else "in-sample scores (trained with --folds 0: the model saw the train labels)")
+               + f" · review default: **{app.review_default}**")
     test = run.get("metrics", {}).get("test", {})
     if test:
         st.subheader("Held-out test split")
@@ -264,7 +272,7 @@ def page_outliers(app: Artlens, task: str):
 
 def page_review(app: Artlens, task: str, reviewer: str):
     c1, c2, c3 = st.columns(3)
-    detector = c1.selectbox("queue ranked by", DETECTORS, index=DETECTORS.index("consensus"), key="rv_detector",
+    detector = c1.selectbox("queue ranked by", DETECTORS, index=DETECTORS.index(app.review_default), key="rv_detector",
                             format_func=detector_label(app, task))
     queue_size = int(c2.number_input("queue length", 10, 5000, 200, step=10, key="rv_size"))
     skipped = st.session_state.setdefault("rv_skipped", [])

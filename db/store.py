@@ -285,6 +285,20 @@ class Store:
         finally:
             cur.close()
 
+    def detector_scores(self, task: str) -> pd.DataFrame:
+        """Every painting's score per detector for `task` (long form): path, split, detector, score, rank."""
+        return self._q("""SELECT i.path, i.split, s.detector, s.score, s.rank FROM scores s JOIN images i USING (image_id)
+            WHERE s.task = ? ORDER BY s.detector, i.image_id""", [task])
+
+    def label_probabilities(self, task: str) -> tuple[pd.DataFrame, np.ndarray]:
+        """(frame path, split, label, source; probs (N, C)) for the paintings labelled for `task`."""
+        r = self._q("""SELECT i.path, i.split, l.class_index AS label, p.source, p.probs
+            FROM labels l JOIN images i USING (image_id)
+            JOIN predictions p ON p.image_id = l.image_id AND p.task = l.task
+            WHERE l.task = ? AND l.class_index IS NOT NULL ORDER BY i.image_id""", [task])
+        probs = np.array(r.pop("probs").tolist(), dtype=np.float64).reshape(len(r), -1)
+        return r, probs
+
     def benchmark_auroc(self, task: str) -> dict[str, float]:
         """detector -> AUROC from the noise benchmark stored for this run (empty if none)."""
         bench = self.run().get("benchmark") or {}

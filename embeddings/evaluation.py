@@ -47,6 +47,46 @@ def pr_curve(scores: np.ndarray, positive: np.ndarray, points: int = 200) -> tup
     return tp[idx] / max(y.sum(), 1), tp[idx] / (idx + 1)
 
 
+def bootstrap_interval(scores: np.ndarray, positive: np.ndarray, stat, n_boot: int = 200, seed: int = 0,
+                       level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of stat(scores, positive) over paintings resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    n = len(scores)
+    vals = [stat(scores[i], positive[i]) for i in (rng.integers(0, n, n) for _ in range(n_boot))]
+    lo, hi = np.nanpercentile(vals, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)
+
+
+def grade_ranking(scores: np.ndarray, positive: np.ndarray, split: np.ndarray, n_boot: int = 0) -> dict:
+    """How well `scores` (N,) rank the `positive` (N,) bool rows first (k = number of positives).
+
+    Rows a detector cannot score (NaN, e.g. cross_task without an artist label) rank last: the queue
+    holds every labelled painting, so a mislabel the detector cannot see is a miss.
+    With n_boot > 0, also `auroc_ci` and `precision_at_k_ci`: 95% bootstrap intervals (k follows
+    the number of positives in each resample).
+    Returns auroc, auprc, precision_at_k, recall_at_k, k, and the split make-up of the top k next to
+    that of the positives (`topk_split_share`, `positive_split_share`: {split: share}) with
+    `split_excess`: the largest amount by which a split's share of the top k exceeds its share of
+    the positives (0 = the top k is drawn from the splits as the mislabels are).
+    """
+    scored = int((~np.isnan(scores)).sum())
+    s, y, sp = np.where(np.isnan(scores), -np.inf, scores), positive.astype(bool), np.asarray(split)
+    k = int(y.sum())
+    p, r = precision_recall_at_k(s, y, k)
+    top = np.argsort(-s, kind="stable")[:k]
+    splits = sorted(set(np.asarray(split).tolist()))
+    top_share = {x: float((sp[top] == x).mean()) if k else float("nan") for x in splits}
+    pos_share = {x: float((sp[y] == x).mean()) if k else float("nan") for x in splits}
+    out = {"auroc": auroc(s, y), "auprc": average_precision(s, y), "precision_at_k": p, "recall_at_k": r, "k": k,
+           "scored": scored, "topk_split_share": top_share, "positive_split_share": pos_share,
+           "split_excess": max(top_share[x] - pos_share[x] for x in splits) if k else float("nan")}
+    if n_boot:
+        out["auroc_ci"] = bootstrap_interval(s, y, auroc, n_boot)
+        out["precision_at_k_ci"] = bootstrap_interval(s, y, lambda a, b: precision_recall_at_k(a, b, int(b.sum()))[0],
+                                                      n_boot)
+    return out
+
+
 def flip_labels(labels: np.ndarray, fraction: float, rng: np.random.Generator, n_classes: int,
                 confusable_probs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flip `fraction` of the labelled rows. Uniform: to another class present in `labels`;

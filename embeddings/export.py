@@ -25,11 +25,13 @@ from db.store import Paths, StoreError, TagLog, build_store
 from embeddings import duplicates as dup
 from embeddings.index import build_index, neighbours_excluding_self, save_index
 from embeddings.project import pca_2d, umap_2d
-from embeddings.scores import all_detector_scores, rank_descending
+from embeddings.scores import (EMBEDDING_DETECTORS, REVIEW_DEFAULT, cross_task_table, detector_table, neighbour_labels,
+                               rank_descending, reference_scores)
 from trainer.backbones import build_backbone
 from trainer.cli import UserError, field, parse_config
 from trainer.data import load_paintings
 from trainer.features import check_images, extract_features, image_tensor
+from trainer.crossfit import CrossFit
 from trainer.model import CRNNClassifier
 from trainer.train import cached_batcher, image_batcher, predict, resolve_run_dir
 
@@ -45,7 +47,6 @@ class EmbedConfig:
     index: str = field("", "FAISS index to write; default: the store path with .faiss")
     tags: str = field("", "tag log; default: <store stem>.tags.duckdb")
     cache_dir: str = field("cache", "feature-map cache folder")
-    knn_k: int = field(10, "neighbours for the kNN-disagreement detector")
     duplicate_threshold: float = field(0.98, "cosine similarity at or above which paintings are near-duplicates")
     projection: str = field("umap", "2-D projection for Explore (pca is always stored too)", choices=["umap", "pca"])
     exact_limit: int = field(50_000, "largest collection indexed exactly; above it HNSW")
@@ -113,6 +114,54 @@ def top3(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.take_along_axis(probs, idx, 1)
 
 
+def merge_crossfit(run_dir: Path, paths: list[str], labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
+                   emb: np.ndarray, nb_ids: np.ndarray, n_classes: dict[str, int]):
+    """Probabilities and embedding-detector scores per painting: cross-fitted (runs/<id>/crossfit.npz)
+    wherever the run has them, else from the final model, in sample (it saw those labels).
+
+    Returns (probs {task: (N, C)}, scores {task: {detector: (N,)}}, source {task: (N,) 'cross-fit'|'model'}).
+    """
+    n = len(paths)
+    source = {t: np.full(n, "model", dtype=object) for t in labels}
+    probs = {t: p.copy() for t, p in probs.items()}
+    scores = {t: {d: np.full(n, np.nan) for d in EMBEDDING_DETECTORS} for t in labels}
+    covered = np.zeros(n, bool)
+    cf_path = run_dir / "crossfit.npz"
+    if cf_path.is_file():
+        cf = CrossFit.load(cf_path)
+        pos = {p: k for k, p in enumerate(paths)}
+        rows = np.array([pos.get(p, -1) for p in cf.paths], dtype=np.int64)
+        hit = rows >= 0
+        covered[rows[hit]] = True
+        for t in labels:
+            if t in cf.probs:
+                probs[t][rows[hit]] = cf.probs[t][hit]
+                source[t][rows[hit]] = "cross-fit"
+                for d in EMBEDDING_DETECTORS:
+                    scores[t][d][rows[hit]] = cf.scores[t][d][hit]
+        log.info("scores are cross-fitted for %d of %d paintings (%d folds)", int(hit.sum()), n, int(cf.fold.max()) + 1)
+    else:
+        log.warning("%s has no cross-fitted scores (trained with --folds 0): every painting is scored by the final "
+                    "model, which saw the labels of the train split", run_dir.name)
+    need = ~covered & np.any([y >= 0 for y in labels.values()], axis=0)
+    if need.any():   # paintings the cross-fitting did not see (e.g. added since training): in-sample
+        log.warning("%d labelled paintings have no cross-fitted scores; scored by the final model", int(need.sum()))
+        for t, y in labels.items():
+            ins = reference_scores(y, emb, y, emb, neighbour_labels(y, nb_ids), n_classes[t])
+            for d in EMBEDDING_DETECTORS:
+                scores[t][d][need] = ins[d][need]
+    return probs, scores, source
+
+
+def backbone_pooled_features(root: Path, paths: list[str], meta: dict, cfg: "EmbedConfig") -> np.ndarray:
+    """(N, C) global-average-pooled maps of the pretrained, frozen backbone (for a fine-tuned run,
+    whose own backbone has seen the labels)."""
+    bb = build_backbone(meta["backbone"], "default" if meta["backbone"] == "efficientnet_lite0" else "none")
+    views, _, _, _ = extract_features(root, paths, bb, cfg.cache_dir, meta["image_size"], views=("orig",),
+                                      batch_size=cfg.batch_size, device=cfg.device, desc="embed: frozen features")
+    return views["orig"].astype(np.float32).mean((2, 3))
+
+
 def embed(cfg: EmbedConfig) -> Path:
     t_start = time.time()
     run_dir = resolve_run_dir(cfg.runs_dir, "") if not cfg.run else Path(cfg.run)
@@ -139,6 +188,7 @@ def embed(cfg: EmbedConfig) -> Path:
     paths = frame["path"].tolist()
 
     t0 = time.time()
+    views = None
     if ckpt.get("backbone_state"):
         sha1s, ok, failed = check_images(ps.root, paths)
         from trainer.model import EndToEnd
@@ -166,36 +216,29 @@ def embed(cfg: EmbedConfig) -> Path:
     n = len(frame)
     image_ids = np.arange(n, dtype=np.int64)
     labels = {t: frame[t].to_numpy(np.int64) for t in meta["tasks"]}
-    source = {t: np.array(["model"] * n, dtype=object) for t in meta["tasks"]}
-    oof_path = run_dir / "oof.npz"
-    if oof_path.is_file():
-        oof = np.load(oof_path, allow_pickle=False)
-        pos = {p: k for k, p in enumerate(frame["path"])}
-        rows = np.array([pos.get(p, -1) for p in oof["paths"]])
-        hit = rows >= 0
-        for t in meta["tasks"]:
-            if f"probs_{t}" in oof:
-                probs[t][rows[hit]] = oof[f"probs_{t}"][hit]
-                source[t][rows[hit]] = "oof"
-        log.info("scores use out-of-fold probabilities for %d train paintings", int(hit.sum()))
-    else:
-        log.warning("%s has no out-of-fold probabilities: train paintings are scored by a head that saw their label",
-                    run_dir.name)
+    n_classes = {t: len(meta["classes"][t]) for t in meta["tasks"]}
 
     t0 = time.time()
     index, index_report = build_index(emb, image_ids, exact_limit=cfg.exact_limit)
-    nb_ids, nb_sim = neighbours_excluding_self(index, emb, image_ids, cfg.knn_k)
+    nb_ids, nb_sim = neighbours_excluding_self(index, emb, image_ids, meta.get("knn_k", 10))
     t_index = time.time() - t0
 
     t0 = time.time()
+    probs, emb_scores, source = merge_crossfit(run_dir, frame["path"].tolist(), labels, probs, emb, nb_ids, n_classes)
+    pooled = views["orig"][keep].astype(np.float32).mean((2, 3)) if views is not None else \
+        backbone_pooled_features(ps.root, frame["path"].tolist(), meta, cfg)
+    bb_index, _ = build_index(pooled, image_ids, exact_limit=cfg.exact_limit)
+    bb_nb, _ = neighbours_excluding_self(bb_index, pooled, image_ids, meta.get("knn_k", 10))
+    cross = cross_task_table(labels, n_classes)
     score_rows = []
     for t in meta["tasks"]:
-        scores, flags = all_detector_scores(labels[t], probs[t], emb, nb_ids)
-        known = labels[t] >= 0
-        for det, s in scores.items():
-            score_rows.append(pd.DataFrame({"image_id": image_ids[known], "task": t, "detector": det,
-                                            "score": s[known], "rank": rank_descending(s)[known],
-                                            "flag": flags[det][known]}))
+        scores, flags = detector_table(labels[t], probs[t], emb_scores[t], neighbour_labels(labels[t], bb_nb),
+                                       cross.get(t))
+        for det, sc in scores.items():
+            scored = ~np.isnan(sc)   # unlabelled, or a detector with nothing to say (cross_task without artist)
+            score_rows.append(pd.DataFrame({"image_id": image_ids[scored], "task": t, "detector": det,
+                                            "score": sc[scored], "rank": rank_descending(sc)[scored],
+                                            "flag": flags[det][scored]}))
     t_scores = time.time() - t0
 
     t0 = time.time()
@@ -257,8 +300,9 @@ def embed(cfg: EmbedConfig) -> Path:
             "index_path": str(index_path.resolve()), "index_kind": index_report["kind"],
             "index_recall_at_10": f"{index_report['recall_at_10']:.4f}", "embedding_dim": str(emb.shape[1]),
             "paintings": str(n), "unreadable": json.dumps(failed), "tasks": ",".join(meta["tasks"]),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "has_oof": str(oof_path.is_file()).lower(),
-            "knn_k": str(cfg.knn_k), "duplicate_threshold": str(cfg.duplicate_threshold),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "cross_fitted": str(bool((np.concatenate(list(source.values())) == "cross-fit").any())).lower(),
+            "folds": str(meta.get("folds", 0)), "knn_k": str(meta.get("knn_k", 10)), "review_default": REVIEW_DEFAULT, "duplicate_threshold": str(cfg.duplicate_threshold),
             "projection": cfg.projection}
     t0 = time.time()
     try:

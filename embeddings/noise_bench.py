@@ -1,143 +1,265 @@
-"""`python -m embeddings.noise_bench`: how well does each detector find labels we flipped on purpose?
+"""`python -m embeddings.noise_bench`: how much of the review queue is real mislabels, on the product path.
 
-Copies the data set's labels, flips a fraction per task (uniformly, and to the model's second
-choice - "confusable"), retrains the recurrent heads on the cached backbone features (K-fold
-out-of-fold softmax for every painting + one head on all paintings for the embeddings), reruns
-every detector and reports AUROC, AUPRC, precision@k and recall@k (k = number flipped).
-Writes bench/noise.json, bench/noise_pr.html/.png, and <run>/noise.json for the dashboard.
+For each flip mode it writes a noisy copy of the data set's labels (a manifest beside links to the
+original images, as a user's own data would be), flipping a fraction of each task's labels in
+every split (seeded; uniform to another class, or "confusable": to the class a cross-fitted head
+of the clean run finds most likely after the true one), then runs exactly what `make train embed`
+runs on it (trainer.train.train, embeddings.export.embed) and grades the `scores` table of the
+store that builds: AUROC, AUPRC, precision@k, recall@k (k = flips) and the split make-up of the
+top k, per detector and task, beside a max-softmax baseline and, where the benchmark extra
+(requirements-bench.txt) is installed, cleanlab's rankings on the same cross-fitted probabilities.
+Writes bench/noise.json, bench/noise_pr.{png,html} and <run>/noise.json for the dashboard.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
+import pandas as pd
 
-from embeddings.evaluation import auroc, average_precision, flip_labels, pr_curve, precision_recall_at_k
-from embeddings.export import build_model, check_classes, load_checkpoint
-from embeddings.index import build_index, neighbours_excluding_self
-from embeddings.scores import all_detector_scores
+from db.store import Store, read_info
+from embeddings.evaluation import flip_labels, grade_ranking, pr_curve
+from embeddings.export import EmbedConfig, embed, load_checkpoint
 from trainer.cli import UserError, field, parse_config
-from trainer.data import load_paintings
-from trainer.features import extract_features
-from trainer.model import CRNNClassifier
-from trainer.train import TrainConfig, cached_batcher, class_weights, fit, out_of_fold_probs, predict, resolve_run_dir
+from trainer.crossfit import CrossFit
+from trainer.data import TASKS, PaintingSet, load_paintings
+from trainer.train import TrainConfig, resolve_run_dir, train
 
 log = logging.getLogger("embeddings.noise_bench")
+MODES = ("uniform", "confusable")
 
 
 @dataclass
 class NoiseBenchConfig:
-    run: str = field("", "trained run to take data, architecture and hyper-parameters from (default runs/latest)")
+    run: str = field("", "clean run whose data and training settings to use (default runs/latest)")
     runs_dir: str = field("runs", "where runs are kept")
     fraction: float = field(0.1, "share of each task's labels to flip")
-    modes: list[str] = field(["uniform", "confusable"], "flip kinds: uniform and/or confusable")
-    tasks: list[str] = field(["style", "genre"], "tasks to flip and score")
-    folds: int = field(5, "K for the out-of-fold probabilities")
-    epochs: int = field(0, "epochs per head; 0 = the run's best epoch, at most 20")
-    seed: int = field(0, "seed for the flips and training")
-    cache_dir: str = field("cache", "feature-map cache folder")
-    out: str = field("bench/noise.json", "result file (a PR plot is written beside it)")
+    modes: list[str] = field(list(MODES), "flip kinds: uniform and/or confusable")
+    tasks: list[str] = field(["style", "genre"], "tasks to flip and grade")
+    seed: int = field(1, "seed of the flips (the training seed stays the clean run's)")
+    work_dir: str = field("bench/noise", "where the noisy copies, their runs and stores go")
+    cache_dir: str = field("cache", "feature-map cache folder (shared with make train)")
+    out: str = field("bench/noise.json", "result file (PR curves are written beside it)")
+    grade_only: bool = field(False, "re-grade the stores an earlier run left in --work-dir (same seed) without "
+                                    "retraining, e.g. after changing a detector's combination in embed")
+    bootstrap: int = field(200, "bootstrap resamples for the 95% intervals of AUROC and precision@k (0 = none)")
 
 
-def evaluate(scores: dict[str, np.ndarray], flipped: np.ndarray, known: np.ndarray) -> dict[str, dict]:
-    k = int(flipped[known].sum())
+# ------------------------------------------------------------------ the noisy copy
+def write_noisy_copy(ps: PaintingSet, noisy: dict[str, np.ndarray], dest: Path) -> Path:
+    """A manifest CSV of `ps` with `noisy` labels, in `dest` beside links to the original image folders.
+
+    The given train/val split is kept (test returns to train, so the loader carves its own test
+    split as it would for a user). Returns the manifest path. Nothing under ps.root is touched.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    for top in sorted({p.split("/")[0] for p in ps.frame["path"]}):
+        link = dest / top
+        if not link.exists():
+            os.symlink((ps.root / top).resolve(), link)
+    out = pd.DataFrame({"path": ps.frame["path"],
+                        "split": ps.frame["split"].replace({"test": "train"})})
+    for t in TASKS:
+        names = ps.classes.get(t, [])
+        y = noisy.get(t, ps.frame[t].to_numpy()) if t in ps.classes else np.full(len(out), -1)
+        out[t] = [names[i] if i >= 0 else "" for i in y]
+    manifest = dest / "manifest.csv"
+    out[["path", "artist", "genre", "style", "split"]].to_csv(manifest, index=False)
+    return manifest
+
+
+def confusable_probs(run_dir: Path, paths: list[str]) -> dict[str, np.ndarray]:
+    """{task: (N, C)} cross-fitted softmax of the clean run for `paths` (uniform rows where missing)."""
+    cf_path = run_dir / "crossfit.npz"
+    if not cf_path.is_file():
+        raise UserError(f"confusable flips need the clean run's cross-fitted probabilities: {cf_path} is missing "
+                        "(train with --folds 2 or more)")
+    cf = CrossFit.load(cf_path)
+    pos = {p: k for k, p in enumerate(cf.paths)}
+    rows = np.array([pos.get(p, -1) for p in paths])
     out = {}
-    for det, s in scores.items():
-        s, y = s[known], flipped[known]
-        p, r = precision_recall_at_k(s, y, k)
-        out[det] = {"auroc": auroc(s, y), "auprc": average_precision(s, y), "precision_at_k": p, "recall_at_k": r,
-                    "k": k}
+    for t, p in cf.probs.items():
+        out[t] = np.where((rows >= 0)[:, None], p[np.maximum(rows, 0)], 1.0 / p.shape[1])
     return out
 
 
+# ------------------------------------------------------------------ grading the store
+def grade_store(store_path: Path, flipped_paths: dict[str, set[str]], n_boot: int = 0) -> dict[str, dict[str, dict]]:
+    """{task: {ranking: grade_ranking(...)}} for every detector in the store's `scores` table, the
+    max-softmax baseline and (if installed) cleanlab, all over the paintings labelled for the task."""
+    store = Store(store_path)
+    try:
+        out = {}
+        for task, flipped in flipped_paths.items():
+            frame, probs = store.label_probabilities(task)
+            positive = frame["path"].isin(flipped).to_numpy()
+            split = frame["split"].to_numpy()
+            pos = pd.Series(np.arange(len(frame)), index=frame["path"])
+            res = {}
+            for det, g in store.detector_scores(task).groupby("detector"):
+                s = np.full(len(frame), np.nan)
+                s[pos[g["path"]].to_numpy()] = g["score"].to_numpy()
+                res[det] = grade_ranking(s, positive, split, n_boot)
+            res["max_softmax (baseline)"] = grade_ranking(1.0 - probs.max(1), positive, split, n_boot)
+            for name, s in peer_rankings(frame["label"].to_numpy(np.int64), probs).items():
+                res[name] = grade_ranking(s, positive, split, n_boot)
+            out[task] = res
+        return out
+    finally:
+        store.close()
+
+
+def peer_rankings(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
+    """cleanlab's rankings on the same cross-fitted probabilities, as suspicion scores (N,); empty if
+    cleanlab (AGPL, the benchmark-only extra in requirements-bench.txt) is not installed."""
+    try:
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
+    except ImportError:
+        log.warning("cleanlab is not installed: `pip install -r requirements-bench.txt` adds the peer comparison")
+        return {}
+    present = np.unique(labels)          # cleanlab wants every column to be a class that occurs
+    y = np.searchsorted(present, labels)
+    p = probs[:, present]
+    p = p / np.maximum(p.sum(1, keepdims=True), 1e-12)
+    out = {}
+    for method in ("self_confidence", "normalized_margin", "confidence_weighted_entropy"):
+        out[f"cleanlab:{method}"] = -get_label_quality_scores(y, p, method=method)
+    issues = find_label_issues(y, p, filter_by="prune_by_noise_rate")
+    # a set, not a ranking: flagged rows first, each part by cleanlab's self-confidence
+    out["cleanlab:find_label_issues"] = issues.astype(float) + out["cleanlab:self_confidence"] / 2 + 0.5
+    return out
+
+
+# ------------------------------------------------------------------ the benchmark
 def run_bench(cfg: NoiseBenchConfig) -> dict:
     t_start = time.time()
-    run_dir = Path(cfg.run) if cfg.run else resolve_run_dir(cfg.runs_dir, "")
-    ckpt = load_checkpoint(run_dir)
-    meta = ckpt["meta"]
-    tcfg = TrainConfig(**{**ckpt["config"], "resume": False})
-    if meta.get("finetune"):
-        raise UserError("the noise benchmark retrains heads on cached features; it needs a frozen-backbone run")
-    bad = [m for m in cfg.modes if m not in ("uniform", "confusable")]
+    bad = [m for m in cfg.modes if m not in MODES]
     if bad:
         raise UserError(f"unknown --modes {bad}: choose uniform and/or confusable")
-    ps = load_paintings(meta["data"], tcfg.test_fraction, tcfg.seed)
-    check_classes(meta, ps)
+    run_dir = Path(cfg.run) if cfg.run else resolve_run_dir(cfg.runs_dir, "")
+    ckpt = load_checkpoint(run_dir)
+    meta, clean_cfg = ckpt["meta"], ckpt["config"]
     tasks = [t for t in cfg.tasks if t in meta["tasks"]]
     if not tasks:
         raise UserError(f"none of --tasks {cfg.tasks} was trained in {run_dir.name} (it has {meta['tasks']})")
-    head, bb = build_model(ckpt)
+    ps = load_paintings(meta["data"], clean_cfg["test_fraction"], clean_cfg["seed"])
     paths = ps.frame["path"].tolist()
-    views, ok, _, stats = extract_features(ps.root, paths, bb, cfg.cache_dir, meta["image_size"],
-                                           views=("orig", "hflip"), desc="bench: features")
-    rows = np.flatnonzero(ok)
-    batch = cached_batcher(views, cfg.seed)
-    clean = {t: ps.labels(t) for t in meta["tasks"]}
-    _, clean_probs = predict(head, batch, np.arange(len(paths)), "cpu")
-    epochs = cfg.epochs or min(20, int(meta.get("best_epoch") or 20))
-    num_classes = {t: len(meta["classes"][t]) for t in meta["tasks"]}
-    bench_cfg = TrainConfig(**{**vars(tcfg), "folds": cfg.folds, "seed": cfg.seed})
-    log.info("noise benchmark: %s flips of %.0f%% on %s, %d folds x %d epochs, %d paintings",
-             "/".join(cfg.modes), 100 * cfg.fraction, tasks, cfg.folds, epochs, len(rows))
-
-    def make_model():
-        return CRNNClassifier(meta["arch"], meta["in_channels"], num_classes, tcfg.dropout)
-
-    result = {"fraction": cfg.fraction, "folds": cfg.folds, "epochs": epochs, "run_id": meta["run_id"],
-              "paintings": int(len(rows)), "seconds": {}}
+    work = Path(cfg.work_dir)
+    result = {"fraction": cfg.fraction, "flip_seed": cfg.seed, "clean_run": meta["run_id"], "tasks": tasks,
+              "paintings": len(paths), "command": "make bench-noise", "grade_only": cfg.grade_only, "seconds": {}}
     curves = {}
     for mode in cfg.modes:
         t0 = time.time()
         rng = np.random.default_rng(cfg.seed)
-        noisy = dict(clean)
-        flipped = {}
+        guide = confusable_probs(run_dir, paths) if mode == "confusable" else {}
+        noisy, flipped = {}, {}
         for t in tasks:
-            noisy[t], flipped[t] = flip_labels(clean[t], cfg.fraction, rng, num_classes[t],
-                                               clean_probs[t] if mode == "confusable" else None)
-            flipped[t] &= ok
-        cw = {t: class_weights(noisy[t][rows], num_classes[t]) for t in meta["tasks"]}
-        oof = out_of_fold_probs(make_model, batch, noisy, rows, bench_cfg, epochs, cw)
-        torch.manual_seed(cfg.seed)
-        full = fit(make_model(), batch, noisy, rows, None, bench_cfg, epochs, cw, desc=f"{mode}: all")
-        emb, _ = predict(full.model, batch, rows, "cpu")
-        index, _ = build_index(emb, np.arange(len(rows)))
-        nb, _ = neighbours_excluding_self(index, emb, np.arange(len(rows)), 10)
-        result[mode] = {}
-        for t in tasks:
-            y = noisy[t][rows]
-            scores, _ = all_detector_scores(y, oof[t], emb, nb)
-            scores["max_softmax (baseline)"] = 1.0 - oof[t].max(1)
-            known = y >= 0
-            result[mode][t] = evaluate(scores, flipped[t][rows], known)
-            curves[(mode, t)] = {d: pr_curve(s[known], flipped[t][rows][known]) for d, s in scores.items()}
+            noisy[t], is_flipped = flip_labels(ps.labels(t), cfg.fraction, rng, len(ps.classes[t]), guide.get(t))
+            flipped[t] = set(np.array(paths)[is_flipped])
+        name = f"{mode}-seed{cfg.seed}"
+        store = work / name / "artlens.duckdb"
+        if cfg.grade_only:
+            if not store.is_file():
+                raise UserError(f"--grade-only: no store at {store}; run the benchmark with --seed {cfg.seed} first")
+            flipped = {t: set(v) for t, v in json.loads((work / name / "flips.json").read_text()).items()}
+        else:
+            manifest = write_noisy_copy(ps, noisy, work / name / "data")
+            (work / name / "flips.json").write_text(json.dumps({t: sorted(v) for t, v in flipped.items()}, indent=0))
+            log.info("%s: %s flipped; training and embedding it as `make train embed` does", name,
+                     ", ".join(f"{len(v)} {t}" for t, v in flipped.items()))
+            tcfg = TrainConfig(**{**clean_cfg, "data": str(manifest), "out_dir": str(work / name / "runs"),
+                                  "run_id": "run", "cache_dir": cfg.cache_dir, "resume": False})
+            noisy_run = train(tcfg)
+            store = embed(EmbedConfig(run=str(noisy_run), store=str(store), cache_dir=cfg.cache_dir,
+                                      projection="pca"))
+        graded = grade_store(store, flipped, cfg.bootstrap)
+        result[mode] = graded
         result["seconds"][mode] = time.time() - t0
-        log.info("%s flips scored in %.0fs", mode, result["seconds"][mode])
+        result.setdefault("review_default", read_info(store).get("review_default", "consensus"))
+        for t in tasks:
+            curves[(mode, t)] = store_curves(store, t, flipped[t])
+        log.info("%s graded in %.0fs", name, result["seconds"][mode])
     result["seconds"]["total"] = time.time() - t_start
     write_outputs(cfg, run_dir, result, curves)
     print(table(result))
     return result
 
 
+def store_curves(store_path: Path, task: str, flipped: set[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{detector: (recall, precision)} along each stored ranking."""
+    store = Store(store_path)
+    try:
+        frame, _ = store.label_probabilities(task)
+        scores = store.detector_scores(task)
+    finally:
+        store.close()
+    out = {}
+    for det, g in scores.groupby("detector"):
+        s = pd.Series(g["score"].to_numpy(), index=g["path"]).reindex(frame["path"]).fillna(-np.inf).to_numpy()
+        out[det] = pr_curve(s, frame["path"].isin(flipped).to_numpy())
+    return out
+
+
 def table(result: dict) -> str:
-    lines = [f"{'mode':<11}{'task':<7}{'detector':<24}{'AUROC':>7}{'AUPRC':>7}{'P@k':>7}{'R@k':>7}{'k':>6}"]
-    for mode in ("uniform", "confusable"):
+    lines = [f"{'mode':<11}{'task':<7}{'ranking':<36}{'AUROC':>7}{'AUPRC':>7}{'P@k':>7}{'R@k':>7}{'k':>5}"
+             f"{'top-k train/val/test':>23}{'excess':>8}"]
+    for mode in MODES:
         for t, dets in result.get(mode, {}).items():
-            for d, m in sorted(dets.items(), key=lambda kv: -kv[1]["auroc"]):
-                lines.append(f"{mode:<11}{t:<7}{d:<24}{m['auroc']:>7.3f}{m['auprc']:>7.3f}"
-                             f"{m['precision_at_k']:>7.3f}{m['recall_at_k']:>7.3f}{m['k']:>6}")
+            for d, m in sorted(dets.items(), key=lambda kv: -kv[1]["auprc"]):
+                sh = m["topk_split_share"]
+                mark = " (default)" if d == result.get("review_default") else ""
+                lines.append(f"{mode:<11}{t:<7}{d + mark:<36}{m['auroc']:>7.3f}{m['auprc']:>7.3f}"
+                             f"{m['precision_at_k']:>7.3f}{m['recall_at_k']:>7.3f}{m['k']:>5}"
+                             f"{'/'.join(f'{sh.get(s, 0):.2f}' for s in ('train', 'val', 'test')):>23}"
+                             f"{m['split_excess']:>8.2f}")
     return "\n".join(lines)
+
+
+def markdown_table(result: dict, full: bool = False) -> str:
+    """The README's table: per flip kind and task, the Review default, the best single detector,
+    consensus, the best cleanlab ranking and the max-softmax baseline (`full`: every ranking)."""
+    default = result.get("review_default", "")
+    head = ("| flips | task | ranking | AUROC (95% CI) | AUPRC | P@k (95% CI) | R@k | top-k train / val / test "
+            "| flips train / val / test |\n"
+            "|---|---|---|---|---|---|---|---|---|")
+    rows = [head]
+    for mode in MODES:
+        for t, dets in result.get(mode, {}).items():
+            singles = {d: m for d, m in dets.items() if d not in (default, "consensus", "max_softmax (baseline)")
+                       and not d.startswith("cleanlab:")}
+            peers = {d: m for d, m in dets.items() if d.startswith("cleanlab:")}
+            if full:
+                pick = sorted(dets, key=lambda d: -dets[d]["auprc"])
+            else:
+                pick = [default, max(singles, key=lambda d: singles[d]["auprc"]), "consensus"]
+                pick += [max(peers, key=lambda d: peers[d]["auprc"])] if peers else []
+                pick += ["max_softmax (baseline)"]
+            for d in dict.fromkeys(pick):   # the default may be consensus itself
+                m = dets[d]
+                share = lambda sh: " / ".join(f"{sh.get(x, 0):.2f}" for x in ("train", "val", "test"))
+                name = f"**{d}** (default)" if d == default else f"`{d}`"
+                ci = lambda key: (f" ({m[key + '_ci'][0]:.2f}–{m[key + '_ci'][1]:.2f})" if key + "_ci" in m else "")
+                rows.append(f"| {mode} | {t} | {name} | {m['auroc']:.3f}{ci('auroc')} | {m['auprc']:.3f} "
+                            f"| {m['precision_at_k']:.3f}{ci('precision_at_k')} | {m['recall_at_k']:.3f} "
+                            f"| {share(m['topk_split_share'])} | {share(m['positive_split_share'])} |")
+    return "\n".join(rows)
 
 
 def write_outputs(cfg: NoiseBenchConfig, run_dir: Path, result: dict, curves: dict) -> None:
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
+    out.with_suffix(".md").write_text(f"`make bench-noise` (flip seed {result['flip_seed']}, "
+                                      f"{100 * result['fraction']:.0f}% per task)\n\n{markdown_table(result)}\n\n"
+                                      f"All rankings:\n\n{markdown_table(result, full=True)}\n")
     (run_dir / "noise.json").write_text(json.dumps(result, indent=1))
     import matplotlib
     matplotlib.use("Agg")
@@ -149,7 +271,7 @@ def write_outputs(cfg: NoiseBenchConfig, run_dir: Path, result: dict, curves: di
     for j, key in enumerate(keys):
         ax = axes[0, j]
         for d, (rec, prec) in curves[key].items():
-            ax.plot(rec, prec, label=d, lw=1.2)
+            ax.plot(rec, prec, label=d, lw=2.2 if d == result.get("review_default") else 1.0)
             pf.add_scatter(x=rec, y=prec, name=d, legendgroup=d, showlegend=j == 0, row=1, col=j + 1)
         ax.set_title(f"{key[0]} flips, {key[1]}")
         ax.set_xlabel("recall")
@@ -159,7 +281,7 @@ def write_outputs(cfg: NoiseBenchConfig, run_dir: Path, result: dict, curves: di
     fig.tight_layout()
     fig.savefig(out.with_name(out.stem + "_pr.png"), dpi=90)
     plt.close(fig)
-    pf.update_layout(title="precision-recall of the mislabel detectors on injected flips")
+    pf.update_layout(title="precision-recall of the stored rankings on injected flips (make bench-noise)")
     pf.write_html(out.with_name(out.stem + "_pr.html"), include_plotlyjs="cdn")
 
 

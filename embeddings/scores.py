@@ -14,9 +14,15 @@ PROBABILITY_DETECTORS = ("confidence", "margin", "confident_learning")
 # On the cross-fitting head's embedding, against that fold's training paintings (`reference_scores`).
 EMBEDDING_DETECTORS = ("centroid", "centroid_margin", "mahalanobis", "zscore", "knn")
 # knn_backbone: kNN over frozen backbone features no label touched; cross_task: label co-occurrence.
-DETECTORS = (*PROBABILITY_DETECTORS, *EMBEDDING_DETECTORS, "knn_backbone", "cross_task", "consensus")
-# Detectors folded into the consensus rank (all single detectors).
-CONSENSUS_OF = DETECTORS[:-1]
+SINGLE_DETECTORS = (*PROBABILITY_DETECTORS, *EMBEDDING_DETECTORS, "knn_backbone", "cross_task")
+# ensemble: one detector per independent kind of evidence, rank-averaged: the cross-fitted head
+# (its softmax and embedding are two readings of one model; centroid_margin read it best on flip
+# seed 1), label-free visual neighbours, and the painting's other labels. A rule, not a search:
+# averaging many detectors of one kind (consensus) lets their shared blind spots outvote the others.
+ENSEMBLE_OF = ("centroid_margin", "knn_backbone", "cross_task")
+DETECTORS = (*SINGLE_DETECTORS, "consensus", "ensemble")
+# The ranking the Review page opens with (store_info.review_default).
+REVIEW_DEFAULT = "ensemble"
 # Which task's label is the context of each task's cross-task score: a style is judged by the
 # artist's other works, a genre by the style's, an artist by how its given style fits that artist.
 CROSS_TASK_CONTEXT = {"style": ("style", "artist"), "genre": ("genre", "style"), "artist": ("style", "artist")}
@@ -213,8 +219,9 @@ def rank_descending(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def consensus_scores(score_table: dict[str, np.ndarray]) -> np.ndarray:
-    """Mean percentile rank over detectors (1 = most suspicious by every detector). (N,)"""
+def mean_percentile_rank(score_table: dict[str, np.ndarray]) -> np.ndarray:
+    """Mean percentile rank over detectors (1 = most suspicious by every detector), over the detectors
+    that score each row (NaN where none does). (N,)"""
     pct = []
     for s in score_table.values():
         ok = ~np.isnan(s)
@@ -269,7 +276,8 @@ def detector_table(labels: np.ndarray, probs: np.ndarray, embedding_scores: dict
     scores.update({k: embedding_scores[k] for k in EMBEDDING_DETECTORS})
     scores["knn_backbone"] = knn_disagreement_scores(labels, backbone_neighbour_labels)
     scores["cross_task"] = cross_task if cross_task is not None else np.full(len(labels), np.nan)
-    scores["consensus"] = consensus_scores({k: scores[k] for k in CONSENSUS_OF})
+    scores["consensus"] = mean_percentile_rank({k: scores[k] for k in SINGLE_DETECTORS})
+    scores["ensemble"] = mean_percentile_rank({k: scores[k] for k in ENSEMBLE_OF})
     for s in scores.values():
         s[labels < 0] = np.nan
     flags = detector_flags(scores)

@@ -16,6 +16,7 @@ from PIL import Image
 
 from db.store import Paths, Store, StoreError, TagLog
 from embeddings.index import load_index, search
+from embeddings.scores import DETECTORS
 
 UPLOAD_MAX_BYTES = 20 * 1024 * 1024
 
@@ -57,6 +58,9 @@ class Artlens:
         self.data_root = Path(data_root or self.info["data_root"])
         self.tags = TagLog(paths.tags)
         self._index = None
+        # the ranking the Review page opens with: chosen by `make embed` (store_info.review_default)
+        default = self.info.get("review_default", "consensus")
+        self.review_default = default if default in DETECTORS else "consensus"
 
     def close(self) -> None:
         self.store.close()

@@ -75,7 +75,16 @@ def test_unsafe_image_paths_are_refused(app_env, tmp_path):
 
 def test_review_tag_persists_across_restart(app_env):
     at = open_page("Review", reviewer="ana")
+    # the queue opens on the ranking `make embed` recorded as the default, and shows its top painting
+    import duckdb
+    con = duckdb.connect(str(app_env["store"]), read_only=True)
+    default = con.execute("SELECT value FROM store_info WHERE key = 'review_default'").fetchone()[0]
+    top = con.execute("""SELECT i.path FROM scores s JOIN images i USING (image_id)
+                         WHERE s.task = 'style' AND s.detector = ? AND s.rank = 1""", [default]).fetchone()[0]
+    con.close()
+    assert default == "ensemble" and at.selectbox(key="rv_detector").value == default
     first = next(m.value for m in at.markdown if m.value.startswith("### #"))
+    assert first.split("`")[1] == top
     path = first.split("`")[1]
     image_id = re.search(r"#(\d+)", first).group(1)
     at.text_input(key=f"rv_note_{image_id}").set_value("odd palette")

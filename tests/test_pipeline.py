@@ -16,7 +16,7 @@ from conftest import CONFLICTING_PAIRS, N_FLIPS, ROOT, run_cli
 
 def test_training_writes_run_and_beats_chance(trained):
     run = trained["run_dir"]
-    for f in ("model.pt", "last.pt", "metrics.json", "oof.npz", "loss.png", "confusion.png", "confusion.html"):
+    for f in ("model.pt", "last.pt", "metrics.json", "crossfit.npz", "loss.png", "confusion.png", "confusion.html"):
         assert (run / f).is_file(), f
     assert (run.parent / "latest").resolve() == run.resolve()
     m = json.loads((run / "metrics.json").read_text())
@@ -27,9 +27,12 @@ def test_training_writes_run_and_beats_chance(trained):
     ckpt = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
     assert ckpt["meta"]["backbone"] == "efficientnet_lite0" and "ImageNet" in ckpt["meta"]["weights"]
     assert ckpt["meta"]["embedding_dim"] == 960 and len(ckpt["meta"]["data_hash"]) == 40
-    oof = np.load(run / "oof.npz")
-    assert len(oof["paths"]) == m["splits"]["train"]
-    assert np.allclose(oof["probs_style"].sum(1), 1, atol=1e-4)
+    from trainer.crossfit import CrossFit
+    cf = CrossFit.load(run / "crossfit.npz")   # every labelled painting, whatever its split
+    assert len(cf.paths) == sum(m["splits"].values()) == trained["n"]
+    assert sorted(set(cf.fold)) == [0, 1, 2]
+    assert np.allclose(cf.probs["style"].sum(1), 1, atol=1e-4)
+    assert set(cf.scores["style"]) == {"centroid", "centroid_margin", "mahalanobis", "zscore", "knn"}
     assert "test style" in trained["train_log"]
 
 
@@ -78,11 +81,17 @@ def test_store_contents(store):
     assert q("SELECT count(*) FROM labels")[0][0] == 3 * n
     assert q("SELECT count(*) FROM predictions")[0][0] == 3 * n
     assert q("SELECT min(len(vector)), max(len(vector)) FROM embeddings")[0] == (960, 960)
-    assert q("SELECT count(DISTINCT detector) FROM scores")[0][0] == 9
+    assert q("SELECT count(DISTINCT detector) FROM scores")[0][0] == 12
     assert q("SELECT count(*) FROM projections WHERE method = 'pca'")[0][0] == n
     # softmax rows sum to one, width = class count of the task
     assert q("""SELECT bool_and(abs(list_sum(probs) - 1) < 1e-3) FROM predictions""")[0][0]
-    assert q("""SELECT count(*) FROM predictions WHERE source = 'oof'""")[0][0] > 0
+    # every labelled painting's probabilities are cross-fitted, in every split
+    assert q("""SELECT count(*) FROM predictions p JOIN labels l USING (image_id, task)
+                WHERE l.class_index IS NOT NULL AND p.source <> 'cross-fit'""")[0][0] == 0
+    assert q("SELECT value FROM store_info WHERE key = 'cross_fitted'")[0][0] == "true"
+    # scores stored only where a detector has one: cross_task needs the painting's artist
+    assert q("""SELECT count(*) FROM scores s JOIN labels l ON l.image_id = s.image_id AND l.task = 'artist'
+                WHERE s.detector = 'cross_task' AND s.task = 'style' AND l.class_index IS NULL""")[0][0] == 0
     assert {r[0] for r in q("SELECT DISTINCT task FROM scores")} == {"artist", "genre", "style"}
     index = faiss.read_index(str(store["index"]))
     assert index.ntotal == n and index.d == 960
@@ -96,10 +105,31 @@ def test_each_detector_ranks_injected_flips_above_median(store):
     df = con.execute("""SELECT s.detector, i.path, s.rank FROM scores s JOIN images i USING (image_id)
                         WHERE s.task = 'style'""").df()
     df["flipped"] = df["path"].isin(store["flipped"])
-    assert df["flipped"].sum() == N_FLIPS * 9
+    assert df.loc[df.detector == "confidence", "flipped"].sum() == N_FLIPS
     for det, g in df.groupby("detector"):
         median_rank = g["rank"].median()
         assert g.loc[g.flipped, "rank"].median() < median_rank, det  # rank 1 = most suspicious
+
+
+def test_top_of_every_ranking_is_drawn_from_the_splits_as_the_mislabels_are(store):
+    """Scored by the final model, train paintings sat on their own centroid and among same-label
+    neighbours, so the embedding detectors' top k was 95% val/test. Cross-fitted, each ranking's top
+    k (k = flips) holds train and non-train paintings within 15 points of their share among the flips."""
+    from db.store import Store
+    from embeddings.evaluation import grade_ranking
+    s = Store(store["store"])
+    frame, _ = s.label_probabilities("style")
+    scores = s.detector_scores("style")
+    s.close()
+    flipped = frame["path"].isin(store["flipped"]).to_numpy()
+    train = np.where(frame["split"] == "train", "train", "other")
+    assert 0.3 < (train[flipped] == "train").mean() < 0.9      # the flips really sit in both
+    pos = {p: i for i, p in enumerate(frame["path"])}
+    for det, g in scores.groupby("detector"):
+        sc = np.full(len(frame), np.nan)
+        sc[[pos[p] for p in g["path"]]] = g["score"]
+        m = grade_ranking(sc, flipped, train)
+        assert m["split_excess"] <= 0.15, (det, m["topk_split_share"], m["positive_split_share"])
 
 
 def test_duplicate_groups_find_byte_identical_conflicts(store):
@@ -183,8 +213,13 @@ def test_kill_during_embed_keeps_previous_store_and_tags(store):
 def test_finetune_end_to_end_runs_on_cpu(trained, tmp_path):
     """--finetune trains backbone + head from JPEGs (meant for a GPU; tiny and fast here)."""
     r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path), "--run-id", "ft",
-                "--finetune", "--limit", "40", "--epochs", "1", "--folds", "0", "--image-size", "64",
-                "--batch-size", "16")
+                "--finetune", "--limit", "40", "--epochs", "1", "--folds", "2", "--crossfit-epochs", "1",
+                "--image-size", "64", "--batch-size", "16", "--cache-dir", str(tmp_path / "cache"))
     assert r.returncode == 0, r.stderr[-2000:]
     ckpt = torch.load(tmp_path / "ft" / "model.pt", map_location="cpu", weights_only=False)
     assert ckpt["backbone_state"] and ckpt["meta"]["finetune"] and ckpt["meta"]["image_size"] == 64
+    # the fine-tuned backbone saw every train label, so the cross-fitted heads run on the frozen one's maps
+    from trainer.crossfit import CrossFit
+    cf = CrossFit.load(tmp_path / "ft" / "crossfit.npz")
+    assert len(cf.paths) == 40 and sorted(set(cf.fold)) == [0, 1]
+    assert any((tmp_path / "cache").rglob("*-orig.npy"))

@@ -115,6 +115,13 @@ def test_grade_ranking_reports_split_makeup_and_ranks_unscored_last():
     assert g["topk_split_share"] == {"test": 0.5, "train": 0.5, "val": 0.0} and g["split_excess"] == 0.5
     g = grade_ranking(np.array([np.nan, .8, .1, .2, .3, .4]), positive, split)  # a flip it cannot score is a miss
     assert g["scored"] == 5 and g["precision_at_k"] == 0.5 and g["auroc"] < 1
+    rng = np.random.default_rng(0)
+    y = rng.random(400) < 0.1
+    s = y + rng.normal(size=400)          # a noisy but informative ranking
+    g = grade_ranking(s, y, np.array(["train"] * 400), n_boot=100)
+    lo, hi = g["auroc_ci"]
+    assert lo < g["auroc"] < hi and 0.5 < lo and hi - lo < 0.3
+    assert g["precision_at_k_ci"][0] <= g["precision_at_k"] <= g["precision_at_k_ci"][1]
 
 
 def test_confidence_and_margin_values():

@@ -68,3 +68,23 @@ def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] 
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def progress(items, desc: str, unit: str = "batch", leave: bool = True):
+    """Iterate with a progress bar on a terminal; in a log file (no TTY) one log line per ~10% instead
+    of a bar redrawn per batch."""
+    import time
+
+    from tqdm import tqdm
+    if sys.stderr.isatty():
+        yield from tqdm(items, desc=desc, unit=unit, leave=leave)
+        return
+    items = list(items)
+    n, t0, next_pct = len(items), time.time(), 10
+    for i, x in enumerate(items, 1):
+        yield x
+        if n >= 20 and 100 * i // n >= next_pct and i < n:
+            el = time.time() - t0
+            logging.getLogger("progress").info("%s: %d%% (%d/%d %s), about %.0fs left", desc, 100 * i // n,
+                                                       i, n, unit, el / i * (n - i))
+            next_pct = 100 * i // n // 10 * 10 + 10

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from trainer.backbones import Backbone
+from trainer.cli import progress
 from trainer.data import file_sha1, load_image
 
 log = logging.getLogger("trainer.features")
@@ -131,7 +131,7 @@ def extract_features(root: Path, paths: list[str], backbone: Backbone, cache_dir
         log.info("computing %d feature maps with %s at %dpx (%d cached)", len(todo), backbone.name, size, stats.hits)
         net = backbone.net.to(device).eval()
         bad: set[int] = set()
-        for start in tqdm(range(0, len(todo), batch_size), desc=desc, unit="batch"):
+        for start in progress(range(0, len(todo), batch_size), desc):
             batch, items = [], []
             for i, v in todo[start:start + batch_size]:
                 if i in bad:

@@ -4,8 +4,11 @@ Default path (CPU): the pretrained backbone is frozen, its feature maps are comp
 cached (trainer/features.py), and only the recurrent head trains, on cached maps. `--finetune`
 trains backbone + head end to end from images (meant for `--device cuda`, AMP on).
 
+After the final model, K-fold cross-fitting over every labelled painting (trainer/crossfit.py)
+gives each painting softmax and embedding-detector scores from a head that never saw its label.
+
 Writes runs/<id>/: model.pt (checkpoint), last.pt (resumable state), metrics.json (test split),
-oof.npz (out-of-fold probabilities for the train split), plots; and runs/latest -> runs/<id>.
+crossfit.npz (cross-fitted probabilities and scores), plots; and runs/latest -> runs/<id>.
 """
 from __future__ import annotations
 
@@ -20,10 +23,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from trainer.backbones import BACKBONES, build_backbone
-from trainer.cli import UserError, field, parse_config
+from trainer.cli import UserError, field, parse_config, progress
+from trainer.crossfit import cross_fit
 from trainer.data import PaintingSet, load_image, load_paintings
 from trainer.features import check_images, extract_features, image_tensor
 from trainer.metrics import classification_metrics, macro_f1
@@ -53,7 +56,11 @@ class TrainConfig:
                          choices=["weights", "none"])
     patience: int = field(8, "early stopping: epochs without val macro-F1 gain")
     grad_clip: float = field(1.0, "gradient norm clip")
-    folds: int = field(5, "K for out-of-fold probabilities of the train split (0 = skip)")
+    folds: int = field(5, "K for cross-fitted scores over all labelled paintings (0 = skip: scores then come "
+                          "from the final model, which saw the labels)")
+    crossfit_epochs: int = field(8, "epochs per cross-fitting head (a full one-cycle schedule each); "
+                                    "0 = the final model's best epoch")
+    knn_k: int = field(10, "neighbours for the kNN-disagreement detectors")
     test_fraction: float = field(0.15, "share of train carved out as the held-out test split")
     seed: int = field(0, "random seed (splits, init, batches)")
     device: str = field("cpu", "cpu or cuda")
@@ -122,7 +129,7 @@ def predict(model: torch.nn.Module, batch: Batcher, idx: np.ndarray, device: str
     model.eval()
     embs, probs = [], {}
     it = range(0, len(idx), batch_size)
-    for s in (tqdm(it, desc=desc, unit="batch") if desc else it):
+    for s in (progress(it, desc) if desc else it):
         e, logits = model(batch(idx[s:s + batch_size], False).to(device))
         embs.append(e.float().cpu().numpy())
         for t, lg in logits.items():
@@ -182,7 +189,7 @@ def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], t
         t0 = time.time()
         order = rng.permutation(train_idx)
         total, n = 0.0, 0
-        bar = tqdm(range(0, len(order), cfg.batch_size), desc=f"{desc} {epoch + 1}/{epochs}", unit="batch", leave=False)
+        bar = range(0, len(order), cfg.batch_size)  # one log line per epoch is progress enough
         for s in bar:
             idx = order[s:s + cfg.batch_size]
             x = batch(idx, True).to(device)
@@ -243,27 +250,6 @@ def _atomic_torch_save(obj, path: Path) -> None:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
 
 
-def out_of_fold_probs(make_model: Callable[[], torch.nn.Module], batch: Batcher, labels: dict[str, np.ndarray],
-                      train_idx: np.ndarray, cfg: TrainConfig, epochs: int, class_w) -> dict[str, np.ndarray]:
-    """K-fold cross-fitting: softmax for each train row from a head that never saw its label.
-
-    Returns {task: (len(train_idx), C)} in the order of train_idx.
-    """
-    rng = np.random.default_rng(cfg.seed + 7)
-    fold_of = rng.permutation(len(train_idx)) % cfg.folds
-    out: dict[str, np.ndarray] = {}
-    for k in range(cfg.folds):
-        held = fold_of == k
-        torch.manual_seed(cfg.seed + 100 + k)
-        res = fit(make_model(), batch, labels, train_idx[~held], None, cfg, epochs, class_w,
-                  desc=f"fold {k + 1}/{cfg.folds}")
-        _, probs = predict(res.model, batch, train_idx[held], cfg.device)
-        for t, p in probs.items():
-            out.setdefault(t, np.zeros((len(train_idx), p.shape[1]), np.float32))[held] = p
-        log.info("out-of-fold: fold %d/%d done (%d paintings)", k + 1, cfg.folds, int(held.sum()))
-    return out
-
-
 # ------------------------------------------------------------------ main
 def resolve_run_dir(out_dir: str, run_id: str) -> Path:
     """runs/<run_id>, or what runs/latest points to when run_id is empty."""
@@ -282,6 +268,37 @@ def point_latest(run_dir: Path) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(run_dir.name, tmp)
     os.replace(tmp, link)
+
+
+def run_crossfit(cfg: TrainConfig, ps: PaintingSet, bb, backbone_name: str, size: int,
+                 labels: dict[str, np.ndarray], num_classes: dict[str, int], ok: np.ndarray, cw,
+                 batch: Batcher | None, in_ch: int, best_epoch: int):
+    """The cross-fitting stage of `make train`: K heads on cached frozen-backbone maps.
+
+    A --finetune run cross-fits heads on the pretrained (frozen) backbone's maps: K end-to-end
+    trainings would cost K times the fine-tune, and what matters is that no score saw its label.
+    """
+    if batch is None:
+        frozen = build_backbone(backbone_name, cfg.weights)
+        views, ok_f, _, _ = extract_features(ps.root, ps.frame["path"].tolist(), frozen, cfg.cache_dir, size,
+                                             views=("orig", "hflip"), device=cfg.device, desc="cross-fit: features")
+        ok, batch, in_ch = ok & ok_f, cached_batcher(views, cfg.seed), views["orig"].shape[1]
+    has_label = np.any([labels[t] >= 0 for t in labels], axis=0)
+    rows = np.flatnonzero(ok & has_label)
+    epochs = cfg.crossfit_epochs or max(1, best_epoch)
+    strata = labels["style"] if "style" in labels else labels[next(iter(labels))]
+    log.info("cross-fitting: %d folds x %d epochs over %d labelled paintings (all splits)", cfg.folds, epochs, len(rows))
+
+    def make_model():
+        return CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout)
+
+    def fit_head(model, train_rows, desc):
+        return fit(model, batch, labels, train_rows, None, cfg, epochs, cw, desc=desc).model
+
+    cf = cross_fit(make_model, fit_head, lambda m, r: predict(m, batch, r, cfg.device), labels, rows, strata,
+                   cfg.folds, cfg.seed, cfg.knn_k)
+    cf.paths = np.array(ps.frame["path"].tolist(), dtype=object)[rows].astype(str)
+    return cf
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -381,14 +398,12 @@ def train(cfg: TrainConfig) -> Path:
         log.info("test %-6s top-1 %.3f  top-5 %.3f  macro-F1 %.3f  (n=%d)", t, m["top1"], m["top5"], m["macro_f1"], m["n"])
 
     t0 = time.time()
-    oof = None
-    if cfg.folds >= 2 and not cfg.finetune:
-        oof_epochs = max(1, res.best_epoch)
-        log.info("out-of-fold probabilities: %d folds x %d epochs", cfg.folds, oof_epochs)
-        oof = out_of_fold_probs(make_model, batch, labels, idx["train"], cfg, oof_epochs, cw)
-        np.savez_compressed(run_dir / "oof.npz", paths=np.array(paths, dtype=object)[idx["train"]].astype(str),
-                            **{f"probs_{t}": p for t, p in oof.items()})
-    t_oof = time.time() - t0
+    crossfit_path = run_dir / "crossfit.npz"
+    crossfit_path.unlink(missing_ok=True)   # a resumed or re-used run folder must not keep stale scores
+    if cfg.folds >= 2:
+        run_crossfit(cfg, ps, bb, backbone_name, size, labels, num_classes, ok, cw,
+                     batch if not cfg.finetune else None, in_ch, res.best_epoch).save(crossfit_path)
+    t_crossfit = time.time() - t0
 
     meta = {
         "run_id": run_dir.name, "arch": cfg.arch, "backbone": bb.name, "weights": bb.weights, "image_size": size,
@@ -398,7 +413,8 @@ def train(cfg: TrainConfig) -> Path:
         "data_hash": ps.data_hash(), "n_paintings": int(len(frame)), "unreadable": failed,
         "splits": {s: int(len(i)) for s, i in idx.items()}, "best_epoch": res.best_epoch,
         "best_val_macro_f1": res.best_score, "finetune": cfg.finetune,
-        "seconds": {"features": t_feat, "train": t_train, "oof": t_oof, "total": time.time() - t_start},
+        "seconds": {"features": t_feat, "train": t_train, "crossfit": t_crossfit, "total": time.time() - t_start},
+        "folds": cfg.folds if cfg.folds >= 2 else 0, "knn_k": cfg.knn_k,
         "feature_cache": feat_stats, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     state = model.state_dict() if not cfg.finetune else model.head.state_dict()
@@ -409,8 +425,8 @@ def train(cfg: TrainConfig) -> Path:
     from trainer.plots import write_plots
     write_plots(run_dir, res.history, metrics.get("test", {}))
     point_latest(run_dir)
-    log.info("wrote %s (total %.0fs: features %.0fs, head %.0fs, out-of-fold %.0fs)", run_dir / "model.pt",
-             time.time() - t_start, t_feat, t_train, t_oof)
+    log.info("wrote %s (total %.0fs: features %.0fs, head %.0fs, cross-fitting %.0fs)", run_dir / "model.pt",
+             time.time() - t_start, t_feat, t_train, t_crossfit)
     print(summary_table(metrics.get("test", {})))
     return run_dir
 

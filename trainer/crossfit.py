@@ -1,0 +1,113 @@
+"""Cross-fitting: every labelled painting scored by a head that never saw its label.
+
+K folds over all labelled paintings (train, val and test alike). Fold k's head trains on the
+other folds and scores only fold k: its softmax, and its embedding against the fold's training
+paintings (class centroids, Mahalanobis model, z-score spread and kNN label lists all built from
+those). The final model of `make train` is untouched: it still gives the reported test metrics and
+the exported embeddings. Written to runs/<id>/crossfit.npz; `make embed` stores it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from embeddings.index import build_index, search
+from embeddings.scores import EMBEDDING_DETECTORS, neighbour_labels, reference_scores
+
+log = logging.getLogger("trainer.crossfit")
+
+
+@dataclass
+class CrossFit:
+    """Cross-fitted outputs for `paths` (P paintings).
+
+    fold (P,) int: the fold that held each painting out. probs {task: (P, C)} softmax.
+    scores {task: {detector: (P,)}}: the EMBEDDING_DETECTORS, NaN where the task's label is unknown.
+    """
+    paths: np.ndarray
+    fold: np.ndarray
+    probs: dict[str, np.ndarray]
+    scores: dict[str, dict[str, np.ndarray]]
+
+    def save(self, path: Path) -> None:
+        arrays = {"paths": self.paths.astype(str), "fold": self.fold}
+        arrays.update({f"probs__{t}": p for t, p in self.probs.items()})
+        arrays.update({f"score__{t}__{d}": s for t, dets in self.scores.items() for d, s in dets.items()})
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "CrossFit":
+        z = np.load(path, allow_pickle=False)
+        probs, scores = {}, {}
+        for key in z.files:
+            parts = key.split("__")
+            if parts[0] == "probs":
+                probs[parts[1]] = z[key]
+            elif parts[0] == "score":
+                scores.setdefault(parts[1], {})[parts[2]] = z[key]
+        return cls(z["paths"], z["fold"], probs, scores)
+
+
+def assign_folds(strata: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """(N,) fold in 0..k-1, balanced within each stratum (e.g. the style label) so every fold's
+    head sees every class. Rows are shuffled within a stratum, then dealt round-robin."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(strata), np.int64)
+    offset = 0
+    for s in np.unique(strata):
+        rows = rng.permutation(np.flatnonzero(strata == s))
+        fold[rows] = (np.arange(len(rows)) + offset) % k
+        offset += len(rows)   # continue the deal, so small strata do not all land in fold 0
+    return fold
+
+
+def fold_scores(labels: dict[str, np.ndarray], emb: np.ndarray, held: np.ndarray, ref: np.ndarray,
+                n_classes: dict[str, int], knn_k: int) -> dict[str, dict[str, np.ndarray]]:
+    """EMBEDDING_DETECTORS for rows `held`, against reference rows `ref`, from one fold head's
+    embeddings emb (N, D). Returns {task: {detector: (len(held),)}}."""
+    index, _ = build_index(emb[ref], np.arange(len(ref)))
+    _, nb = search(index, emb[held], min(knn_k, len(ref)))
+    out = {}
+    for t, y in labels.items():
+        nb_labels = neighbour_labels(y[ref], nb)
+        out[t] = reference_scores(y[ref], emb[ref], y[held], emb[held], nb_labels, n_classes[t])
+    return out
+
+
+def cross_fit(make_model: Callable[[], torch.nn.Module], fit_head: Callable, predict: Callable,
+              labels: dict[str, np.ndarray], rows: np.ndarray, strata: np.ndarray, folds: int, seed: int,
+              knn_k: int = 10) -> CrossFit:
+    """Run K-fold cross-fitting over `rows` (indices into labels' arrays).
+
+    fit_head(model, train_rows, desc) -> trained model; predict(model, rows) -> (emb (n, D),
+    {task: softmax (n, C)}); strata (N,) balances the folds. Returns a CrossFit over `rows`
+    (paths left empty for the caller to fill).
+    """
+    fold = assign_folds(strata[rows], folds, seed)
+    sub = {t: y[rows] for t, y in labels.items()}
+    probs: dict[str, np.ndarray] = {}
+    scores = {t: {d: np.full(len(rows), np.nan) for d in EMBEDDING_DETECTORS} for t in labels}
+    t_start = time.time()
+    for k in range(folds):
+        held, ref = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+        torch.manual_seed(seed + 100 + k)
+        model = fit_head(make_model(), rows[ref], f"cross-fit {k + 1}/{folds}")
+        emb, p = predict(model, rows)
+        for t, pt in p.items():
+            probs.setdefault(t, np.zeros((len(rows), pt.shape[1]), np.float32))[held] = pt[held]
+        n_classes = {t: pt.shape[1] for t, pt in p.items()}
+        for t, dets in fold_scores(sub, emb, held, ref, n_classes, knn_k).items():
+            for d, s in dets.items():
+                scores[t][d][held] = s
+        done = time.time() - t_start
+        log.info("cross-fit: fold %d/%d done (%d held out) in %.0fs; about %.0fs left", k + 1, folds, len(held),
+                 done, done / (k + 1) * (folds - k - 1))
+    return CrossFit(np.array([], dtype=str), fold, probs, scores)
