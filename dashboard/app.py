@@ -103,10 +103,10 @@ def page_overview(app: Artlens, task: str):
         col.metric(k, f"{v:,}")
     run = app.run
     st.caption(f"run **{app.run_id}** · {run.get('arch')} on {run.get('backbone')} · weights: {run.get('weights')} · "
-               f"index: {app.info.get('index_kind')} · scores use "
-               + (f"cross-fitted scores for every painting ({app.info.get('folds')} folds: none from a model that "
+               f"index: {app.info.get('index_kind')} · scores: "
+               + (f"cross-fitted for every painting ({app.info.get('folds')} folds: none from a model that "
                   "saw its label)" if app.info.get("cross_fitted") == "true"
-                  else "in-sample scores (trained with --folds 0: the model saw the train labels)")
+                  else "in sample (trained with --folds 0: the model saw the train labels)")
                + f" · review default: **{app.review_default}**")
     test = run.get("metrics", {}).get("test", {})
     if test:
