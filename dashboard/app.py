@@ -19,6 +19,7 @@ import plotly.express as px  # noqa: E402
 import streamlit as st  # noqa: E402
 
 from db.schema import DECISIONS  # noqa: E402
+from dashboard.palette import OTHER, class_colours  # noqa: E402
 from db.store import Paths, StoreError  # noqa: E402
 from embeddings.scores import DETECTORS  # noqa: E402
 from embeddings.service import UPLOAD_MAX_BYTES, Artlens, thumbnail_bytes  # noqa: E402
@@ -154,9 +155,15 @@ def page_explore(app: Artlens, task: str, reviewer: str):
     if len(view) > MAX_POINTS:
         st.caption(f"showing a sample of {MAX_POINTS:,} of {len(view):,} paintings; filter to see all")
     col = "score" if color.startswith("score: ") else color
-    fig = px.scatter(shown, x="x", y="y", color=col, render_mode="webgl", custom_data=["image_id"],
+    colour_map = None
+    if col in ("given", "predicted"):   # a colour column of its own: the hover keeps every class name
+        colour_map = class_colours(pd.concat([pts["given"], pts["predicted"]]).fillna("(none)"))
+        names = shown[col].fillna("(none)")
+        shown = shown.assign(colour=names.where(names.isin(list(colour_map)), OTHER))
+    fig = px.scatter(shown, x="x", y="y", color="colour" if colour_map else col, render_mode="webgl",
+                     custom_data=["image_id"], labels={"colour": col},
                      hover_data={"path": True, "given": True, "predicted": True, "x": False, "y": False},
-                     height=620)
+                     color_discrete_map=colour_map, height=620)
     fig.update_traces(marker=dict(size=5))
     fig.update_layout(dragmode="lasso", legend=dict(itemsizing="constant"))
     event = st.plotly_chart(fig, key="explore_chart", on_select="rerun", selection_mode=("lasso", "box", "points"))

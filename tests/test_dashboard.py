@@ -153,3 +153,21 @@ def test_no_store_says_what_to_run(monkeypatch, tmp_path):
     assert "make train embed" in at.error[0].value
     r = run_cli("dashboard", "--store", str(tmp_path / "none.duckdb"))
     assert r.returncode == 2 and "make train embed" in r.stderr
+
+
+def test_explore_gives_every_class_its_own_colour(app_env):
+    """11 styles and 24 artists on a 10-colour palette repeated colours; each class now has its own,
+    and past the palette's size the rarest classes share one grey legend entry."""
+    import json
+
+    import pandas as pd
+    at = open_page("Explore")
+    at.sidebar.selectbox(key="task").set_value("artist").run()
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    names = [t["name"] for t in fig["data"]]
+    colours = [t["marker"]["color"] for t in fig["data"]]
+    assert len(names) >= 15 and len(set(colours)) == len(colours), list(zip(names, colours))
+    from dashboard.palette import OTHER, OTHER_COLOUR, class_colours
+    many = class_colours(pd.Series([f"artist {i}" for i in range(60) for _ in range(60 - i)]))
+    assert len(many) == 48 and many[OTHER] == OTHER_COLOUR and "artist 0" in many and "artist 59" not in many
+    assert len(set(many.values())) == 48
