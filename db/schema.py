@@ -27,6 +27,8 @@ STORE_TABLES = {
         PRIMARY KEY (image_id, method))""",
     "duplicate_groups": """CREATE TABLE duplicate_groups (group_id INTEGER, image_id INTEGER,
         similarity FLOAT, conflicting_tasks VARCHAR, PRIMARY KEY (group_id, image_id))""",
+    "wrong_label_estimates": """CREATE TABLE wrong_label_estimates (task VARCHAR, class_index INTEGER,
+        labelled INTEGER, estimated_wrong DOUBLE, low DOUBLE, high DOUBLE)""",
     "store_info": """CREATE TABLE store_info (key VARCHAR PRIMARY KEY, value VARCHAR)""",
 }
 

@@ -299,6 +299,23 @@ class Store:
         probs = np.array(r.pop("probs").tolist(), dtype=np.float64).reshape(len(r), -1)
         return r, probs
 
+    def wrong_labels(self, task: str) -> dict:
+        """How many of the task's labels look wrong: {estimate, low, high, labelled, per_class: DataFrame
+        (label, labelled, estimated_wrong), most first}; empty dict for a store without estimates."""
+        if self._q("""SELECT count(*) AS n FROM information_schema.tables
+                      WHERE table_name = 'wrong_label_estimates'""")["n"].iloc[0] == 0:
+            return {}   # a store written before the estimates existed
+        r = self._q("""SELECT w.class_index, c.name AS label, w.labelled, w.estimated_wrong, w.low, w.high
+            FROM wrong_label_estimates w LEFT JOIN classes c ON c.task = w.task AND c.class_index = w.class_index
+            WHERE w.task = ? ORDER BY w.estimated_wrong DESC""", [task])
+        total = r[r["class_index"].isna()]
+        if total.empty:
+            return {}
+        t = total.iloc[0]
+        per_class = r[r["class_index"].notna()][["label", "labelled", "estimated_wrong"]].reset_index(drop=True)
+        return {"estimate": float(t["estimated_wrong"]), "low": float(t["low"]), "high": float(t["high"]),
+                "labelled": int(t["labelled"]), "per_class": per_class}
+
     def benchmark_auroc(self, task: str) -> dict[str, float]:
         """detector -> AUROC from the noise benchmark stored for this run (empty if none)."""
         bench = self.run().get("benchmark") or {}

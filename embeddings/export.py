@@ -26,7 +26,7 @@ from embeddings import duplicates as dup
 from embeddings.index import build_index, neighbours_excluding_self, save_index
 from embeddings.project import pca_2d, umap_2d
 from embeddings.scores import (EMBEDDING_DETECTORS, REVIEW_DEFAULT, cross_task_table, detector_table, neighbour_labels,
-                               rank_descending, reference_scores)
+                               rank_descending, reference_scores, wrong_label_interval)
 from trainer.backbones import build_backbone
 from trainer.cli import UserError, field, parse_config
 from trainer.data import load_paintings
@@ -239,6 +239,17 @@ def embed(cfg: EmbedConfig) -> Path:
             score_rows.append(pd.DataFrame({"image_id": image_ids[scored], "task": t, "detector": det,
                                             "score": sc[scored], "rank": rank_descending(sc)[scored],
                                             "flag": flags[det][scored]}))
+    wrong_rows = []
+    for t in meta["tasks"]:   # how many labels look wrong, from the cross-fitted probabilities
+        known = labels[t] >= 0
+        if known.any():
+            est, lo, hi = wrong_label_interval(labels[t][known], probs[t][known])
+            counts = np.bincount(labels[t][known], minlength=n_classes[t])
+            wrong_rows.append(pd.DataFrame({"task": t, "class_index": pd.array(np.flatnonzero(counts), "Int64"),
+                                            "labelled": counts[counts > 0], "estimated_wrong": est[counts > 0],
+                                            "low": np.nan, "high": np.nan}))
+            wrong_rows.append(pd.DataFrame([{"task": t, "class_index": pd.NA, "labelled": int(known.sum()),
+                                             "estimated_wrong": float(est.sum()), "low": lo, "high": hi}]))
     t_scores = time.time() - t0
 
     t0 = time.time()
@@ -295,6 +306,7 @@ def embed(cfg: EmbedConfig) -> Path:
         "scores": pd.concat(score_rows),
         "projections": pd.concat(proj),
         "duplicate_groups": dup_df,
+        "wrong_label_estimates": pd.concat(wrong_rows).astype({"class_index": "Int64"}) if wrong_rows else pd.DataFrame(),
     }
     info = {"run_id": meta["run_id"], "run_dir": str(run_dir.resolve()), "data_root": str(ps.root.resolve()),
             "index_path": str(index_path.resolve()), "index_kind": index_report["kind"],

@@ -116,6 +116,21 @@ def grade_store(store_path: Path, flipped_paths: dict[str, set[str]], n_boot: in
         store.close()
 
 
+def wrong_label_check(store_path: Path, flipped: dict[str, set[str]]) -> dict[str, dict]:
+    """{task: {estimate, low, high, flips}}: the store's estimate of wrong labels next to the flips
+    injected (the estimate should hold the flips plus the labels that were already wrong)."""
+    store = Store(store_path)
+    try:
+        out = {}
+        for t, v in flipped.items():
+            w = store.wrong_labels(t)
+            if w:
+                out[t] = {"estimate": w["estimate"], "low": w["low"], "high": w["high"], "flips": len(v)}
+        return out
+    finally:
+        store.close()
+
+
 def peer_rankings(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray]:
     """cleanlab's rankings on the same cross-fitted probabilities, as suspicion scores (N,); empty if
     cleanlab (AGPL, the benchmark-only extra in requirements-bench.txt) is not installed."""
@@ -184,12 +199,17 @@ def run_bench(cfg: NoiseBenchConfig) -> dict:
         result[mode] = graded
         result["seconds"][mode] = time.time() - t0
         result.setdefault("review_default", read_info(store).get("review_default", "consensus"))
+        result.setdefault("wrong_label_estimates", {})[mode] = wrong_label_check(store, flipped)
         for t in tasks:
             curves[(mode, t)] = store_curves(store, t, flipped[t])
         log.info("%s graded in %.0fs", name, result["seconds"][mode])
     result["seconds"]["total"] = time.time() - t_start
     write_outputs(cfg, run_dir, result, curves)
     print(table(result))
+    for mode, tasks_ in result.get("wrong_label_estimates", {}).items():
+        for t, w in tasks_.items():
+            print(f"{mode} {t}: about {w['estimate']:.0f} wrong labels ({w['low']:.0f}-{w['high']:.0f}), "
+                  f"{w['flips']} flipped")
     return result
 
 

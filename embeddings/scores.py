@@ -188,27 +188,62 @@ def cross_task_scores(target: np.ndarray, context: np.ndarray, n_target: int, al
     return out
 
 
-def confident_learning(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Confident learning (Northcutt et al. 2021): (flag (N,) bool, score (N,) float).
+def confident_class(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """The class each painting confidently belongs to (Northcutt et al. 2021), -1 where none.
 
-    Per-class threshold t_j = mean p_j over paintings labelled j. A painting is flagged when some
-    other class j clears its threshold (p_j >= t_j) and is the most likely such class - the
-    off-diagonal of the confident joint. Score: flagged first, then by 1 - p(given).
+    Per-class threshold t_j = mean p_j over paintings labelled j; a painting's confident class is the
+    most likely class j with p_j >= t_j. (N,) int.
     """
     known = labels >= 0
-    n_classes = probs.shape[1]
-    t = np.full(n_classes, np.inf)
+    t = np.full(probs.shape[1], np.inf)
     for c in np.unique(labels[known]):
         t[c] = probs[labels == c, c].mean()
     above = probs >= t[None, :]
-    cand = np.where(above, probs, -1.0)
-    best = cand.argmax(1)
-    has = above.any(1)
-    flag = known & has & (best != labels)
+    return np.where(above.any(1), np.where(above, probs, -1.0).argmax(1), -1)
+
+
+def confident_learning(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Confident learning (Northcutt et al. 2021): (flag (N,) bool, score (N,) float).
+
+    A painting is flagged when its confident class is another class than its label - the
+    off-diagonal of the confident joint. Score: flagged first, then by 1 - p(given).
+    """
+    known = labels >= 0
+    best = confident_class(labels, probs)
+    flag = known & (best >= 0) & (best != labels)
     score = flag.astype(float) + confidence_scores(labels, probs)
     score[~known] = np.nan
-    flag[~known] = False
     return flag, score
+
+
+def wrong_label_estimate(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """How many labels of each class are wrong, from the calibrated confident joint (Northcutt et al.
+    2021): each class's row of the joint (given label x confident class) is scaled to the class's
+    label count, and its off-diagonal mass is the estimate. labels (N,), probs (N, C) cross-fitted.
+    Returns (C,) float: estimated wrong labels among the paintings labelled with each class.
+    """
+    known = labels >= 0
+    C = probs.shape[1]
+    best = confident_class(labels, probs)
+    counted = known & (best >= 0)
+    joint = np.zeros((C, C))
+    np.add.at(joint, (labels[counted], best[counted]), 1)
+    n_given = np.bincount(labels[known], minlength=C).astype(float)
+    rows = joint.sum(1)
+    calibrated = joint / np.maximum(rows, 1)[:, None] * n_given[:, None]
+    return calibrated.sum(1) - np.diag(calibrated)
+
+
+def wrong_label_interval(labels: np.ndarray, probs: np.ndarray, n_boot: int = 200, seed: int = 0,
+                         level: float = 0.95) -> tuple[np.ndarray, float, float]:
+    """(per-class estimate (C,), low, high): `wrong_label_estimate` with a percentile bootstrap
+    interval of its total over paintings resampled with replacement (thresholds refitted each time)."""
+    est = wrong_label_estimate(labels, probs)
+    rows = np.flatnonzero(labels >= 0)
+    rng = np.random.default_rng(seed)
+    totals = [wrong_label_estimate(labels[i], probs[i]).sum() for i in (rng.choice(rows, len(rows)) for _ in range(n_boot))]
+    lo, hi = np.percentile(totals, [100 * (1 - level) / 2, 100 * (1 + level) / 2]) if n_boot else (np.nan, np.nan)
+    return est, float(lo), float(hi)
 
 
 def rank_descending(scores: np.ndarray) -> np.ndarray:

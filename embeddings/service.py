@@ -130,6 +130,22 @@ class Artlens:
         return {"reviewed": reviewed, "queued": len(ranked), "mislabel": mislabel,
                 "precision": mislabel / reviewed if reviewed else float("nan")}
 
+    def wrong_label_summary(self, task: str) -> str:
+        """One sentence: how many of the task's labels look wrong, and what the review has confirmed."""
+        w = self.store.wrong_labels(task)
+        if not w:
+            return ""
+        text = (f"about **{w['estimate']:,.0f}** of {w['labelled']:,} {task} labels look wrong "
+                f"(95% interval {w['low']:,.0f}–{w['high']:,.0f}; confident learning on the cross-fitted "
+                "probabilities, which also counts the classifier's own confusions, so read it as an upper end "
+                "while test accuracy is modest)")
+        latest = self.tags.latest()
+        mine = latest[latest["task"] == task] if len(latest) else latest
+        if len(mine):
+            confirmed = int((mine["decision"] == "mislabel").sum())
+            text += f"; your review so far confirms {confirmed} of {len(mine)} reviewed ({confirmed / len(mine):.0%})"
+        return text
+
     def tag(self, task: str, rows: pd.DataFrame, decision: str, reviewer: str, suggested: str | None = None,
             note: str | None = None) -> list[int]:
         """Tag every painting in `rows` (columns path, sha1, given) with one decision, in one transaction."""

@@ -44,6 +44,7 @@ def button(at: AppTest, label: str):
 def test_every_page_renders(app_env):
     at = open_page("Overview")
     assert [m.label for m in at.metric][:1] == ["paintings"] and at.metric[0].value == f"{app_env['n']:,}"
+    assert any("style labels look wrong (95% interval" in m.value for m in at.markdown)
     assert len(at.dataframe) >= 1  # per-task test metrics
     at = open_page("Outliers")
     cards = [m.value for m in at.markdown if m.value.startswith("**given:**")]
@@ -100,6 +101,7 @@ def test_review_tag_persists_across_restart(app_env):
     nxt = next(m.value for m in at2.markdown if m.value.startswith("### #"))
     assert path not in nxt
     assert at2.metric[0].value.startswith("1 /")
+    assert any("your review so far confirms 1 of 1 reviewed (100%)" in c.value for c in at2.caption)
     # a later decision supersedes, history keeps both
     TagLog(app_env["tags"]).add(path, "style", "correct", "ben")
     hist = TagLog(app_env["tags"]).history()

@@ -40,6 +40,8 @@ def test_noise_bench_grades_the_store_make_train_embed_builds(trained, tmp_path)
     assert {"cleanlab:self_confidence", "cleanlab:normalized_margin", "cleanlab:confidence_weighted_entropy",
             "cleanlab:find_label_issues"} <= set(dets)
     assert max(m["auroc"] for m in dets.values()) > 0.75
+    w = res["wrong_label_estimates"]["uniform"]["style"]
+    assert w["flips"] == dets["consensus"]["k"] and w["low"] <= w["estimate"] <= w["high"]
     assert all(0 <= m["precision_at_k"] <= 1 and m["k"] > 0 for m in dets.values())
     # the user's data folder was never written: the copy is a manifest beside links
     copy = work / "uniform-seed5" / "data"

@@ -93,6 +93,12 @@ def test_store_contents(store):
     assert q("""SELECT count(*) FROM scores s JOIN labels l ON l.image_id = s.image_id AND l.task = 'artist'
                 WHERE s.detector = 'cross_task' AND s.task = 'style' AND l.class_index IS NULL""")[0][0] == 0
     assert {r[0] for r in q("SELECT DISTINCT task FROM scores")} == {"artist", "genre", "style"}
+    # how many labels look wrong: a total with its interval per task, and per class summing to it
+    for task, total, lo, hi, parts in q("""SELECT task, max(estimated_wrong) FILTER (WHERE class_index IS NULL),
+            max(low), max(high), sum(estimated_wrong) FILTER (WHERE class_index IS NOT NULL)
+            FROM wrong_label_estimates GROUP BY task"""):
+        assert lo <= total <= hi and total == pytest.approx(parts), task
+    assert q("SELECT count(DISTINCT task) FROM wrong_label_estimates")[0][0] == 3
     index = faiss.read_index(str(store["index"]))
     assert index.ntotal == n and index.d == 960
     vec = np.array(q("SELECT vector FROM embeddings WHERE image_id = 7")[0][0], dtype=np.float32)

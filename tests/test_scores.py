@@ -161,3 +161,21 @@ def test_hnsw_above_exact_limit_reaches_target_recall():
     exact, _ = build_index(x, np.arange(3000))
     q = x[:200]
     assert recall_at_k(index.search(q, 10)[1], exact.search(q, 10)[1]) >= 0.9
+
+
+def test_wrong_label_estimate_brackets_the_injected_flips():
+    """On clustered data with 40 of 600 labels flipped, the confident-joint estimate's interval holds
+    40, and on the same data without flips it stays near zero."""
+    rng = np.random.default_rng(2)
+    C, n_per = 4, 150
+    y = np.repeat(np.arange(C), n_per)
+    logits = rng.normal(size=(len(y), C))
+    logits[np.arange(len(y)), y] += 3.0                  # a classifier right ~90% of the time
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    given = y.copy()
+    flip = rng.choice(len(y), 40, replace=False)
+    given[flip] = (y[flip] + rng.integers(1, C, 40)) % C
+    est, lo, hi = S.wrong_label_interval(given, probs, n_boot=100)
+    assert est.shape == (C,) and lo <= 40 <= hi, (est.sum(), lo, hi)
+    clean, _, clean_hi = S.wrong_label_interval(y, probs, n_boot=100)
+    assert clean.sum() < 15 and clean_hi < 40
