@@ -109,11 +109,11 @@ def page_overview(app: Artlens, task: str):
                   "saw its label)" if app.info.get("cross_fitted") == "true"
                   else "in sample (trained with --folds 0: the model saw the train labels)")
                + f" · review default: **{app.review_default}**")
-    summary = app.wrong_label_summary(task)
+    summary, per_class = app.wrong_label_summary(task)
     if summary:
         st.subheader("How many labels look wrong")
-        st.markdown(summary[0].upper() + summary[1:] + ".")
-        st.dataframe(app.store.wrong_labels(task)["per_class"].head(10).round(1), hide_index=True)
+        st.markdown(summary)
+        st.dataframe(per_class.head(10).round(1), hide_index=True)
     test = run.get("metrics", {}).get("test", {})
     if test:
         st.subheader("Held-out test split")
@@ -296,9 +296,9 @@ def page_review(app: Artlens, task: str, reviewer: str):
     st.progress(prog["reviewed"] / max(prog["queued"], 1))
     if prog["reviewed"]:
         st.caption(f"precision so far: {prog['precision']:.0%} of reviewed were tagged mislabel")
-    summary = app.wrong_label_summary(task)
+    summary, _ = app.wrong_label_summary(task)
     if summary:
-        st.caption(summary[0].upper() + summary[1:] + ".")
+        st.caption(summary)
     if not reviewer.strip():
         st.warning("enter your reviewer name in the sidebar to tag")
     if queue.empty:

@@ -299,6 +299,18 @@ class Store:
         probs = np.array(r.pop("probs").tolist(), dtype=np.float64).reshape(len(r), -1)
         return r, probs
 
+    def scored_labels(self, task: str) -> tuple[pd.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+        """`label_probabilities` plus {detector: (N,) score} aligned with its rows (NaN where the
+        detector stored no score for the painting)."""
+        frame, probs = self.label_probabilities(task)
+        pos = pd.Series(np.arange(len(frame)), index=frame["path"])
+        scores = {}
+        for det, g in self.detector_scores(task).groupby("detector"):
+            s = np.full(len(frame), np.nan)
+            s[pos[g["path"]].to_numpy()] = g["score"].to_numpy()
+            scores[det] = s
+        return frame, probs, scores
+
     def wrong_labels(self, task: str) -> dict:
         """How many of the task's labels look wrong: {estimate, low, high, labelled, per_class: DataFrame
         (label, labelled, estimated_wrong), most first}; empty dict for a store without estimates."""

@@ -91,27 +91,25 @@ def confusable_probs(run_dir: Path, paths: list[str]) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------ grading the store
-def grade_store(store_path: Path, flipped_paths: dict[str, set[str]], n_boot: int = 0) -> dict[str, dict[str, dict]]:
-    """{task: {ranking: grade_ranking(...)}} for every detector in the store's `scores` table, the
-    max-softmax baseline and (if installed) cleanlab, all over the paintings labelled for the task."""
+def grade_store(store_path: Path, flipped_paths: dict[str, set[str]], n_boot: int = 0
+                ) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]]:
+    """({task: {ranking: grade_ranking(...)}}, {task: {detector: (recall, precision)}}) for every
+    detector in the store's `scores` table, plus the max-softmax baseline and (if installed) cleanlab
+    in the grades, all over the paintings labelled for the task."""
     store = Store(store_path)
     try:
-        out = {}
+        grades, curves = {}, {}
         for task, flipped in flipped_paths.items():
-            frame, probs = store.label_probabilities(task)
+            frame, probs, stored = store.scored_labels(task)
             positive = frame["path"].isin(flipped).to_numpy()
             split = frame["split"].to_numpy()
-            pos = pd.Series(np.arange(len(frame)), index=frame["path"])
-            res = {}
-            for det, g in store.detector_scores(task).groupby("detector"):
-                s = np.full(len(frame), np.nan)
-                s[pos[g["path"]].to_numpy()] = g["score"].to_numpy()
-                res[det] = grade_ranking(s, positive, split, n_boot)
+            res = {det: grade_ranking(s, positive, split, n_boot) for det, s in stored.items()}
+            curves[task] = {det: pr_curve(np.where(np.isnan(s), -np.inf, s), positive) for det, s in stored.items()}
             res["max_softmax (baseline)"] = grade_ranking(1.0 - probs.max(1), positive, split, n_boot)
             for name, s in peer_rankings(frame["label"].to_numpy(np.int64), probs).items():
                 res[name] = grade_ranking(s, positive, split, n_boot)
-            out[task] = res
-        return out
+            grades[task] = res
+        return grades, curves
     finally:
         store.close()
 
@@ -195,13 +193,12 @@ def run_bench(cfg: NoiseBenchConfig) -> dict:
             noisy_run = train(tcfg)
             store = embed(EmbedConfig(run=str(noisy_run), store=str(store), cache_dir=cfg.cache_dir,
                                       projection="pca"))
-        graded = grade_store(store, flipped, cfg.bootstrap)
+        graded, pr = grade_store(store, flipped, cfg.bootstrap)
         result[mode] = graded
         result["seconds"][mode] = time.time() - t0
         result.setdefault("review_default", read_info(store).get("review_default", "consensus"))
         result.setdefault("wrong_label_estimates", {})[mode] = wrong_label_check(store, flipped)
-        for t in tasks:
-            curves[(mode, t)] = store_curves(store, t, flipped[t])
+        curves.update({(mode, t): c for t, c in pr.items()})
         log.info("%s graded in %.0fs", name, result["seconds"][mode])
     result["seconds"]["total"] = time.time() - t_start
     write_outputs(cfg, run_dir, result, curves)
@@ -211,21 +208,6 @@ def run_bench(cfg: NoiseBenchConfig) -> dict:
             print(f"{mode} {t}: about {w['estimate']:.0f} wrong labels ({w['low']:.0f}-{w['high']:.0f}), "
                   f"{w['flips']} flipped")
     return result
-
-
-def store_curves(store_path: Path, task: str, flipped: set[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{detector: (recall, precision)} along each stored ranking."""
-    store = Store(store_path)
-    try:
-        frame, _ = store.label_probabilities(task)
-        scores = store.detector_scores(task)
-    finally:
-        store.close()
-    out = {}
-    for det, g in scores.groupby("detector"):
-        s = pd.Series(g["score"].to_numpy(), index=g["path"]).reindex(frame["path"]).fillna(-np.inf).to_numpy()
-        out[det] = pr_curve(s, frame["path"].isin(flipped).to_numpy())
-    return out
 
 
 def table(result: dict) -> str:

@@ -238,12 +238,11 @@ def wrong_label_interval(labels: np.ndarray, probs: np.ndarray, n_boot: int = 20
                          level: float = 0.95) -> tuple[np.ndarray, float, float]:
     """(per-class estimate (C,), low, high): `wrong_label_estimate` with a percentile bootstrap
     interval of its total over paintings resampled with replacement (thresholds refitted each time)."""
-    est = wrong_label_estimate(labels, probs)
-    rows = np.flatnonzero(labels >= 0)
-    rng = np.random.default_rng(seed)
-    totals = [wrong_label_estimate(labels[i], probs[i]).sum() for i in (rng.choice(rows, len(rows)) for _ in range(n_boot))]
-    lo, hi = np.percentile(totals, [100 * (1 - level) / 2, 100 * (1 + level) / 2]) if n_boot else (np.nan, np.nan)
-    return est, float(lo), float(hi)
+    from embeddings.evaluation import bootstrap_interval
+    known = labels >= 0
+    lo, hi = bootstrap_interval(labels[known], probs[known], lambda y, p: wrong_label_estimate(y, p).sum(),
+                                n_boot, seed, level) if n_boot else (np.nan, np.nan)
+    return wrong_label_estimate(labels, probs), lo, hi
 
 
 def rank_descending(scores: np.ndarray) -> np.ndarray:

@@ -130,12 +130,13 @@ class Artlens:
         return {"reviewed": reviewed, "queued": len(ranked), "mislabel": mislabel,
                 "precision": mislabel / reviewed if reviewed else float("nan")}
 
-    def wrong_label_summary(self, task: str) -> str:
-        """One sentence: how many of the task's labels look wrong, and what the review has confirmed."""
+    def wrong_label_summary(self, task: str) -> tuple[str, pd.DataFrame | None]:
+        """(a sentence: how many of the task's labels look wrong and what the review has confirmed,
+        the per-class estimates most first); ("", None) for a store without estimates."""
         w = self.store.wrong_labels(task)
         if not w:
-            return ""
-        text = (f"about **{w['estimate']:,.0f}** of {w['labelled']:,} {task} labels look wrong "
+            return "", None
+        text = (f"About **{w['estimate']:,.0f}** of {w['labelled']:,} {task} labels look wrong "
                 f"(95% interval {w['low']:,.0f}–{w['high']:,.0f}; confident learning on the cross-fitted "
                 "probabilities, which also counts the classifier's own confusions, so read it as an upper end "
                 "while test accuracy is modest)")
@@ -144,7 +145,7 @@ class Artlens:
         if len(mine):
             confirmed = int((mine["decision"] == "mislabel").sum())
             text += f"; your review so far confirms {confirmed} of {len(mine)} reviewed ({confirmed / len(mine):.0%})"
-        return text
+        return text + ".", w["per_class"]
 
     def tag(self, task: str, rows: pd.DataFrame, decision: str, reviewer: str, suggested: str | None = None,
             note: str | None = None) -> list[int]:
