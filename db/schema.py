@@ -15,11 +15,14 @@ STORE_TABLES = {
         height INTEGER, split VARCHAR)""",
     "classes": """CREATE TABLE classes (task VARCHAR, class_index INTEGER, name VARCHAR,
         PRIMARY KEY (task, class_index))""",
+    # class_index: the label as given in the data; training_index: the label the run trained on
+    # (differs where `make train --apply-tags` applied a review decision; NULL = dropped).
     "labels": """CREATE TABLE labels (image_id INTEGER, task VARCHAR, class_index INTEGER,
-        PRIMARY KEY (image_id, task))""",
+        training_index INTEGER, PRIMARY KEY (image_id, task))""",
+    # wrong_weight: the painting's share of the estimated number of wrong labels (embeddings.prevalence)
     "predictions": """CREATE TABLE predictions (
         image_id INTEGER, task VARCHAR, probs FLOAT[], predicted INTEGER, p_given FLOAT,
-        top3 INTEGER[], top3_probs FLOAT[], source VARCHAR, PRIMARY KEY (image_id, task))""",
+        top3 INTEGER[], top3_probs FLOAT[], source VARCHAR, wrong_weight DOUBLE, PRIMARY KEY (image_id, task))""",
     "embeddings": """CREATE TABLE embeddings (image_id INTEGER PRIMARY KEY, faiss_id BIGINT, vector FLOAT[])""",
     "scores": """CREATE TABLE scores (image_id INTEGER, task VARCHAR, detector VARCHAR, score DOUBLE,
         rank INTEGER, flag BOOLEAN, PRIMARY KEY (image_id, task, detector))""",

@@ -24,6 +24,7 @@ from PIL import Image
 from db.store import Paths, StoreError, TagLog, build_store
 from embeddings import duplicates as dup
 from embeddings.index import build_index, neighbours_excluding_self, save_index
+from embeddings.prevalence import wrong_label_weights
 from embeddings.project import pca_2d, umap_2d
 from embeddings.scores import (EMBEDDING_DETECTORS, REVIEW_DEFAULT, cross_task_table, detector_table, neighbour_labels,
                                rank_descending, reference_scores, wrong_label_interval)
@@ -158,6 +159,19 @@ def merge_crossfit(run_dir: Path, paths: list[str], labels: dict[str, np.ndarray
     return probs, scores, source
 
 
+def run_training_labels(run_dir: Path, frame: pd.DataFrame, meta: dict) -> dict[str, np.ndarray]:
+    """{task: (N,)} the labels the run trained and cross-fitted on: the data's labels, with the review
+    decisions it applied (runs/<id>/label_changes.csv, written by `--apply-tags`) in force."""
+    from trainer.relabel import CHANGE_COLUMNS, training_labels
+    path = run_dir / "label_changes.csv"
+    changes = (pd.read_csv(path, dtype=str, keep_default_na=False) if path.is_file()
+               else pd.DataFrame(columns=CHANGE_COLUMNS))
+    if len(changes):
+        log.info("%s trained on %d reviewed labels that differ from the data; scores use them", run_dir.name,
+                 len(changes))
+    return training_labels(frame, changes, meta["classes"])
+
+
 def backbone_pooled_features(root: Path, paths: list[str], meta: dict, cfg: "EmbedConfig") -> np.ndarray:
     """(N, C) global-average-pooled maps of the pretrained, frozen backbone (for a fine-tuned run,
     whose own backbone has seen the labels)."""
@@ -253,7 +267,8 @@ def embed(cfg: EmbedConfig) -> Path:
     sha1s = [sha1s[i] for i in keep]
     n = len(frame)
     image_ids = np.arange(n, dtype=np.int64)
-    labels = {t: frame[t].to_numpy(np.int64) for t in meta["tasks"]}
+    given = {t: frame[t].to_numpy(np.int64) for t in meta["tasks"]}
+    labels = run_training_labels(run_dir, frame, meta)   # = given unless the run applied review decisions
     n_classes = {t: len(meta["classes"][t]) for t in meta["tasks"]}
 
     t0 = time.time()
@@ -298,7 +313,7 @@ def embed(cfg: EmbedConfig) -> Path:
         pred_rows.append(pd.DataFrame({"image_id": image_ids, "task": t, "probs": list(probs[t].astype(np.float32)),
                                        "predicted": probs[t].argmax(1).astype(np.int32), "p_given": pg,
                                        "top3": list(t3.astype(np.int32)), "top3_probs": list(p3.astype(np.float32)),
-                                       "source": source[t]}))
+                                       "source": source[t], "wrong_weight": wrong_label_weights(y, probs[t])}))
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text())["metrics"] if metrics_path.is_file() else {}
     bench_path = run_dir / "noise.json"
@@ -317,7 +332,9 @@ def embed(cfg: EmbedConfig) -> Path:
         "classes": pd.DataFrame([{"task": t, "class_index": i, "name": c} for t in meta["tasks"]
                                  for i, c in enumerate(meta["classes"][t])]),
         "labels": pd.concat([pd.DataFrame({"image_id": image_ids, "task": t,
-                                           "class_index": pd.Series(labels[t]).where(labels[t] >= 0).astype("Int64")}) for t in meta["tasks"]]),
+                                           "class_index": pd.Series(given[t]).where(given[t] >= 0).astype("Int64"),
+                                           "training_index": pd.Series(labels[t]).where(labels[t] >= 0).astype("Int64")})
+                             for t in meta["tasks"]]),
         "predictions": pd.concat(pred_rows),
         "embeddings": pd.DataFrame({"image_id": image_ids, "faiss_id": image_ids, "vector": list(emb.astype(np.float32))}),
         "scores": score_df,
@@ -332,7 +349,7 @@ def embed(cfg: EmbedConfig) -> Path:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "cross_fitted": str(bool((np.concatenate(list(source.values())) == "cross-fit").any())).lower(),
             "folds": str(meta.get("folds", 0)), "knn_k": str(meta.get("knn_k", 10)), "review_default": REVIEW_DEFAULT, "duplicate_threshold": str(cfg.duplicate_threshold),
-            "projection": cfg.projection}
+            "projection": cfg.projection, "applied_tags": json.dumps(meta.get("applied_tags") or {})}
     t0 = time.time()
     try:
         save_index(index, index_path)

@@ -31,6 +31,7 @@ from trainer.data import PaintingSet, load_image, load_paintings
 from trainer.features import check_images, extract_features, image_tensor
 from trainer.metrics import classification_metrics, macro_f1
 from trainer.model import ARCHS, CRNNClassifier, EndToEnd, masked_multitask_loss
+from trainer.relabel import apply_decisions, read_decisions
 
 log = logging.getLogger("trainer")
 
@@ -68,6 +69,9 @@ class TrainConfig:
     threads: int = field(0, "torch CPU threads; 0 = all cores")
     limit: int = field(0, "use only N paintings (evenly spread), for quick checks; 0 = all")
     resume: bool = field(False, "continue the interrupted run --run-id (default runs/latest)")
+    apply_tags: bool = field(False, "train on the review decisions in --tag-log: mislabel + suggested label replaces "
+                                    "the label, mislabel alone drops it, correct keeps it (the data folder is not touched)")
+    tag_log: str = field("artlens.tags.duckdb", "the tag log --apply-tags reads")
 
 
 # ------------------------------------------------------------------ helpers
@@ -325,6 +329,14 @@ def train(cfg: TrainConfig) -> Path:
     seed_everything(cfg.seed)
     t_start = time.time()
     ps = subsample(load_paintings(cfg.data, cfg.test_fraction, cfg.seed), cfg.limit)
+    data_hash = ps.data_hash()   # of the data as given: `make embed` compares it with what it reads
+    changes, applied = None, None
+    if cfg.apply_tags:
+        frame_given = ps.frame
+        ps.frame, changes, applied = apply_decisions(frame_given, ps.classes, read_decisions(cfg.tag_log))
+        log.info("--apply-tags %s: %d decisions: %d labels replaced, %d dropped, %d kept (%d for paintings or tasks "
+                 "not in this data)", cfg.tag_log, applied["decisions"], applied["replaced"], applied["dropped"],
+                 applied["kept"], applied["not_in_data"])
     try:  # fail before hours of work, not at the first checkpoint
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
@@ -410,13 +422,18 @@ def train(cfg: TrainConfig) -> Path:
         "tasks": tasks, "classes": {t: ps.classes[t] for t in tasks}, "embedding_dim": model.embedding_dim
         if hasattr(model, "embedding_dim") else model.head.embedding_dim,
         "in_channels": in_ch, "data": str(Path(cfg.data).resolve()), "data_root": str(ps.root.resolve()),
-        "data_hash": ps.data_hash(), "n_paintings": int(len(frame)), "unreadable": failed,
+        "data_hash": data_hash, "n_paintings": int(len(frame)), "unreadable": failed,
         "splits": {s: int(len(i)) for s, i in idx.items()}, "best_epoch": res.best_epoch,
         "best_val_macro_f1": res.best_score, "finetune": cfg.finetune,
         "seconds": {"features": t_feat, "train": t_train, "crossfit": t_crossfit, "total": time.time() - t_start},
         "folds": cfg.folds if cfg.folds >= 2 else 0, "knn_k": cfg.knn_k,
         "feature_cache": feat_stats, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "applied_tags": {**applied, "tag_log": str(Path(cfg.tag_log).resolve())} if applied else None,
     }
+    if changes is not None:   # which labels this run trained on differently from the data (make embed reads it)
+        changes.to_csv(run_dir / "label_changes.csv", index=False)
+    else:
+        (run_dir / "label_changes.csv").unlink(missing_ok=True)
     state = model.state_dict() if not cfg.finetune else model.head.state_dict()
     backbone_state = model.backbone.state_dict() if cfg.finetune else None
     _atomic_torch_save({"state_dict": state, "backbone_state": backbone_state, "config": dataclasses.asdict(cfg),

@@ -1,0 +1,84 @@
+"""Review decisions -> training labels (`make train ARGS="--apply-tags"`).
+
+The reviewer's latest decision per (painting, task) is applied to the labels the model trains
+on; the data folder is never written. `mislabel` with a suggested label replaces the given label,
+`mislabel` without one drops it (masked: the painting stays for its other tasks), `correct` and
+`unsure` keep it. Pure functions on the loaded frame, so they are tested without torch.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from trainer.cli import UserError
+
+log = logging.getLogger("trainer.relabel")
+
+CHANGE_COLUMNS = ["path", "task", "given", "training", "decision", "tag_id"]
+
+
+def apply_decisions(frame: pd.DataFrame, classes: dict[str, list[str]], latest: pd.DataFrame
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """Apply the tag log's latest decisions to a PaintingSet frame.
+
+    frame: columns path, one int column per task (-1 = no label); classes: task -> names;
+    latest: the tag log's decision in force per (path, task) (TagLog.latest()).
+    Returns (new frame, changes (one row per label changed or dropped: CHANGE_COLUMNS, names with
+    '' for no label), counts {decisions, replaced, dropped, kept, not_in_data}).
+    Raises UserError for a suggested label that is not a class of its task.
+    """
+    out = frame.copy()
+    pos = pd.Series(np.arange(len(out)), index=out["path"])
+    counts = {"decisions": 0, "replaced": 0, "dropped": 0, "kept": 0, "not_in_data": 0}
+    changes = []
+    for r in latest.itertuples(index=False):
+        if r.task not in classes or r.path not in pos.index:
+            counts["not_in_data"] += 1
+            continue
+        counts["decisions"] += 1
+        names = classes[r.task]
+        i = int(pos[r.path])
+        given = int(out.at[i, r.task])
+        if r.decision != "mislabel":
+            counts["kept"] += 1
+            continue
+        suggested = (r.suggested_label or "").strip() if isinstance(r.suggested_label, str) else ""
+        if suggested and suggested not in names:
+            raise UserError(f"tag {r.tag_id} ({r.path}, {r.task}): suggested label {suggested!r} is not a {r.task} "
+                            f"class of this data set; re-tag it in the dashboard, or train without --apply-tags")
+        new = names.index(suggested) if suggested else -1
+        if new == given:
+            counts["kept"] += 1
+            continue
+        counts["replaced" if new >= 0 else "dropped"] += 1
+        out.at[i, r.task] = new
+        changes.append({"path": r.path, "task": r.task, "given": names[given] if given >= 0 else "",
+                        "training": names[new] if new >= 0 else "", "decision": r.decision, "tag_id": int(r.tag_id)})
+    return out, pd.DataFrame(changes, columns=CHANGE_COLUMNS), counts
+
+
+def read_decisions(tag_log: str | Path) -> pd.DataFrame:
+    """The latest decision per (path, task) from a tag log file; UserError if there is none."""
+    from db.store import StoreError, TagLog
+    p = Path(tag_log)
+    if not p.is_file():
+        raise UserError(f"--apply-tags: no tag log at {p} (review in the dashboard first, or pass --tag-log PATH)")
+    try:
+        return TagLog(p).latest()
+    except StoreError as e:
+        raise UserError(f"--apply-tags: {e}") from None
+
+
+def training_labels(frame: pd.DataFrame, changes: pd.DataFrame, classes: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    """{task: (N,) int} labels a run trained on: `frame`'s given labels with the run's recorded
+    changes (runs/<id>/label_changes.csv) applied; -1 = no label."""
+    pos = pd.Series(np.arange(len(frame)), index=frame["path"])
+    out = {t: frame[t].to_numpy(np.int64).copy() for t in classes if t in frame}
+    for r in changes.itertuples(index=False):
+        if r.task in out and r.path in pos.index:
+            training = r.training if isinstance(r.training, str) else ""
+            out[r.task][int(pos[r.path])] = classes[r.task].index(training) if training else -1
+    return out
