@@ -37,7 +37,9 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = f.metadata.get("help", "")
         choices = f.metadata.get("choices")
-        if kind is bool:
+        if f.metadata.get("positional"):   # e.g. `python -m embeddings.explain PATH`
+            parser.add_argument(f.name, type=kind, help=help_text)
+        elif kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=default, help=help_text)
         elif typing.get_origin(kind) is typing.Union:  # Optional[x]

@@ -24,14 +24,19 @@ log = logging.getLogger("trainer.features")
 VIEWS = ("orig", "hflip")  # hflip is the training augmentation; eval uses orig
 
 
-def image_tensor(img: Image.Image, size: int, mean, std, view: str = "orig") -> torch.Tensor:
-    """RGB PIL image -> (3, size, size) float tensor: resize shorter side, centre crop, normalise."""
+def centre_crop(img: Image.Image, size: int) -> Image.Image:
+    """The size x size square the model sees: shorter side resized to `size`, centre cropped."""
     w, h = img.size
     s = size / min(w, h)
     img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
     w, h = img.size
     left, top = (w - size) // 2, (h - size) // 2
-    img = img.crop((left, top, left + size, top + size))
+    return img.crop((left, top, left + size, top + size))
+
+
+def image_tensor(img: Image.Image, size: int, mean, std, view: str = "orig") -> torch.Tensor:
+    """RGB PIL image -> (3, size, size) float tensor: resize shorter side, centre crop, normalise."""
+    img = centre_crop(img, size)
     if view == "hflip":
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)

@@ -1,0 +1,217 @@
+"""Grad-CAM: where in a painting the model finds a class (`python -m embeddings.explain PATH --task style`).
+
+The gradient of one task's class logit with respect to the backbone's last convolutional map (the
+map the recurrent head reads), averaged per channel, weights that map; its positive part, scaled
+to [0, 1] and upsampled, is the heat (Selvaraju et al. 2017). With the frozen backbone only the
+head is differentiated: one backbone pass per painting, however many classes are explained.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+from trainer.cli import UserError, field, parse_config
+from trainer.features import centre_crop
+
+log = logging.getLogger("embeddings.explain")
+
+
+def gradcam(head: torch.nn.Module, fmap: torch.Tensor, task: str, classes: Sequence[int]) -> np.ndarray:
+    """Grad-CAM heat per class. head: CRNNClassifier; fmap (C, h, w) one painting's backbone map.
+
+    Returns (len(classes), h, w) float32 in [0, 1] (all zeros where no location adds evidence).
+    """
+    x = fmap.detach().float().unsqueeze(0).requires_grad_(True)
+    head.eval()
+    with torch.enable_grad():
+        _, logits = head(x)
+        heats = []
+        for c in classes:
+            (g,) = torch.autograd.grad(logits[task][0, int(c)], x, retain_graph=True)
+            weights = g[0].mean((1, 2))                                  # (C,) channel importance
+            cam = F.relu((weights[:, None, None] * x[0]).sum(0)).detach()
+            heats.append((cam / cam.max()).numpy() if cam.max() > 0 else cam.numpy())
+    return np.stack(heats).astype(np.float32)
+
+
+def upsample(heat: np.ndarray, size: int) -> np.ndarray:
+    """(h, w) heat -> (size, size), bilinear."""
+    t = torch.from_numpy(heat)[None, None]
+    return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def overlay(crop: Image.Image, heat: np.ndarray, alpha: float = 0.55) -> Image.Image:
+    """The crop with the (S, S) heat in a colour map on top, transparent where the heat is low."""
+    import matplotlib
+    rgb = (matplotlib.colormaps["turbo"](heat)[..., :3] * 255).astype(np.float32)
+    a = (alpha * np.clip(heat, 0, 1))[..., None]
+    base = np.asarray(crop.convert("RGB"), dtype=np.float32)
+    return Image.fromarray((base * (1 - a) + rgb * a).astype(np.uint8))
+
+
+@dataclass
+class Explanation:
+    crop: Image.Image              # what the model sees (S x S)
+    probs: dict[str, np.ndarray]   # task -> (C,) softmax of the final model
+    classes: list[int]
+    heats: np.ndarray              # (len(classes), S, S) in [0, 1]
+    fmap: torch.Tensor             # (C, h, w) the backbone map, to explain more classes without a new pass
+
+
+def explain(embedder, image: Image.Image, task: str, classes: Sequence[int] | None = None) -> Explanation:
+    """Grad-CAM of `classes` of `task` (default: the model's top class) for one painting, through the
+    run's model (embeddings.export.Embedder). One backbone pass."""
+    size = embedder.meta["image_size"]
+    crop = centre_crop(image.convert("RGB"), size)
+    with torch.no_grad():
+        fmap = embedder.bb.net.eval()(_normalise(embedder, crop)[None])[0]
+        _, logits = embedder.head.eval()(fmap[None])
+    probs = {t: torch.softmax(lg[0].float(), 0).numpy() for t, lg in logits.items()}
+    classes = [int(probs[task].argmax())] if classes is None else [int(c) for c in classes]
+    heats = gradcam(embedder.head, fmap, task, classes) if classes else np.zeros((0, 1, 1), np.float32)
+    return Explanation(crop, probs, classes, np.stack([upsample(h, size) for h in heats]) if classes
+                       else np.zeros((0, size, size), np.float32), fmap)
+
+
+def _normalise(embedder, crop: Image.Image) -> torch.Tensor:
+    x = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    return (x - torch.tensor(embedder.bb.mean).view(3, 1, 1)) / torch.tensor(embedder.bb.std).view(3, 1, 1)
+
+
+def class_probability(embedder, crop: Image.Image, task: str, cls: int, masks: np.ndarray | None = None) -> np.ndarray:
+    """p(cls) for the crop with each (S, S) bool mask's pixels blanked to the input mean (grey).
+    masks (m, S, S) -> (m,); None -> (1,) for the crop as it is."""
+    x = _normalise(embedder, crop)
+    batch = x[None] if masks is None else x[None] * torch.from_numpy(~masks)[:, None].float()
+    with torch.no_grad():
+        _, logits = embedder.head(embedder.bb.net(batch))
+    return torch.softmax(logits[task].float(), 1)[:, cls].numpy()
+
+
+def deletion_drops(embedder, image: Image.Image, task: str, cls: int, fraction: float = 0.1, n_random: int = 5,
+                   seed: int = 0) -> tuple[float, float]:
+    """Faithfulness of the heat: (drop of p(cls) when the hottest `fraction` of pixels is blanked,
+    mean drop when as many pixels in random blocks of the map's cell size are blanked)."""
+    ex = explain(embedder, image, task, [cls])
+    heat = ex.heats[0]
+    S = heat.shape[0]
+    hot = heat >= np.quantile(heat, 1 - fraction)
+    cell = max(1, S // 7)
+    rng = np.random.default_rng(seed)
+    grid = S // cell
+    n_cells = max(1, round(fraction * grid * grid))
+    rand = np.zeros((n_random, S, S), bool)
+    for k in range(n_random):
+        for c in rng.choice(grid * grid, n_cells, replace=False):
+            r, q = divmod(int(c), grid)
+            rand[k, r * cell:(r + 1) * cell, q * cell:(q + 1) * cell] = True
+    p0 = class_probability(embedder, ex.crop, task, cls)[0]
+    p = class_probability(embedder, ex.crop, task, cls, np.concatenate([hot[None], rand]))
+    return float(p0 - p[0]), float(np.mean(p0 - p[1:]))
+
+
+def explanation_panels(embedder, image: Image.Image, task: str, given: int | None) -> list[tuple[str, Image.Image]]:
+    """[(caption, image)]: Grad-CAM for the given label and for the model's top class (one panel if
+    they agree), as the dashboard and the CLI show them."""
+    names = embedder.meta["classes"][task]
+    given = given if given is not None and given >= 0 else None
+    ex = explain(embedder, image, task, None if given is None else [given])
+    top = int(ex.probs[task].argmax())
+    if given is not None and given != top:   # the top class's heat from the same backbone pass
+        ex.classes.append(top)
+        heat = upsample(gradcam(embedder.head, ex.fmap, task, [top])[0], ex.heats.shape[1])
+        ex.heats = np.concatenate([ex.heats, heat[None]])
+    classes = ex.classes
+    out = []
+    for c, heat in zip(classes, ex.heats):
+        role = "given" if c == given else "model's top"
+        out.append((f"{role}: {names[c]} (p {ex.probs[task][c]:.2f})", overlay(ex.crop, heat)))
+    return out
+
+
+def side_by_side(panels: list[tuple[str, Image.Image]], title: str = "") -> Image.Image:
+    """One PNG-ready image: the panels in a row with their captions above."""
+    w, h = panels[0][1].size
+    pad = 22
+    sheet = Image.new("RGB", (w * len(panels), h + pad * (2 if title else 1)), "white")
+    draw = ImageDraw.Draw(sheet)
+    y0 = pad if title else 0
+    if title:
+        draw.text((4, 4), title, fill="black")
+    for k, (caption, im) in enumerate(panels):
+        draw.text((k * w + 4, y0 + 4), caption, fill="black")
+        sheet.paste(im, (k * w, y0 + pad))
+    return sheet
+
+
+# ------------------------------------------------------------------ CLI
+@dataclass
+class ExplainConfig:
+    path: str = field("", "image file to explain", positional=True)
+    task: str = field("style", "which task's classes to explain")
+    label: str = field("", "the painting's given label (class name); default: looked up in --store by path")
+    run: str = field("", "run folder (default: runs/latest)")
+    runs_dir: str = field("runs", "where runs are kept")
+    store: str = field("artlens.duckdb", "store to look the given label up in")
+    out: str = field("", "PNG to write; default: <image stem>.gradcam-<task>.png in the current folder")
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    from embeddings.export import Embedder
+    from trainer.data import load_image
+    from trainer.train import resolve_run_dir
+    cfg = parse_config(ExplainConfig, argv, "python -m embeddings.explain", __doc__.split("\n\n")[0])
+    run_dir = Path(cfg.run) if cfg.run else resolve_run_dir(cfg.runs_dir, "")
+    try:
+        image = load_image(Path(cfg.path))
+    except ValueError as e:
+        raise UserError(f"{cfg.path}: {e}") from None
+    embedder = Embedder(run_dir)
+    names = embedder.meta["classes"].get(cfg.task)
+    if names is None:
+        raise UserError(f"--task {cfg.task}: the run {run_dir.name} has tasks {', '.join(embedder.meta['classes'])}")
+    label = cfg.label or _given_in_store(cfg.store, Path(cfg.path), cfg.task)
+    if label and label not in names:
+        raise UserError(f"--label {label!r} is not a {cfg.task} class of run {run_dir.name}")
+    t0 = time.time()
+    panels = explanation_panels(embedder, image, cfg.task, names.index(label) if label else None)
+    log.info("Grad-CAM for %s in %.2fs", cfg.path, time.time() - t0)
+    out = Path(cfg.out or f"{Path(cfg.path).stem}.gradcam-{cfg.task}.png")
+    side_by_side(panels, f"{Path(cfg.path).name} · {cfg.task} · run {run_dir.name}").save(out)
+    print(out)
+    return out
+
+
+def _given_in_store(store: str, image: Path, task: str) -> str:
+    """The given label of `image` if the store holds it (by path under its data root), else ''."""
+    from db.store import Store, StoreError
+    if not Path(store).is_file():
+        return ""
+    try:
+        s = Store(store)
+    except StoreError:
+        return ""
+    try:
+        root = Path(s.info().get("data_root", "/nonexistent")).resolve()
+        try:
+            rel = image.resolve().relative_to(root).as_posix()
+        except ValueError:
+            return ""
+        return s.given_label(rel, task) or ""
+    finally:
+        s.close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    from trainer.cli import run_cli
+    sys.exit(run_cli(main))
