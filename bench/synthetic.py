@@ -18,6 +18,7 @@ import pandas as pd
 from db.store import Paths, TagLog, build_store
 from embeddings.index import build_index, neighbours_excluding_self, save_index
 from embeddings.project import pca_2d
+from embeddings.prevalence import wrong_label_weights
 from embeddings.scores import cross_task_table, detector_table, neighbour_labels, rank_descending, reference_scores
 from trainer.cli import field, parse_config
 
@@ -61,10 +62,11 @@ def make_store(cfg: SyntheticConfig) -> dict:
         probs = np.exp(logits - logits.max(1, keepdims=True))
         probs /= probs.sum(1, keepdims=True)
         top = np.argsort(-probs, 1)[:, :3]
-        labels.append(pd.DataFrame({"image_id": ids, "task": t, "class_index": y}))
+        labels.append(pd.DataFrame({"image_id": ids, "task": t, "class_index": y, "training_index": y}))
         preds.append(pd.DataFrame({"image_id": ids, "task": t, "probs": list(probs), "predicted": probs.argmax(1),
                                    "p_given": probs[ids, y], "top3": list(top.astype(np.int32)),
-                                   "top3_probs": list(np.take_along_axis(probs, top, 1)), "source": "model"}))
+                                   "top3_probs": list(np.take_along_axis(probs, top, 1)), "source": "model",
+                                   "wrong_weight": wrong_label_weights(y, probs)}))
         given[t] = y
         nb_y = neighbour_labels(y, nb)   # synthetic: one embedding stands in for head and backbone
         sc, fl = detector_table(y, probs, reference_scores(y, emb, y, emb, nb_y, c), nb_y,
