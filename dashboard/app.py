@@ -63,6 +63,27 @@ def open_embedder(run_dir: str):
     return Embedder(Path(run_dir))
 
 
+@st.cache_data(show_spinner="Grad-CAM", max_entries=500)
+def cached_gradcam(_app: Artlens, run_id: str, path: str, task: str, given: str | None) -> list[tuple[str, bytes]]:
+    # cached per painting, task, given class and run (run_id is part of the key)
+    return _app.gradcam_panels(open_embedder(_app.info["run_dir"]), path, task, given)
+
+
+def show_gradcam(app: Artlens, path: str, task: str, given: str | None, container=st):
+    """Grad-CAM panels (given label, model's top class) side by side, or one line saying why not."""
+    from trainer.cli import UserError
+    try:
+        panels = cached_gradcam(app, app.run_id, path, task, given)
+    except UserError as e:
+        container.caption(f"Grad-CAM unavailable: {e}")
+        return
+    if not panels:
+        container.caption(f"Grad-CAM unavailable: image not readable: {path}")
+        return
+    for col, (caption, png) in zip(container.columns(len(panels)), panels):
+        col.image(png, caption=caption, width="stretch")
+
+
 @st.cache_data(show_spinner=False, max_entries=2000)
 def thumb(path: str, size: int) -> bytes:
     return thumbnail_bytes(Path(path), size)
@@ -86,11 +107,14 @@ def card_text(app: Artlens, task: str, row: dict) -> str:
     return f"**given:** {row.get('given') or '—'}  \n**model:** {top}"
 
 
-def grid(app: Artlens, task: str, rows: pd.DataFrame, cols: int = 6, extra=None):
+def grid(app: Artlens, task: str, rows: pd.DataFrame, cols: int = 6, extra=None, gradcam: bool = False):
     for start in range(0, len(rows), cols):
         columns = st.columns(cols)
         for col, (_, r) in zip(columns, rows.iloc[start:start + cols].iterrows()):
-            show_thumb(app, r["path"], container=col)
+            if gradcam:
+                show_gradcam(app, r["path"], task, r.get("given"), container=col)
+            else:
+                show_thumb(app, r["path"], container=col)
             col.markdown(card_text(app, task, r.to_dict()) + (extra(r) if extra else ""))
             col.caption(f"#{r['image_id']} {r['path']}")
 
@@ -109,6 +133,9 @@ def page_overview(app: Artlens, task: str):
                   "saw its label)" if app.info.get("cross_fitted") == "true"
                   else "in sample (trained with --folds 0: the model saw the train labels)")
                + f" · review default: **{app.review_default}**")
+    applied = app.applied_tags_text()
+    if applied:
+        st.info(applied)
     summary, per_class = app.wrong_label_summary(task)
     if summary:
         st.subheader("How many labels look wrong")
@@ -170,16 +197,19 @@ def page_explore(app: Artlens, task: str, reviewer: str):
                      hover_data={"path": True, "given": True, "predicted": True, "x": False, "y": False},
                      color_discrete_map=colour_map, height=620)
     fig.update_traces(marker=dict(size=5))
-    fig.update_layout(dragmode="lasso", legend=dict(itemsizing="constant"))
-    event = st.plotly_chart(fig, key="explore_chart", on_select="rerun", selection_mode=("lasso", "box", "points"))
+    fig.update_layout(legend=dict(itemsizing="constant"))   # click opens a point; lasso and box in the toolbar
+    event = st.plotly_chart(fig, key="explore_chart", on_select="rerun", selection_mode=("points", "box", "lasso"))
     picked = [int(p["customdata"][0]) for p in (event.selection.points if event and event.selection else [])
               if p.get("customdata")]
     if picked:
         st.session_state["explore_selection"] = picked
     selected = st.session_state.get("explore_selection", [])
+    if len(selected) == 1:   # a click on one point opens that painting
+        painting_panel(app, task, selected[0], reviewer)
+        return
     st.subheader(f"Selection: {len(selected)} paintings")
     if not selected:
-        st.caption("draw a lasso or box on the plot to select paintings")
+        st.caption("click a point to open that painting; draw a lasso or box to select many")
         return
     rows = app.store.paintings(task, selected)
     with st.form("bulk_tag"):
@@ -196,6 +226,36 @@ def page_explore(app: Artlens, task: str, reviewer: str):
     grid(app, task, rows.head(60))
     if len(rows) > 60:
         st.caption(f"first 60 of {len(rows)} shown")
+
+
+def painting_panel(app: Artlens, task: str, image_id: int, reviewer: str):
+    """One painting opened from the plot: image, labels, top 3, Grad-CAM and tag buttons."""
+    rows = app.store.paintings(task, [image_id])
+    if rows.empty:
+        st.warning(f"painting #{image_id} has no {task} label")
+        return
+    r = rows.iloc[0].to_dict()
+    st.subheader(f"#{image_id} · {r['path']}")
+    left, right = st.columns([2, 3])
+    show_thumb(app, r["path"], 480, container=left)
+    right.dataframe(app.store.labels_of(image_id), hide_index=True)
+    top = app.top3_text(task, r)
+    right.markdown("**model (top 3):** " + " · ".join(f"{n} {p:.2f}" for n, p in top))
+    show_gradcam(app, r["path"], task, r["given"], container=right)
+    names = app.class_names(task)
+    with right.form(f"open_{image_id}", clear_on_submit=True):
+        suggested = st.selectbox("suggested label", names, index=names.index(top[0][0]) if top else 0,
+                                 key=f"open_sugg_{image_id}")
+        note = st.text_input("note", key=f"open_note_{image_id}")
+        row = st.container(horizontal=True)
+        clicked = {d: row.form_submit_button(d, type="primary" if d == "mislabel" else "secondary") for d in DECISIONS}
+    for d, hit in clicked.items():
+        if hit:
+            if not reviewer.strip():
+                right.error("enter your reviewer name in the sidebar first")
+            else:
+                app.tag(task, rows, d, reviewer, suggested if d != "correct" else None, note)
+                right.success(f"#{image_id} tagged {d}")
 
 
 def page_neighbours(app: Artlens, task: str):
@@ -239,6 +299,7 @@ def page_neighbours(app: Artlens, task: str):
         show_thumb(app, info["path"], 320, container=c1)
         c2.markdown(f"**{info['path']}** (#{query_id}, {info['split']})")
         c2.dataframe(app.store.labels_of(query_id), hide_index=True)
+        show_gradcam(app, info["path"], task, app.store.given_label(info["path"], task), container=c2)
         nb = app.neighbours(query_id, k)
     elif vec is not None:
         nb = app.neighbours_of_vector(vec, k)
@@ -267,8 +328,9 @@ def page_outliers(app: Artlens, task: str):
     pages = max(1, (total + per_page - 1) // per_page)
     page = st.number_input(f"page (of {pages}; {total:,} paintings)", 1, pages, 1, key="out_page")
     rows = app.store.ranked(task, detector, per_page, (page - 1) * per_page, min_score)
-    grid(app, task, rows, extra=lambda r: f"  \n**score:** {r['score']:.3f} · rank {r['rank']}"
-         + (" · **flagged**" if r["flag"] else ""))
+    cam = st.toggle("Grad-CAM: where the model finds the given label and its top class", key="out_cam")
+    grid(app, task, rows, cols=4 if cam else 6, gradcam=cam,
+         extra=lambda r: f"  \n**score:** {r['score']:.3f} · rank {r['rank']}" + (" · **flagged**" if r["flag"] else ""))
     st.subheader("Near-duplicates with conflicting labels")
     dup = app.store.duplicate_groups(conflicting_only=True)
     if dup.empty:
@@ -287,15 +349,21 @@ def page_review(app: Artlens, task: str, reviewer: str):
     detector = c1.selectbox("queue ranked by", DETECTORS, index=DETECTORS.index(app.review_default), key="rv_detector",
                             format_func=detector_label(app, task))
     queue_size = int(c2.number_input("queue length", 10, 5000, 200, step=10, key="rv_size"))
+    spot = st.toggle("spot check: random paintings from every depth of the queue", key="rv_spot",
+                     help="Most-suspicious-first finds mislabels fastest; a spot check tells how many are left "
+                          "deeper down. Each decision replaces the model's guess at its depth in the estimate below.")
     skipped = st.session_state.setdefault("rv_skipped", [])
-    queue = app.review_queue(task, detector, queue_size)
+    if spot:
+        queue = app.spot_check_queue(task, queue_size + len(skipped))
+    else:
+        queue = app.review_queue(task, detector, queue_size)
+        prog = app.review_progress(task, detector, queue_size)
+        c3.metric("reviewed / queued", f"{prog['reviewed']} / {prog['queued']}",
+                  help="decisions in force for paintings of this queue")
+        st.progress(prog["reviewed"] / max(prog["queued"], 1))
+        if prog["reviewed"]:
+            st.caption(f"precision so far: {prog['precision']:.0%} of reviewed were tagged mislabel")
     queue = queue[~queue["path"].isin(skipped)]
-    prog = app.review_progress(task, detector, queue_size)
-    c3.metric("reviewed / queued", f"{prog['reviewed']} / {prog['queued']}",
-              help="decisions in force for paintings of this queue")
-    st.progress(prog["reviewed"] / max(prog["queued"], 1))
-    if prog["reviewed"]:
-        st.caption(f"precision so far: {prog['precision']:.0%} of reviewed were tagged mislabel")
     summary, _ = app.wrong_label_summary(task)
     if summary:
         st.caption(summary)
@@ -307,11 +375,14 @@ def page_review(app: Artlens, task: str, reviewer: str):
     r = queue.iloc[0].to_dict()
     left, right = st.columns([3, 2])
     show_thumb(app, r["path"], 720, container=left)
+    left.markdown("**Where the model looks** (Grad-CAM; red = strongest evidence for that class)")
+    show_gradcam(app, r["path"], task, r["given"], container=left)
     right.markdown(f"### #{r['image_id']}  \n`{r['path']}`")
     right.markdown(f"**given {task}:** {r['given']}")
     top = app.top3_text(task, r)
     right.markdown("**model (top 3):**  \n" + "  \n".join(f"{n}: {p:.2f}" for n, p in top))
-    right.caption(f"{detector} score {r['score']:.3f} · rank {r['rank']} · probabilities: {r['source']}")
+    right.caption((f"spot check · rank {r['rank']} in the {app.review_default} ranking" if spot else
+                   f"{detector} score {r['score']:.3f} · rank {r['rank']}") + f" · probabilities: {r['source']}")
     names = app.class_names(task)
     default = names.index(top[0][0]) if top else 0
     with right.form(f"review_{r['image_id']}", clear_on_submit=True):

@@ -128,6 +128,11 @@ class Store:
         finally:
             cur.close()
 
+    def _has_column(self, table: str, column: str) -> bool:
+        """Stores written by an older version lack newer columns; queries fall back instead of failing."""
+        return not self._q("""SELECT 1 FROM information_schema.columns WHERE table_name = ? AND column_name = ?""",
+                           [table, column]).empty
+
     # --- run and set-level facts
     def info(self) -> dict[str, str]:
         return dict(self._q("SELECT key, value FROM store_info").itertuples(index=False))
@@ -232,12 +237,20 @@ class Store:
             cur.close()
 
     def labels_of(self, image_id: int) -> pd.DataFrame:
-        """Every task's given and predicted label for one painting."""
-        return self._q("""SELECT l.task, cg.name AS given, cp.name AS predicted, p.p_given
+        """Every task's given, trained-on (after applied review decisions) and predicted label for one painting."""
+        training = "l.training_index" if self._has_column("labels", "training_index") else "l.class_index"
+        return self._q(f"""SELECT l.task, cg.name AS given, ct.name AS trained_on, cp.name AS predicted, p.p_given
             FROM labels l LEFT JOIN predictions p ON p.image_id = l.image_id AND p.task = l.task
             LEFT JOIN classes cg ON cg.task = l.task AND cg.class_index = l.class_index
+            LEFT JOIN classes ct ON ct.task = l.task AND ct.class_index = {training}
             LEFT JOIN classes cp ON cp.task = l.task AND cp.class_index = p.predicted
             WHERE l.image_id = ? ORDER BY l.task""", [int(image_id)])
+
+    def given_label(self, path: str, task: str) -> str | None:
+        """The given label (class name) of the painting at `path` (relative to the data root), or None."""
+        r = self._q("""SELECT c.name FROM images i JOIN labels l ON l.image_id = i.image_id AND l.task = ?
+            JOIN classes c ON c.task = l.task AND c.class_index = l.class_index WHERE i.path = ?""", [task, path])
+        return None if r.empty else str(r["name"].iloc[0])
 
     def search(self, text: str, limit: int = 50) -> pd.DataFrame:
         """Paintings whose path (artist slug, title, style folder) contains `text`, case-insensitive."""
@@ -327,6 +340,21 @@ class Store:
         per_class = r[r["class_index"].notna()][["label", "labelled", "estimated_wrong"]].reset_index(drop=True)
         return {"estimate": float(t["estimated_wrong"]), "low": float(t["low"]), "high": float(t["high"]),
                 "labelled": int(t["labelled"]), "per_class": per_class}
+
+    def review_depths(self, task: str, detector: str) -> pd.DataFrame:
+        """Labelled paintings of `task`: image_id, path, label (given name), trained_on (the label the
+        run trained on; NULL where a review dropped it), rank in `detector`'s ranking (0 = unranked)
+        and wrong_weight (share of the estimated wrong labels; NULL in older stores)."""
+        weight = "p.wrong_weight" if self._has_column("predictions", "wrong_weight") else "NULL::DOUBLE"
+        training = "l.training_index" if self._has_column("labels", "training_index") else "l.class_index"
+        return self._q(f"""SELECT i.image_id, i.path, c.name AS label, ct.name AS trained_on,
+                coalesce(s.rank, 0) AS rank, {weight} AS wrong_weight
+            FROM labels l JOIN images i USING (image_id)
+            JOIN classes c ON c.task = l.task AND c.class_index = l.class_index
+            LEFT JOIN classes ct ON ct.task = l.task AND ct.class_index = {training}
+            LEFT JOIN predictions p ON p.image_id = l.image_id AND p.task = l.task
+            LEFT JOIN scores s ON s.image_id = l.image_id AND s.task = l.task AND s.detector = ?
+            WHERE l.task = ? ORDER BY i.image_id""", [detector, task])
 
     def benchmark_auroc(self, task: str) -> dict[str, float]:
         """detector -> AUROC from the noise benchmark stored for this run (empty if none)."""

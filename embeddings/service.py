@@ -108,6 +108,27 @@ class Artlens:
     def image_file(self, rel: str) -> Path | None:
         return safe_image_path(self.data_root, rel)
 
+    # --- evidence
+    def gradcam_panels(self, embedder, rel: str, task: str, given: str | None) -> list[tuple[str, bytes]]:
+        """[(caption, PNG bytes)]: Grad-CAM for the given label and for the model's top class
+        (embeddings.explain), for the painting at `rel`; [] if its file cannot be read."""
+        from embeddings.explain import explanation_panels
+        from trainer.data import load_image
+        f = self.image_file(rel)
+        if f is None:
+            return []
+        try:
+            img = load_image(f)
+        except ValueError:
+            return []
+        names = embedder.meta["classes"][task]
+        out = []
+        for caption, im in explanation_panels(embedder, img, task, names.index(given) if given in names else None):
+            buf = io.BytesIO()
+            im.save(buf, "PNG")
+            out.append((caption, buf.getvalue()))
+        return out
+
     # --- review
     def reviewed_paths(self, task: str) -> set[str]:
         latest = self.tags.latest()
@@ -130,21 +151,89 @@ class Artlens:
         return {"reviewed": reviewed, "queued": len(ranked), "mislabel": mislabel,
                 "precision": mislabel / reviewed if reviewed else float("nan")}
 
+    def applied_tags_text(self) -> str:
+        """One sentence on the review decisions the run trained with (`make train --apply-tags`), or ''."""
+        import json
+        a = json.loads(self.info.get("applied_tags") or "{}")
+        if not a:
+            return ""
+        return (f"This run trained on the review decisions in `{a.get('tag_log')}`: {a['decisions']:,} decisions, "
+                f"**{a['replaced']:,} labels replaced** by the suggested label, **{a['dropped']:,} dropped** "
+                f"(mislabel without a suggestion), {a['kept']:,} kept. The store keeps both the given and the "
+                "trained-on label; reviewed paintings stay out of the queue.")
+
+    def review_decisions(self, depths: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray]:
+        """(decision (N,) int: 1 mislabel, 0 correct, -1 none or unsure; sampled (N,) bool) for the
+        rows of `review_depths`. Only decisions made on this run's ranking are a sample of it; one
+        made on another run is a known outcome. A mislabel the run already trained away (its
+        trained-on label differs from the given one: `--apply-tags`) is no longer a wrong label."""
+        latest = self.tags.latest()
+        mine = latest[latest["task"] == task] if len(latest) else latest
+        if not len(mine):
+            return np.full(len(depths), -1), np.ones(len(depths), bool)
+        mine = mine.set_index("path")
+        code = np.array(depths["path"].map(mine["decision"].map({"mislabel": 1, "correct": 0})).fillna(-1), int)
+        run = depths["path"].map(mine["run_id"]).to_numpy(object)
+        sampled = np.array([pd.isna(r) or r == self.run_id for r in run], bool)
+        retrained = (depths["trained_on"].fillna("").to_numpy(object) != depths["label"].to_numpy(object))
+        applied = (code == 1) & retrained
+        code[applied] = 0
+        return code, sampled & ~retrained
+
+    def wrong_label_refined(self, task: str) -> dict:
+        """The store's estimate of wrong labels refined by the review so far (embeddings.prevalence),
+        over the review default's ranking; {} for a store without estimates."""
+        from embeddings.prevalence import refined_wrong_label_estimate
+        w = self.store.wrong_labels(task)
+        if not w:
+            return {}
+        depths = self.store.review_depths(task, self.review_default)
+        decision, sampled = self.review_decisions(depths, task)
+        weight = depths["wrong_weight"].to_numpy(float)
+        if np.isnan(weight).all():    # a store from before per-painting weights: no refinement possible
+            return {**w, "reviewed": 0, "confirmed": 0, "refined": False}
+        r = refined_wrong_label_estimate(depths["rank"].to_numpy(), weight, decision, w["low"], w["high"],
+                                         sampled=sampled)
+        confirmed = (pd.Series(decision == 1).groupby(depths["label"].to_numpy()).sum()
+                     .rename("confirmed by review").rename_axis("label").reset_index())
+        per_class = w["per_class"].merge(confirmed, on="label", how="left").fillna({"confirmed by review": 0})
+        if r["reviewed"] == 0:
+            return {**w, "per_class": per_class, "reviewed": 0, "confirmed": 0, "refined": False}
+        return {**w, "model_estimate": w["estimate"], "model_low": w["low"], "model_high": w["high"],
+                "estimate": r["estimate"], "low": r["low"], "high": r["high"], "reviewed": r["reviewed"],
+                "confirmed": r["confirmed"], "strata": pd.DataFrame(r["strata"]), "per_class": per_class,
+                "refined": True}
+
+    def spot_check_queue(self, task: str, size: int = 50, seed: int = 0) -> pd.DataFrame:
+        """The next `size` untagged paintings of the spot check: random paintings from every depth of
+        the review default's ranking in turn (`embeddings.prevalence.spot_check_order`). Deciding them
+        replaces the model's guess of how many labels are wrong deep in the queue by an observed share.
+        Same columns as `review_queue` (score NaN)."""
+        from embeddings.prevalence import spot_check_order
+        depths = self.store.review_depths(task, self.review_default)
+        order = spot_check_order(depths["rank"].to_numpy(), seed)
+        open_ = ~depths["path"].iloc[order].isin(self.reviewed_paths(task)).to_numpy()
+        pick = depths.iloc[order[open_][:size]]
+        rows = self.store.paintings(task, pick["image_id"].tolist())
+        return rows.assign(rank=pick["rank"].to_numpy(), score=np.nan, flag=False)
+
     def wrong_label_summary(self, task: str) -> tuple[str, pd.DataFrame | None]:
         """(a sentence: how many of the task's labels look wrong and what the review has confirmed,
         the per-class estimates most first); ("", None) for a store without estimates."""
-        w = self.store.wrong_labels(task)
+        w = self.wrong_label_refined(task)
         if not w:
             return "", None
         text = (f"About **{w['estimate']:,.0f}** of {w['labelled']:,} {task} labels look wrong "
-                f"(95% interval {w['low']:,.0f}–{w['high']:,.0f}; confident learning on the cross-fitted "
-                "probabilities, which also counts the classifier's own confusions, so read it as an upper end "
-                "while test accuracy is modest)")
-        latest = self.tags.latest()
-        mine = latest[latest["task"] == task] if len(latest) else latest
-        if len(mine):
-            confirmed = int((mine["decision"] == "mislabel").sum())
-            text += f"; your review so far confirms {confirmed} of {len(mine)} reviewed ({confirmed / len(mine):.0%})"
+                f"(95% interval {w['low']:,.0f}–{w['high']:,.0f}")
+        if w["refined"]:
+            text += (f"; the model alone said {w['model_estimate']:,.0f}, refined by your {w['reviewed']:,} decisions "
+                     "at each depth of the review queue)")
+        else:
+            text += ("; confident learning on the cross-fitted probabilities, which also counts the classifier's own "
+                     "confusions, so read it as an upper end until you review)")
+        if w["reviewed"]:
+            text += (f"; your review so far confirms {w['confirmed']} of {w['reviewed']} reviewed "
+                     f"({w['confirmed'] / w['reviewed']:.0%})")
         return text + ".", w["per_class"]
 
     def tag(self, task: str, rows: pd.DataFrame, decision: str, reviewer: str, suggested: str | None = None,

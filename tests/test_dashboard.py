@@ -173,3 +173,53 @@ def test_explore_gives_every_class_its_own_colour(app_env):
     many = class_colours(pd.Series([f"artist {i}" for i in range(60) for _ in range(60 - i)]))
     assert len(many) == 48 and many[OTHER] == OTHER_COLOUR and "artist 0" in many and "artist 59" not in many
     assert len(set(many.values())) == 48
+
+def _image_captions(at: AppTest) -> list[str]:
+    return [img.caption for el in at.get("image") for img in el.proto.imgs]
+
+
+def test_clicking_a_point_opens_that_painting_with_gradcam_and_tags(app_env):
+    at = open_page("Explore", reviewer="clicker")
+    at.session_state["explore_selection"] = [17]          # what a click on one point stores
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(h.value.startswith("#17 · ") for h in at.subheader)
+    caps = _image_captions(at)
+    assert any(c.startswith(("given:", "model's top:")) for c in caps), caps
+    button(at, "mislabel").click().run()
+    mine = TagLog(app_env["tags"]).latest().query("reviewer == 'clicker'")
+    assert len(mine) == 1 and mine.iloc[0].decision == "mislabel"
+
+
+def test_review_and_neighbours_show_gradcam(app_env):
+    at = open_page("Review", reviewer="cam")
+    assert any(c.startswith(("given:", "model's top:")) for c in _image_captions(at))
+    at = open_page("Outliers")
+    at.toggle(key="out_cam").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert sum(c.startswith("given:") for c in _image_captions(at)) >= 12   # every card of the page
+
+
+def test_spot_check_samples_every_depth_and_refines_the_estimate(app_env):
+    """The spot check shows untagged paintings from every depth of the ranking; tagging them moves
+    the estimate from the model's guess to what was observed."""
+    at = open_page("Review", reviewer="spot")
+    at.toggle(key="rv_spot").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("spot check · rank" in c.value for c in at.caption)
+    from db.store import Paths
+    from embeddings.service import Artlens
+    app = Artlens(Paths.from_store(app_env["store"], tags=app_env["tags"]))
+    try:
+        queue = app.spot_check_queue("style", 30)
+        ranks = queue["rank"].to_numpy()
+        assert len(queue) == 30 and ranks.min() <= 50 and ranks.max() > 200     # top and deep of the queue
+        before = app.wrong_label_refined("style")
+        app.tag("style", queue, "correct", "spot")                              # a clean collection, say
+        after = app.wrong_label_refined("style")
+        assert not before["refined"] and after["refined"] and after["reviewed"] == 30
+        assert after["estimate"] < before["estimate"]
+        assert (after["strata"]["source"] == "review").sum() >= 3
+        assert not set(app.spot_check_queue("style", 30)["path"]) & set(queue["path"])   # it moves on
+    finally:
+        app.close()
