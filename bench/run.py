@@ -3,7 +3,7 @@
 Each step runs in its own child process so its peak memory (max RSS) is its own. Prints a table
 and writes bench/results.json. Steps: cached vs end-to-end head training, embed throughput vs the
 raw backbone, FAISS latency/recall at 100k x 512, outlier query + first render on a 100k synthetic
-store, UMAP at 25k and 100k points.
+store, Explore drawn in headless Chromium on that store, UMAP at 25k and 100k points.
 """
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ class BenchConfig:
     images: int = field(256, "paintings used by the training and embedding steps")
     synthetic: int = field(100_000, "paintings in the synthetic store")
     umap_sizes: list[int] = field([25_000, 100_000], "UMAP sizes to time (0 to skip)")
-    steps: list[str] = field(["train", "embed", "faiss", "dashboard", "umap"], "steps to run")
+    steps: list[str] = field(["train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap"], "steps to run")
+    gradcam_images: int = field(48, "paintings for the Grad-CAM step (needs a trained runs/latest)")
     out: str = field("bench/results.json", "results file")
 
 
@@ -139,10 +140,8 @@ def step_faiss(n: int) -> dict:
 
 
 def step_dashboard(n: int) -> dict:
-    from bench.synthetic import SyntheticConfig, make_store
     from db.store import Paths, Store, TagLog
-    path = ROOT / "bench" / "synthetic" / f"artlens-{n}.duckdb"
-    built = make_store(SyntheticConfig(n=n, out=str(path))) if not path.is_file() else {"seconds": 0}
+    path, built_s = synthetic_store(n)
     s = Store(path)
     s.ranked("style", "consensus", 24)  # first query warms DuckDB's caches
     times = []
@@ -158,7 +157,7 @@ def step_dashboard(n: int) -> dict:
     s.close()
     from streamlit.testing.v1 import AppTest
     os.environ["ARTLENS_STORE"] = str(path)
-    out = {"paintings": n, "build_store_s": built["seconds"], "outlier_query_ms": 1000 * float(np.median(times)),
+    out = {"paintings": n, "build_store_s": built_s, "outlier_query_ms": 1000 * float(np.median(times)),
            "explore_points_query_ms": points * 1000}
     for page in ("Explore", "Outliers"):
         at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=300)
@@ -171,6 +170,67 @@ def step_dashboard(n: int) -> dict:
         out[f"{page.lower()}_rerender_s"] = time.perf_counter() - t0
         assert not at.exception, [e.value for e in at.exception]
     return out
+
+
+def synthetic_store(n: int) -> tuple[Path, float]:
+    """The n-painting synthetic store (built once; rebuilt when an older version's schema lacks columns)."""
+    from bench.synthetic import SyntheticConfig, make_store
+    from db.store import Store
+    path = ROOT / "bench" / "synthetic" / f"artlens-{n}.duckdb"
+    if path.is_file():
+        s = Store(path)
+        current = s._has_column("predictions", "wrong_weight")
+        s.close()
+        if current:
+            return path, 0.0
+    return path, make_store(SyntheticConfig(n=n, out=str(path)))["seconds"]
+
+
+def step_browser(n: int) -> dict:
+    """Explore in real headless Chromium on the synthetic store: seconds from the click on the page
+    link until the scatter is drawn, cold (first visit after start) and warm."""
+    from bench.browser import chromium, start_dashboard, time_explore
+    path, built = synthetic_store(n)
+    tags = Path(tempfile.mkdtemp()) / "bench.tags.duckdb"
+    proc, url = start_dashboard(path, tags)
+    driver = chromium()
+    try:
+        return {"paintings": n, "build_store_s": built, **time_explore(driver, url)}
+    finally:
+        driver.quit()
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def step_gradcam(n: int) -> dict:
+    """Grad-CAM on `n` wikiart-mini paintings with the model in runs/latest: seconds per painting for
+    the dashboard's two heat maps, and faithfulness (blanking the hottest 10% vs a random 10%)."""
+    import torch
+
+    from embeddings.explain import deletion_drops, explanation_panels
+    from embeddings.export import Embedder
+    from trainer.data import load_image
+    from trainer.train import resolve_run_dir
+    torch.set_num_threads(os.cpu_count())
+    e = Embedder(resolve_run_dir(str(ROOT / "runs"), ""))
+    ps = _subset(n)
+    names = e.meta["classes"]["style"]
+    times, hot, rnd = [], [], []
+    explanation_panels(e, load_image(ps.root / ps.frame["path"].iloc[0]), "style", None)   # warm-up
+    for path, y in zip(ps.frame["path"], ps.labels("style")):
+        img = load_image(ps.root / path)
+        t0 = time.perf_counter()
+        explanation_panels(e, img, "style", int(y))
+        times.append(time.perf_counter() - t0)
+        top = int(e([img])[1]["style"][0].argmax())
+        h, r = deletion_drops(e, img, "style", top)
+        hot.append(h)
+        rnd.append(r)
+    hot, rnd = np.array(hot), np.array(rnd)
+    return {"paintings": len(times), "run": e.meta["run_id"], "classes": len(names),
+            "seconds_per_painting": float(np.median(times)), "seconds_p90": float(np.quantile(times, 0.9)),
+            "faithful_share": float((hot > rnd).mean()), "drop_hot_mean": float(hot.mean()),
+            "drop_random_mean": float(rnd.mean())}
 
 
 def step_umap(n: int) -> dict:
@@ -211,6 +271,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                "python": platform.python_version(), "malloc_env": os.environ.get("MALLOC_MMAP_MAX_") == "0"}
     plan = {"train": [("step_train", cfg.images)], "embed": [("step_embed", cfg.images)],
             "faiss": [("step_faiss", cfg.synthetic)], "dashboard": [("step_dashboard", cfg.synthetic)],
+            "browser": [("step_browser", cfg.synthetic)], "gradcam": [("step_gradcam", cfg.gradcam_images)],
             "umap": [("step_umap", n) for n in cfg.umap_sizes if n]}
     out = Path(cfg.out)
     # Steps not run this time keep their last measurement (`--steps train` re-measures one step).
@@ -260,6 +321,13 @@ def table(results: dict) -> str:
             row(step, "Explore first render, s", f"{r['explore_first_render_s']:.2f}", "< 2")
             row(step, "Explore re-render, s", f"{r['explore_rerender_s']:.2f}")
             row(step, "Outliers first render, s", f"{r['outliers_first_render_s']:.2f}", "< 2")
+        elif step == "browser":
+            row(step, f"Explore in Chromium at {r['paintings']:,}, cold s", f"{r['cold_s']:.2f}", "< 2")
+            row(step, "Explore in Chromium, warm s", f"{r['warm_s']:.2f}", "< 2")
+        elif step == "gradcam":
+            row(step, "Grad-CAM (2 heat maps), s/painting", f"{r['seconds_per_painting']:.2f}", "< 1")
+            row(step, f"hottest 10% beats random ({r['paintings']} img)", f"{r['faithful_share']:.0%}", "> 50%")
+            row(step, "p(top) drop: hottest / random", f"{r['drop_hot_mean']:.2f}/{r['drop_random_mean']:.2f}")
         elif step.startswith("umap"):
             row(step, f"UMAP {r['n']:,} x 960, s", f"{r['seconds']:.0f}")
     return "\n".join(lines)

@@ -1,30 +1,21 @@
-"""End to end: `python -m dashboard` in a subprocess, real headless Chromium, tag one painting."""
+"""End to end: `python -m dashboard` in a subprocess, real headless Chromium: tag one painting, open one from the plot."""
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from bench.browser import (CHROMIUM, DRIVER, EXPLORE_DRAWN_JS, chromium, explore_point_position, goto, settle,
+                           start_dashboard, time_until, wait_for)
 from conftest import ROOT
 from db.store import TagLog
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 SHOTS = Path(os.environ.get("ARTLENS_SCREENSHOTS", ROOT / "tests" / "screenshots"))
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER) and not os.environ.get("CI"),
                                 reason="chromium + chromium-driver not installed (.ci/run installs them)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -36,22 +27,7 @@ def server(request, tmp_path):
         store = {"store": Path(other), "tags": tmp_path / "scratch.tags.duckdb"}
     else:
         store = request.getfixturevalue("store")
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "dashboard", "--store", str(store["store"]), "--port", str(port),
-                             "--tags", str(store["tags"])],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("dashboard did not start: " + (proc.stdout.read() if proc.stdout else ""))
+    proc, url = start_dashboard(store["store"], store["tags"])
     yield url, store
     proc.terminate()
     proc.wait(timeout=20)
@@ -59,38 +35,9 @@ def server(request, tmp_path):
 
 @pytest.fixture
 def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1500,1100"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    driver = chromium()
     yield driver
     driver.quit()
-
-
-def wait_for(driver, xpath: str, timeout: float = 60):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as EC
-    from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((By.XPATH, xpath)))
-
-
-def settle(driver, seconds: float = 1.5):
-    """Wait until Streamlit has finished rerunning (no 'Running...' status widget)."""
-    from selenium.webdriver.common.by import By
-    time.sleep(0.5)
-    deadline = time.time() + 60
-    while time.time() < deadline and driver.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']"):
-        time.sleep(0.3)
-    time.sleep(seconds)
-
-
-def goto(driver, page: str):
-    wait_for(driver, f"//section[@data-testid='stSidebar']//label[.//p[text()='{page}']]").click()
-    settle(driver)
 
 
 def test_review_in_chromium_tags_one_painting(server, browser):
@@ -133,3 +80,28 @@ def test_review_in_chromium_tags_one_painting(server, browser):
     settle(browser)
     goto(browser, "Export")
     browser.save_screenshot(str(SHOTS / "export.png"))
+
+
+def test_clicking_a_point_in_chromium_opens_that_painting(server, browser):
+    """A real click on one point of the Explore scatter (WebGL) opens that painting with its Grad-CAM."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    url, store = server
+    SHOTS.mkdir(exist_ok=True)
+    browser.get(url)
+    wait_for(browser, "//h1[contains(., 'Overview')]", 120)
+    settle(browser)
+    goto(browser, "Explore")
+    time_until(browser, EXPLORE_DRAWN_JS, 60)
+    settle(browser)
+    pts = explore_point_position(browser)
+    xy = np.array([[p["x"], p["y"]] for p in pts])
+    gap = np.sqrt(((xy[:, None] - xy[None]) ** 2).sum(-1))
+    np.fill_diagonal(gap, np.inf)
+    pick = pts[int(gap.min(1).argmax())]          # the most isolated point: the click cannot hit another
+    plot = browser.find_element("css selector", ".js-plotly-plot")
+    ActionChains(browser).move_to_element_with_offset(plot, round(pick["x"]), round(pick["y"])).click().perform()
+    heading = wait_for(browser, f"//h3[starts-with(normalize-space(.), '#{pick['id']} ')]")
+    wait_for(browser, "//*[contains(text(), 'given:') or contains(text(), \"model's top:\")]")
+    browser.execute_script("arguments[0].scrollIntoView();", heading)
+    settle(browser, 2)
+    browser.save_screenshot(str(SHOTS / "explore_click.png"))
