@@ -248,9 +248,21 @@ class Store:
 
     def given_label(self, path: str, task: str) -> str | None:
         """The given label (class name) of the painting at `path` (relative to the data root), or None."""
-        r = self._q("""SELECT c.name FROM images i JOIN labels l ON l.image_id = i.image_id AND l.task = ?
-            JOIN classes c ON c.task = l.task AND c.class_index = l.class_index WHERE i.path = ?""", [task, path])
-        return None if r.empty else str(r["name"].iloc[0])
+        return self.given_and_predicted(path, task)[0]
+
+    def given_and_predicted(self, path: str, task: str) -> tuple[str | None, str | None]:
+        """(given label, top predicted class: cross-fitted where the run has it) of the painting at
+        `path` (relative to the data root); None for what the store does not hold."""
+        r = self._q("""SELECT cg.name AS given, cp.name AS predicted FROM images i
+            LEFT JOIN labels l ON l.image_id = i.image_id AND l.task = ?
+            LEFT JOIN classes cg ON cg.task = l.task AND cg.class_index = l.class_index
+            LEFT JOIN predictions p ON p.image_id = i.image_id AND p.task = ?
+            LEFT JOIN classes cp ON cp.task = p.task AND cp.class_index = p.predicted
+            WHERE i.path = ?""", [task, task, path])
+        if r.empty:
+            return None, None
+        g, p = r["given"].iloc[0], r["predicted"].iloc[0]
+        return (None if pd.isna(g) else str(g)), (None if pd.isna(p) else str(p))
 
     def search(self, text: str, limit: int = 50) -> pd.DataFrame:
         """Paintings whose path (artist slug, title, style folder) contains `text`, case-insensitive."""

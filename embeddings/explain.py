@@ -118,22 +118,27 @@ def deletion_drops(embedder, image: Image.Image, task: str, cls: int, fraction: 
     return float(p0 - p[0]), float(np.mean(p0 - p[1:]))
 
 
-def explanation_panels(embedder, image: Image.Image, task: str, given: int | None) -> list[tuple[str, Image.Image]]:
+def explanation_panels(embedder, image: Image.Image, task: str, given: int | None,
+                       top: int | None = None) -> list[tuple[str, Image.Image]]:
     """[(caption, image)]: Grad-CAM for the given label and for the model's top class (one panel if
-    they agree), as the dashboard and the CLI show them."""
+    they agree), as the dashboard and the CLI show them. `top`: the top class the reviewer sees, the
+    cross-fitted prediction from the store; default the final model's own argmax. The two can differ:
+    the final model trained on this painting's (possibly wrong) label, the cross-fitted one did not.
+    Captions give the final model's probability of each class."""
     names = embedder.meta["classes"][task]
     given = given if given is not None and given >= 0 else None
-    ex = explain(embedder, image, task, None if given is None else [given])
-    top = int(ex.probs[task].argmax())
-    if given is not None and given != top:   # the top class's heat from the same backbone pass
+    top = None if top is None or top < 0 else int(top)
+    first = [given] if given is not None else ([top] if top is not None else None)
+    ex = explain(embedder, image, task, first)
+    top = int(ex.probs[task].argmax()) if top is None else top
+    if top not in ex.classes:   # the top class's heat from the same backbone pass
         ex.classes.append(top)
-        heat = upsample(gradcam(embedder.head, ex.fmap, task, [top])[0], ex.heats.shape[1])
+        heat = upsample(gradcam(embedder.head, ex.fmap, task, [top])[0], ex.crop.size[0])
         ex.heats = np.concatenate([ex.heats, heat[None]])
-    classes = ex.classes
     out = []
-    for c, heat in zip(classes, ex.heats):
+    for c, heat in zip(ex.classes, ex.heats):
         role = "given" if c == given else "model's top"
-        out.append((f"{role}: {names[c]} (p {ex.probs[task][c]:.2f})", overlay(ex.crop, heat)))
+        out.append((f"{role}: {names[c]} (final model p {ex.probs[task][c]:.2f})", overlay(ex.crop, heat)))
     return out
 
 
@@ -178,11 +183,13 @@ def main(argv: Sequence[str] | None = None) -> Path:
     names = embedder.meta["classes"].get(cfg.task)
     if names is None:
         raise UserError(f"--task {cfg.task}: the run {run_dir.name} has tasks {', '.join(embedder.meta['classes'])}")
-    label = cfg.label or _given_in_store(cfg.store, Path(cfg.path), cfg.task)
+    stored, top = _labels_in_store(cfg.store, Path(cfg.path), cfg.task)
+    label = cfg.label or stored
     if label and label not in names:
         raise UserError(f"--label {label!r} is not a {cfg.task} class of run {run_dir.name}")
     t0 = time.time()
-    panels = explanation_panels(embedder, image, cfg.task, names.index(label) if label else None)
+    panels = explanation_panels(embedder, image, cfg.task, names.index(label) if label else None,
+                                names.index(top) if top in names else None)
     log.info("Grad-CAM for %s in %.2fs", cfg.path, time.time() - t0)
     out = Path(cfg.out or f"{Path(cfg.path).stem}.gradcam-{cfg.task}.png")
     side_by_side(panels, f"{Path(cfg.path).name} · {cfg.task} · run {run_dir.name}").save(out)
@@ -190,22 +197,24 @@ def main(argv: Sequence[str] | None = None) -> Path:
     return out
 
 
-def _given_in_store(store: str, image: Path, task: str) -> str:
-    """The given label of `image` if the store holds it (by path under its data root), else ''."""
+def _labels_in_store(store: str, image: Path, task: str) -> tuple[str, str]:
+    """(given label, cross-fitted top class) of `image` if the store holds it (by path under its
+    data root), else ('', '')."""
     from db.store import Store, StoreError
     if not Path(store).is_file():
-        return ""
+        return "", ""
     try:
         s = Store(store)
     except StoreError:
-        return ""
+        return "", ""
     try:
         root = Path(s.info().get("data_root", "/nonexistent")).resolve()
         try:
             rel = image.resolve().relative_to(root).as_posix()
         except ValueError:
-            return ""
-        return s.given_label(rel, task) or ""
+            return "", ""
+        given, top = s.given_and_predicted(rel, task)
+        return given or "", top or ""
     finally:
         s.close()
 

@@ -94,8 +94,14 @@ def refined_wrong_label_estimate(rank: np.ndarray, weight: np.ndarray, decision:
         point += est
         strata.append({"ranks": f"{lo}-{hi}", "paintings": int(s.sum()), "reviewed": r, "confirmed": m,
                        "expected_wrong": est, "source": source})
+    # The draws' spread, centred on the point: a Beta draw for a stratum with no mislabel seen yet is
+    # above 0 on average while its point is 0, so raw quantiles sat above the truth (coverage 65-83%
+    # on the loop benchmark's flips); centred, the interval keeps the draws' skew but not their shift.
     a = (1 - level) / 2
-    return {"estimate": point, "low": float(np.quantile(draws, a)), "high": float(np.quantile(draws, 1 - a)),
+    confirmed = float(sum(st["confirmed"] for st in strata))
+    low = max(confirmed, point - (draws.mean() - np.quantile(draws, a)))
+    high = point + (np.quantile(draws, 1 - a) - draws.mean())
+    return {"estimate": point, "low": float(low), "high": float(high),
             "reviewed": int((decision >= 0).sum()), "confirmed": int((decision == 1).sum()), "strata": strata}
 
 

@@ -110,8 +110,9 @@ class Artlens:
 
     # --- evidence
     def gradcam_panels(self, embedder, rel: str, task: str, given: str | None) -> list[tuple[str, bytes]]:
-        """[(caption, PNG bytes)]: Grad-CAM for the given label and for the model's top class
-        (embeddings.explain), for the painting at `rel`; [] if its file cannot be read."""
+        """[(caption, PNG bytes)]: Grad-CAM for the given label and for the top class the pages show
+        (the store's cross-fitted prediction; embeddings.explain), for the painting at `rel`; [] if
+        its file cannot be read."""
         from embeddings.explain import explanation_panels
         from trainer.data import load_image
         f = self.image_file(rel)
@@ -122,8 +123,10 @@ class Artlens:
         except ValueError:
             return []
         names = embedder.meta["classes"][task]
+        top = self.store.given_and_predicted(rel, task)[1]    # the cross-fitted top the pages show
         out = []
-        for caption, im in explanation_panels(embedder, img, task, names.index(given) if given in names else None):
+        for caption, im in explanation_panels(embedder, img, task, names.index(given) if given in names else None,
+                                              names.index(top) if top in names else None):
             buf = io.BytesIO()
             im.save(buf, "PNG")
             out.append((caption, buf.getvalue()))
@@ -204,14 +207,17 @@ class Artlens:
                 "confirmed": r["confirmed"], "strata": pd.DataFrame(r["strata"]), "per_class": per_class,
                 "refined": True}
 
-    def spot_check_queue(self, task: str, size: int = 50, seed: int = 0) -> pd.DataFrame:
+    def spot_check_queue(self, task: str, size: int = 50, seed: int | None = None) -> pd.DataFrame:
         """The next `size` untagged paintings of the spot check: random paintings from every depth of
         the review default's ranking in turn (`embeddings.prevalence.spot_check_order`). Deciding them
         replaces the model's guess of how many labels are wrong deep in the queue by an observed share.
-        Same columns as `review_queue` (score NaN)."""
+        Same columns as `review_queue` (score NaN). The seed defaults to one per task, so the tasks'
+        samples do not share their luck."""
+        import zlib
+
         from embeddings.prevalence import spot_check_order
         depths = self.store.review_depths(task, self.review_default)
-        order = spot_check_order(depths["rank"].to_numpy(), seed)
+        order = spot_check_order(depths["rank"].to_numpy(), zlib.crc32(task.encode()) if seed is None else seed)
         open_ = ~depths["path"].iloc[order].isin(self.reviewed_paths(task)).to_numpy()
         pick = depths.iloc[order[open_][:size]]
         rows = self.store.paintings(task, pick["image_id"].tolist())

@@ -193,7 +193,11 @@ def test_clicking_a_point_opens_that_painting_with_gradcam_and_tags(app_env):
 
 def test_review_and_neighbours_show_gradcam(app_env):
     at = open_page("Review", reviewer="cam")
-    assert any(c.startswith(("given:", "model's top:")) for c in _image_captions(at))
+    caps = [c for c in _image_captions(at) if c.startswith(("given:", "model's top:"))]
+    top = next(m.value for m in at.markdown if m.value.startswith("**model (top 3):**")).split("  \n")[1].split(":")[0]
+    given = next(m.value for m in at.markdown if m.value.startswith("**given style:**")).split("** ")[1]
+    assert top != given      # the top of the queue is a suspect: the heat maps contrast the two classes
+    assert [c.split(" (")[0] for c in caps] == [f"given: {given}", f"model's top: {top}"], caps
     at = open_page("Outliers")
     at.toggle(key="out_cam").set_value(True).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -217,7 +221,7 @@ def test_spot_check_samples_every_depth_and_refines_the_estimate(app_env):
         before = app.wrong_label_refined("style")
         app.tag("style", queue, "correct", "spot")                              # a clean collection, say
         after = app.wrong_label_refined("style")
-        assert not before["refined"] and after["refined"] and after["reviewed"] == 30
+        assert after["refined"] and after["reviewed"] == before["reviewed"] + 30   # other tests may have tagged
         assert after["estimate"] < before["estimate"]
         assert (after["strata"]["source"] == "review").sum() >= 3
         assert not set(app.spot_check_queue("style", 30)["path"]) & set(queue["path"])   # it moves on

@@ -42,6 +42,11 @@ def test_gradcam_shapes_and_classes(trained):
     panels = explanation_panels(e, im, "genre", other)
     assert [c.split(":")[0] for c, _ in panels] == ["given", "model's top"]
     assert len(explanation_panels(e, im, "genre", top)) == 1       # given = top: one heat map
+    # the top class the pages show is the cross-fitted one, which may differ from the final model's
+    both = explanation_panels(e, im, "genre", top, other)
+    assert [c.split(":")[0] for c, _ in both] == ["given", "model's top"]
+    assert both[1][0].startswith(f"model's top: {e.meta['classes']['genre'][other]} ")
+    assert [c.split(":")[0] for c, _ in explanation_panels(e, im, "genre", None, other)] == ["model's top"]
 
 
 def test_explain_cli_writes_png_and_refuses_bad_input(trained, tmp_path):
