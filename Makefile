@@ -14,7 +14,7 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 export PYTHONPATH := $(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv train embed dashboard test bench bench-noise clean
+.PHONY: venv train embed dashboard test bench bench-noise bench-loop clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -46,6 +46,10 @@ $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 
 bench-noise: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m embeddings.noise_bench $(ARGS)
+
+# One round of the review loop on the noisy copy: perfect review of the top 100, --apply-tags, re-embed.
+bench-loop: $(STAMP)
+	$(PY) -m embeddings.loop_bench $(ARGS)
 
 clean:
 	rm -rf runs cache artlens.duckdb artlens.faiss bench/noise

@@ -12,7 +12,6 @@ Writes bench/noise.json, bench/noise_pr.{png,html} and <run>/noise.json for the 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
@@ -151,19 +150,54 @@ def peer_rankings(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray
     return out
 
 
+def noisy_store(ps: PaintingSet, run_dir: Path, clean_cfg: dict, mode: str, seed: int, fraction: float,
+                tasks: list[str], work: Path, cache_dir: str, reuse: bool = False) -> tuple[Path, dict[str, set[str]]]:
+    """Flip `fraction` of each task's labels (seeded), write the noisy copy under work/<mode>-seed<S>/
+    and run `make train embed`'s functions on it with the clean run's settings. Returns (the store,
+    {task: flipped paths}). reuse: take the store and flips an earlier call left there instead."""
+    paths = ps.frame["path"].tolist()
+    name = f"{mode}-seed{seed}"
+    store = work / name / "artlens.duckdb"
+    if reuse:
+        if not store.is_file():
+            raise UserError(f"no store at {store}: run `make bench-noise ARGS=\"--seed {seed}\"` first")
+        return store, {t: set(v) for t, v in json.loads((work / name / "flips.json").read_text()).items()}
+    rng = np.random.default_rng(seed)
+    guide = confusable_probs(run_dir, paths) if mode == "confusable" else {}
+    noisy, flipped = {}, {}
+    for t in tasks:
+        noisy[t], is_flipped = flip_labels(ps.labels(t), fraction, rng, len(ps.classes[t]), guide.get(t))
+        flipped[t] = set(np.array(paths)[is_flipped])
+    manifest = write_noisy_copy(ps, noisy, work / name / "data")
+    (work / name / "flips.json").write_text(json.dumps({t: sorted(v) for t, v in flipped.items()}, indent=0))
+    log.info("%s: %s flipped; training and embedding it as `make train embed` does", name,
+             ", ".join(f"{len(v)} {t}" for t, v in flipped.items()))
+    tcfg = TrainConfig(**{**clean_cfg, "data": str(manifest), "out_dir": str(work / name / "runs"),
+                          "run_id": "run", "cache_dir": cache_dir, "resume": False, "apply_tags": False})
+    noisy_run = train(tcfg)
+    embed(EmbedConfig(run=str(noisy_run), store=str(store), cache_dir=cache_dir, projection="pca"))
+    return store, flipped
+
+
 # ------------------------------------------------------------------ the benchmark
+def clean_run(run: str, runs_dir: str, want: list[str]):
+    """(run folder, its meta, its training config, the wanted tasks it trained, its paintings) of the
+    clean run a benchmark copies (default runs/latest)."""
+    run_dir = Path(run) if run else resolve_run_dir(runs_dir, "")
+    ckpt = load_checkpoint(run_dir)
+    meta, clean_cfg = ckpt["meta"], ckpt["config"]
+    tasks = [t for t in want if t in meta["tasks"]]
+    if not tasks:
+        raise UserError(f"none of --tasks {want} was trained in {run_dir.name} (it has {meta['tasks']})")
+    return run_dir, meta, clean_cfg, tasks, load_paintings(meta["data"], clean_cfg["test_fraction"], clean_cfg["seed"])
+
+
 def run_bench(cfg: NoiseBenchConfig) -> dict:
     t_start = time.time()
     bad = [m for m in cfg.modes if m not in MODES]
     if bad:
         raise UserError(f"unknown --modes {bad}: choose uniform and/or confusable")
-    run_dir = Path(cfg.run) if cfg.run else resolve_run_dir(cfg.runs_dir, "")
-    ckpt = load_checkpoint(run_dir)
-    meta, clean_cfg = ckpt["meta"], ckpt["config"]
-    tasks = [t for t in cfg.tasks if t in meta["tasks"]]
-    if not tasks:
-        raise UserError(f"none of --tasks {cfg.tasks} was trained in {run_dir.name} (it has {meta['tasks']})")
-    ps = load_paintings(meta["data"], clean_cfg["test_fraction"], clean_cfg["seed"])
+    run_dir, meta, clean_cfg, tasks, ps = clean_run(cfg.run, cfg.runs_dir, cfg.tasks)
     paths = ps.frame["path"].tolist()
     work = Path(cfg.work_dir)
     result = {"fraction": cfg.fraction, "flip_seed": cfg.seed, "clean_run": meta["run_id"], "tasks": tasks,
@@ -171,35 +205,15 @@ def run_bench(cfg: NoiseBenchConfig) -> dict:
     curves = {}
     for mode in cfg.modes:
         t0 = time.time()
-        rng = np.random.default_rng(cfg.seed)
-        guide = confusable_probs(run_dir, paths) if mode == "confusable" else {}
-        noisy, flipped = {}, {}
-        for t in tasks:
-            noisy[t], is_flipped = flip_labels(ps.labels(t), cfg.fraction, rng, len(ps.classes[t]), guide.get(t))
-            flipped[t] = set(np.array(paths)[is_flipped])
-        name = f"{mode}-seed{cfg.seed}"
-        store = work / name / "artlens.duckdb"
-        if cfg.grade_only:
-            if not store.is_file():
-                raise UserError(f"--grade-only: no store at {store}; run the benchmark with --seed {cfg.seed} first")
-            flipped = {t: set(v) for t, v in json.loads((work / name / "flips.json").read_text()).items()}
-        else:
-            manifest = write_noisy_copy(ps, noisy, work / name / "data")
-            (work / name / "flips.json").write_text(json.dumps({t: sorted(v) for t, v in flipped.items()}, indent=0))
-            log.info("%s: %s flipped; training and embedding it as `make train embed` does", name,
-                     ", ".join(f"{len(v)} {t}" for t, v in flipped.items()))
-            tcfg = TrainConfig(**{**clean_cfg, "data": str(manifest), "out_dir": str(work / name / "runs"),
-                                  "run_id": "run", "cache_dir": cfg.cache_dir, "resume": False})
-            noisy_run = train(tcfg)
-            store = embed(EmbedConfig(run=str(noisy_run), store=str(store), cache_dir=cfg.cache_dir,
-                                      projection="pca"))
+        store, flipped = noisy_store(ps, run_dir, clean_cfg, mode, cfg.seed, cfg.fraction, tasks, work,
+                                     cfg.cache_dir, reuse=cfg.grade_only)
         graded, pr = grade_store(store, flipped, cfg.bootstrap)
         result[mode] = graded
         result["seconds"][mode] = time.time() - t0
         result.setdefault("review_default", read_info(store).get("review_default", "consensus"))
         result.setdefault("wrong_label_estimates", {})[mode] = wrong_label_check(store, flipped)
         curves.update({(mode, t): c for t, c in pr.items()})
-        log.info("%s graded in %.0fs", name, result["seconds"][mode])
+        log.info("%s-seed%d graded in %.0fs", mode, cfg.seed, result["seconds"][mode])
     result["seconds"]["total"] = time.time() - t_start
     write_outputs(cfg, run_dir, result, curves)
     print(table(result))

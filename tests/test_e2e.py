@@ -82,15 +82,19 @@ def test_review_in_chromium_tags_one_painting(server, browser):
     browser.save_screenshot(str(SHOTS / "export.png"))
 
 
-def test_clicking_a_point_in_chromium_opens_that_painting(server, browser):
-    """A real click on one point of the Explore scatter (WebGL) opens that painting with its Grad-CAM."""
-    from selenium.webdriver.common.action_chains import ActionChains
-    url, store = server
+def _open_at(browser, url: str, page: str):
+    """Load the dashboard, wait for its first page, then go to `page`."""
     SHOTS.mkdir(exist_ok=True)
     browser.get(url)
     wait_for(browser, "//h1[contains(., 'Overview')]", 120)
     settle(browser)
-    goto(browser, "Explore")
+    goto(browser, page)
+
+
+def test_clicking_a_point_in_chromium_opens_that_painting(server, browser):
+    """A real click on one point of the Explore scatter (WebGL) opens that painting with its Grad-CAM."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    _open_at(browser, server[0], "Explore")
     time_until(browser, EXPLORE_DRAWN_JS, 60)
     settle(browser)
     pts = explore_point_position(browser)
@@ -105,3 +109,32 @@ def test_clicking_a_point_in_chromium_opens_that_painting(server, browser):
     browser.execute_script("arguments[0].scrollIntoView();", heading)
     settle(browser, 2)
     browser.save_screenshot(str(SHOTS / "explore_click.png"))
+
+
+def _scroll_to_gradcam(browser, shot: str):
+    """Wait for a Grad-CAM caption, scroll it to the middle of the window and take a screenshot."""
+    cap = wait_for(browser, "//*[starts-with(normalize-space(text()), 'given:') or "
+                            "starts-with(normalize-space(text()), \"model's top:\")]", 120)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", cap)
+    settle(browser, 2)
+    browser.save_screenshot(str(SHOTS / shot))
+    return cap
+
+
+def test_gradcam_shows_on_review_outliers_and_neighbours_in_chromium(server, browser):
+    from selenium.webdriver.common.keys import Keys
+    _open_at(browser, server[0], "Review")
+    wait_for(browser, "//h3[starts-with(normalize-space(.), '#')]")
+    _scroll_to_gradcam(browser, "gradcam_review.png")
+    goto(browser, "Outliers")
+    wait_for(browser, "//h1[contains(., 'Outliers')]")
+    settle(browser, 2)                           # the Review page's panels are gone
+    wait_for(browser, "//label[.//p[starts-with(., 'Grad-CAM')]]").click()
+    settle(browser, 2)
+    _scroll_to_gradcam(browser, "gradcam_outliers.png")
+    assert len(browser.find_elements("xpath", "//*[starts-with(normalize-space(text()), 'given:')]")) >= 12
+    goto(browser, "Neighbours")
+    settle(browser, 2)
+    box = wait_for(browser, "//input[@aria-label='path, artist or title contains']")
+    box.send_keys("fish-market", Keys.ENTER)
+    _scroll_to_gradcam(browser, "gradcam_neighbours.png")
