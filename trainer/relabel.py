@@ -30,8 +30,7 @@ def apply_decisions(frame: pd.DataFrame, classes: dict[str, list[str]], latest: 
     '' for no label), counts {decisions, replaced, dropped, kept, not_in_data}).
     Raises UserError for a suggested label that is not a class of its task.
     """
-    out = frame.copy()
-    pos = pd.Series(np.arange(len(out)), index=out["path"])
+    pos = pd.Series(np.arange(len(frame)), index=frame["path"])
     counts = {"decisions": 0, "replaced": 0, "dropped": 0, "kept": 0, "not_in_data": 0}
     changes = []
     for r in latest.itertuples(index=False):
@@ -41,7 +40,7 @@ def apply_decisions(frame: pd.DataFrame, classes: dict[str, list[str]], latest: 
         counts["decisions"] += 1
         names = classes[r.task]
         i = int(pos[r.path])
-        given = int(out.at[i, r.task])
+        given = int(frame[r.task].iat[i])
         if r.decision != "mislabel":
             counts["kept"] += 1
             continue
@@ -54,10 +53,11 @@ def apply_decisions(frame: pd.DataFrame, classes: dict[str, list[str]], latest: 
             counts["kept"] += 1
             continue
         counts["replaced" if new >= 0 else "dropped"] += 1
-        out.at[i, r.task] = new
         changes.append({"path": r.path, "task": r.task, "given": names[given] if given >= 0 else "",
                         "training": names[new] if new >= 0 else "", "decision": r.decision, "tag_id": int(r.tag_id)})
-    return out, pd.DataFrame(changes, columns=CHANGE_COLUMNS), counts
+    changes = pd.DataFrame(changes, columns=CHANGE_COLUMNS)
+    # the same function `make embed` rebuilds the labels with, so both read one mechanism
+    return frame.assign(**training_labels(frame, changes, classes)), changes, counts
 
 
 def read_decisions(tag_log: str | Path) -> pd.DataFrame:

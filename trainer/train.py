@@ -332,8 +332,7 @@ def train(cfg: TrainConfig) -> Path:
     data_hash = ps.data_hash()   # of the data as given: `make embed` compares it with what it reads
     changes, applied = None, None
     if cfg.apply_tags:
-        frame_given = ps.frame
-        ps.frame, changes, applied = apply_decisions(frame_given, ps.classes, read_decisions(cfg.tag_log))
+        ps.frame, changes, applied = apply_decisions(ps.frame, ps.classes, read_decisions(cfg.tag_log))
         log.info("--apply-tags %s: %d decisions: %d labels replaced, %d dropped, %d kept (%d for paintings or tasks "
                  "not in this data)", cfg.tag_log, applied["decisions"], applied["replaced"], applied["dropped"],
                  applied["kept"], applied["not_in_data"])
