@@ -108,6 +108,7 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._columns: set[tuple[str, str]] | None = None   # (table, column), read on first use
         if not self.path.is_file():
             raise StoreError(f"no store at {self.path}: run `make train embed` first")
         try:
@@ -129,9 +130,16 @@ class Store:
             cur.close()
 
     def _has_column(self, table: str, column: str) -> bool:
-        """Stores written by an older version lack newer columns; queries fall back instead of failing."""
-        return not self._q("""SELECT 1 FROM information_schema.columns WHERE table_name = ? AND column_name = ?""",
-                           [table, column]).empty
+        """Stores written by an older version lack newer columns; queries fall back instead of failing.
+        The store is read-only, so its columns are read once, not on every page render."""
+        if self._columns is None:
+            self._columns = set(self._q("SELECT table_name, column_name FROM information_schema.columns")
+                                .itertuples(index=False, name=None))
+        return (table, column) in self._columns
+
+    def _training_index(self) -> str:
+        """SQL for the label a run trained on (labels.training_index; the given one in older stores)."""
+        return "l.training_index" if self._has_column("labels", "training_index") else "l.class_index"
 
     # --- run and set-level facts
     def info(self) -> dict[str, str]:
@@ -238,7 +246,7 @@ class Store:
 
     def labels_of(self, image_id: int) -> pd.DataFrame:
         """Every task's given, trained-on (after applied review decisions) and predicted label for one painting."""
-        training = "l.training_index" if self._has_column("labels", "training_index") else "l.class_index"
+        training = self._training_index()
         return self._q(f"""SELECT l.task, cg.name AS given, ct.name AS trained_on, cp.name AS predicted, p.p_given
             FROM labels l LEFT JOIN predictions p ON p.image_id = l.image_id AND p.task = l.task
             LEFT JOIN classes cg ON cg.task = l.task AND cg.class_index = l.class_index
@@ -358,7 +366,7 @@ class Store:
         run trained on; NULL where a review dropped it), rank in `detector`'s ranking (0 = unranked)
         and wrong_weight (share of the estimated wrong labels; NULL in older stores)."""
         weight = "p.wrong_weight" if self._has_column("predictions", "wrong_weight") else "NULL::DOUBLE"
-        training = "l.training_index" if self._has_column("labels", "training_index") else "l.class_index"
+        training = self._training_index()
         return self._q(f"""SELECT i.image_id, i.path, c.name AS label, ct.name AS trained_on,
                 coalesce(s.rank, 0) AS rank, {weight} AS wrong_weight
             FROM labels l JOIN images i USING (image_id)
