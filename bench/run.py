@@ -222,8 +222,7 @@ def step_gradcam(n: int) -> dict:
         t0 = time.perf_counter()
         explanation_panels(e, img, "style", int(y))
         times.append(time.perf_counter() - t0)
-        top = int(e([img])[1]["style"][0].argmax())
-        h, r = deletion_drops(e, img, "style", top)
+        h, r = deletion_drops(e, img, "style")    # the model's top class
         hot.append(h)
         rnd.append(r)
     hot, rnd = np.array(hot), np.array(rnd)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from trainer.cli import UserError, field, parse_config
-from trainer.features import centre_crop
+from trainer.features import centre_crop, image_tensor
 
 log = logging.getLogger("embeddings.explain")
 
@@ -82,8 +82,8 @@ def explain(embedder, image: Image.Image, task: str, classes: Sequence[int] | No
 
 
 def _normalise(embedder, crop: Image.Image) -> torch.Tensor:
-    x = torch.from_numpy(np.asarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return (x - torch.tensor(embedder.bb.mean).view(3, 1, 1)) / torch.tensor(embedder.bb.std).view(3, 1, 1)
+    """The crop as the model's input tensor: `image_tensor`, whose crop of an S x S image is a copy."""
+    return image_tensor(crop, crop.size[0], embedder.bb.mean, embedder.bb.std)
 
 
 def class_probability(embedder, crop: Image.Image, task: str, cls: int, masks: np.ndarray | None = None) -> np.ndarray:
@@ -96,11 +96,13 @@ def class_probability(embedder, crop: Image.Image, task: str, cls: int, masks: n
     return torch.softmax(logits[task].float(), 1)[:, cls].numpy()
 
 
-def deletion_drops(embedder, image: Image.Image, task: str, cls: int, fraction: float = 0.1, n_random: int = 5,
-                   seed: int = 0) -> tuple[float, float]:
+def deletion_drops(embedder, image: Image.Image, task: str, cls: int | None = None, fraction: float = 0.1,
+                   n_random: int = 5, seed: int = 0) -> tuple[float, float]:
     """Faithfulness of the heat: (drop of p(cls) when the hottest `fraction` of pixels is blanked,
-    mean drop when as many pixels in random blocks of the map's cell size are blanked)."""
-    ex = explain(embedder, image, task, [cls])
+    mean drop when as many pixels in random blocks of the map's cell size are blanked).
+    cls: default the model's top class."""
+    ex = explain(embedder, image, task, None if cls is None else [cls])
+    cls = ex.classes[0]
     heat = ex.heats[0]
     S = heat.shape[0]
     hot = heat >= np.quantile(heat, 1 - fraction)

@@ -176,8 +176,8 @@ class Artlens:
             return np.full(len(depths), -1), np.ones(len(depths), bool)
         mine = mine.set_index("path")
         code = np.array(depths["path"].map(mine["decision"].map({"mislabel": 1, "correct": 0})).fillna(-1), int)
-        run = depths["path"].map(mine["run_id"]).to_numpy(object)
-        sampled = np.array([pd.isna(r) or r == self.run_id for r in run], bool)
+        run = depths["path"].map(mine["run_id"])
+        sampled = (run.isna() | (run == self.run_id)).to_numpy()
         retrained = (depths["trained_on"].fillna("").to_numpy(object) != depths["label"].to_numpy(object))
         applied = (code == 1) & retrained
         code[applied] = 0
