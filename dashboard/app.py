@@ -242,20 +242,29 @@ def painting_panel(app: Artlens, task: str, image_id: int, reviewer: str):
     top = app.top3_text(task, r)
     right.markdown("**model (top 3):** " + " · ".join(f"{n} {p:.2f}" for n, p in top))
     show_gradcam(app, r["path"], task, r["given"], container=right)
-    names = app.class_names(task)
-    with right.form(f"open_{image_id}", clear_on_submit=True):
+    decision, suggested, note, _ = decision_form(right, "open", image_id, app.class_names(task), top)
+    if decision:
+        if not reviewer.strip():
+            right.error("enter your reviewer name in the sidebar first")
+        else:
+            app.tag(task, rows, decision, reviewer, suggested if decision != "correct" else None, note)
+            right.success(f"#{image_id} tagged {decision}")
+
+
+def decision_form(container, prefix: str, image_id: int, names: list[str], top: list, shortcuts: bool = False):
+    """The one-painting tag form (suggested label defaulting to the model's top class, note, one
+    button per decision; with `shortcuts` the Review page's keys and a skip button).
+    Returns (the decision clicked or None, suggested label, note, skip clicked)."""
+    keys = ("m", "o", "u") if shortcuts else (None, None, None)
+    with container.form(f"{prefix}_{image_id}", clear_on_submit=True):
         suggested = st.selectbox("suggested label", names, index=names.index(top[0][0]) if top else 0,
-                                 key=f"open_sugg_{image_id}")
-        note = st.text_input("note", key=f"open_note_{image_id}")
+                                 key=f"{prefix}_sugg_{image_id}")
+        note = st.text_input("note", key=f"{prefix}_note_{image_id}")
         row = st.container(horizontal=True)
-        clicked = {d: row.form_submit_button(d, type="primary" if d == "mislabel" else "secondary") for d in DECISIONS}
-    for d, hit in clicked.items():
-        if hit:
-            if not reviewer.strip():
-                right.error("enter your reviewer name in the sidebar first")
-            else:
-                app.tag(task, rows, d, reviewer, suggested if d != "correct" else None, note)
-                right.success(f"#{image_id} tagged {d}")
+        clicked = [d for d, k in zip(DECISIONS, keys)
+                   if row.form_submit_button(d, shortcut=k, type="primary" if d == "mislabel" else "secondary")]
+        skip = row.form_submit_button("skip", shortcut="s") if shortcuts else False
+    return (clicked[0] if clicked else None), suggested, note, skip
 
 
 def page_neighbours(app: Artlens, task: str):
@@ -383,21 +392,12 @@ def page_review(app: Artlens, task: str, reviewer: str):
     right.markdown("**model (top 3):**  \n" + "  \n".join(f"{n}: {p:.2f}" for n, p in top))
     right.caption((f"spot check · rank {r['rank']} in the {app.review_default} ranking" if spot else
                    f"{detector} score {r['score']:.3f} · rank {r['rank']}") + f" · probabilities: {r['source']}")
-    names = app.class_names(task)
-    default = names.index(top[0][0]) if top else 0
-    with right.form(f"review_{r['image_id']}", clear_on_submit=True):
-        suggested = st.selectbox("suggested label", names, index=default, key=f"rv_sugg_{r['image_id']}")
-        note = st.text_input("note", key=f"rv_note_{r['image_id']}")
-        row = st.container(horizontal=True)
-        clicked = {d: row.form_submit_button(d, shortcut=k, type="primary" if d == "mislabel" else "secondary")
-                   for d, k in zip(DECISIONS, ("m", "o", "u"))}
-        skip = row.form_submit_button("skip", shortcut="s")
+    d, suggested, note, skip = decision_form(right, "rv", r["image_id"], app.class_names(task), top, shortcuts=True)
     right.caption("keys: **m** mislabel · **o** correct (ok) · **u** unsure · **s** skip")
-    for d, hit in clicked.items():
-        if hit:
-            if not reviewer.strip():
-                right.error("enter your reviewer name in the sidebar first")
-                break
+    if d:
+        if not reviewer.strip():
+            right.error("enter your reviewer name in the sidebar first")
+        else:
             app.tag(task, pd.DataFrame([r]), d, reviewer, suggested if d != "correct" else None, note)
             st.session_state["rv_last"] = f"#{r['image_id']} tagged {d}"
             st.rerun()
