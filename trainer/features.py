@@ -1,13 +1,21 @@
 """Frozen-backbone feature maps, computed once and cached on disk.
 
 Key: (image sha1, backbone, input size, view). One float16 .npy per key under
-`<cache_dir>/<backbone>-<size>/<sha1[:2]>/<sha1>-<view>.npy`, written atomically, so a killed run
-leaves no half file and a second run over the same images reads every map from disk.
+`<cache_dir>/<backbone>[-stage]-<size>/<sha1[:2]>/<sha1>-<view>.npy`, written atomically, so a killed
+run leaves no half file and a second run over the same images reads every map from disk.
+
+For a backbone split in stem + tail (the Lite ones) the cache holds the stem's output, the input of
+the last stage (192 x 7 x 7 for Lite0, 7x smaller than the final 1280 x 7 x 7 map); the frozen
+tail turns it into the final map in memory (`apply_tail`), and `--tune-tail` trains the tail on it.
+
+Views: `orig` (centre crop), `hflip`, and `crop0`, `crop1`, ...: a random-resized crop with mild
+colour jitter, fixed per (image, view) so a cached map always matches the crop it came from.
 """
 from __future__ import annotations
 
 import logging
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +32,11 @@ log = logging.getLogger("trainer.features")
 VIEWS = ("orig", "hflip")  # hflip is the training augmentation; eval uses orig
 
 
+def training_views(crops: int) -> tuple[str, ...]:
+    """The cached views a run trains on: orig, hflip and `crops` random-resized crops."""
+    return VIEWS + tuple(f"crop{k}" for k in range(crops))
+
+
 def centre_crop(img: Image.Image, size: int) -> Image.Image:
     """The size x size square the model sees: shorter side resized to `size`, centre cropped."""
     w, h = img.size
@@ -34,9 +47,37 @@ def centre_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
-def image_tensor(img: Image.Image, size: int, mean, std, view: str = "orig") -> torch.Tensor:
-    """RGB PIL image -> (3, size, size) float tensor: resize shorter side, centre crop, normalise."""
-    img = centre_crop(img, size)
+def random_resized_crop(img: Image.Image, size: int, key: str) -> Image.Image:
+    """A seeded RandomResizedCrop (area 35-100%, aspect 3/4-4/3, flip half the time) with mild
+    colour jitter (brightness, contrast, saturation x0.8-1.2); the same key gives the same crop."""
+    from PIL import ImageEnhance
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    w, h = img.size
+    for _ in range(10):
+        area = w * h * rng.uniform(0.35, 1.0)
+        ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
+        cw, ch = round(np.sqrt(area * ratio)), round(np.sqrt(area / ratio))
+        if 0 < cw <= w and 0 < ch <= h:
+            break
+    else:
+        cw = ch = min(w, h)
+    left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    img = img.resize((size, size), Image.BILINEAR, box=(left, top, left + cw, top + ch))
+    if rng.random() < 0.5:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        img = enhance(img).enhance(rng.uniform(0.8, 1.2))
+    return img
+
+
+def image_tensor(img: Image.Image, size: int, mean, std, view: str = "orig", key: str = "") -> torch.Tensor:
+    """RGB PIL image -> (3, size, size) float tensor: resize shorter side, centre crop, normalise.
+
+    view 'hflip' mirrors it; 'cropK' is `random_resized_crop` seeded by (key, view) instead."""
+    if view.startswith("crop"):
+        img = random_resized_crop(img, size, f"{key}-{view}")
+    else:
+        img = centre_crop(img, size)
     if view == "hflip":
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
@@ -51,8 +92,8 @@ class CacheStats:
 
 
 class FeatureCache:
-    def __init__(self, cache_dir: str | Path, backbone: str, size: int):
-        self.dir = Path(cache_dir) / f"{backbone}-{size}"
+    def __init__(self, cache_dir: str | Path, backbone: str, size: int, stage: bool = False):
+        self.dir = Path(cache_dir) / (f"{backbone}-stage-{size}" if stage else f"{backbone}-{size}")
 
     def path(self, sha1: str, view: str) -> Path:
         return self.dir / sha1[:2] / f"{sha1}-{view}.npy"
@@ -104,16 +145,39 @@ def check_images(root: Path, paths: list[str]) -> tuple[list[str | None], np.nda
 
 
 @torch.no_grad()
+def apply_tail(maps: np.ndarray, tail: torch.nn.Module, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
+    """Stage maps (N, C, h, w) -> the backbone's final maps (N, C', h, w) float16, through `tail`
+    (the pretrained one, or a --tune-tail run's) in eval mode."""
+    tail = tail.to(device).eval()
+    out = [tail(torch.from_numpy(maps[s:s + batch_size]).to(device).float()).float().cpu().numpy().astype(np.float16)
+           for s in range(0, len(maps), batch_size)]
+    if not out:
+        return np.zeros((0, 0), np.float16)
+    return np.concatenate(out)
+
+
 def extract_features(root: Path, paths: list[str], backbone: Backbone, cache_dir: str | Path, size: int,
                      views: tuple[str, ...] = ("orig",), batch_size: int = 32, device: str = "cpu",
-                     sha1s: list[str | None] | None = None, desc: str = "features"
+                     sha1s: list[str | None] | None = None, desc: str = "features", stage: bool = False
                      ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], CacheStats]:
     """Feature maps for every image and view, from cache where present.
 
     Returns (feats, ok, sha1s, stats): feats[view] is (N, C, h, w) float16 with zeros where the
     image failed; ok is (N,) bool; stats counts cache hits/misses and lists failed images.
+    A split backbone (stem + tail) caches the stem's maps; `stage=True` returns those, else they
+    go through `backbone.tail` (its current weights) to the final maps.
     """
-    cache = FeatureCache(cache_dir, backbone.name, size)
+    feats, ok, sha1s, stats = _cached_maps(root, paths, backbone, cache_dir, size, views, batch_size, device,
+                                           sha1s, desc)
+    if backbone.tail is not None and not stage and feats[views[0]].ndim == 4:
+        feats = {v: apply_tail(f, backbone.tail, device=device) for v, f in feats.items()}
+    return feats, ok, sha1s, stats
+
+
+@torch.no_grad()
+def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_size, device, sha1s, desc):
+    split = backbone.stem is not None
+    cache = FeatureCache(cache_dir, backbone.name, size, stage=split)
     stats = CacheStats()
     if sha1s is None:
         sha1s = hash_images(root, paths)
@@ -134,7 +198,7 @@ def extract_features(root: Path, paths: list[str], backbone: Backbone, cache_dir
     stats.misses = len(todo)
     if todo:
         log.info("computing %d feature maps with %s at %dpx (%d cached)", len(todo), backbone.name, size, stats.hits)
-        net = backbone.net.to(device).eval()
+        net = (backbone.stem if split else backbone.net).to(device).eval()
         bad: set[int] = set()
         for start in progress(range(0, len(todo), batch_size), desc):
             batch, items = [], []
@@ -147,7 +211,7 @@ def extract_features(root: Path, paths: list[str], backbone: Backbone, cache_dir
                     bad.add(i)
                     stats.failed.append(f"{root / paths[i]}: {e}")
                     continue
-                batch.append(image_tensor(img, size, backbone.mean, backbone.std, v))
+                batch.append(image_tensor(img, size, backbone.mean, backbone.std, v, key=sha1s[i]))
                 items.append((i, v))
             if not batch:
                 continue
