@@ -50,6 +50,19 @@ def macro_f1(labels: np.ndarray, preds: np.ndarray, n_classes: int) -> float:
     return float(f1[present].mean()) if present.any() else float("nan")
 
 
+def bootstrap_interval(correct: np.ndarray, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+                       ) -> tuple[float, float]:
+    """Percentile bootstrap interval of a mean: correct (n,) 0/1 per test painting -> (low, high).
+    The test split is small (155-262 paintings per task), so a point estimate alone over-claims."""
+    correct = np.asarray(correct, dtype=float)
+    if len(correct) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = correct[rng.integers(0, len(correct), size=(n_boot, len(correct)))].mean(1)
+    a = (1 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
 def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: list[str]) -> dict:
     """Everything reported for one task: top-1/top-5, macro/weighted F1, per-class report, confusion."""
     n = len(class_names)
@@ -58,9 +71,11 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: l
     precision, recall, f1, support = per_class_prf(cm)
     present = support > 0
     known = int((labels >= 0).sum())
+    m = labels >= 0
     return {
         "n": known,
         "top1": top_k_accuracy(labels, probs, 1),
+        "top1_ci95": list(bootstrap_interval(preds[m] == labels[m])),
         "top5": top_k_accuracy(labels, probs, 5),
         "macro_f1": float(f1[present].mean()) if present.any() else float("nan"),
         "weighted_f1": float((f1 * support).sum() / support.sum()) if support.sum() else float("nan"),

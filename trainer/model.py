@@ -125,6 +125,27 @@ class EndToEnd(nn.Module):
         return self.head(self.backbone(images))
 
 
+class TailHead(nn.Module):
+    """The backbone's last stage (trainable) + head, for `--tune-tail`: cached stage maps in, same
+    outputs as CRNNClassifier. The tail's BatchNorm keeps its ImageNet statistics (eval mode even
+    in training): batches of 64 paintings are too few to re-estimate them, and at the first step
+    the model is exactly the frozen one."""
+    def __init__(self, tail: nn.Module, head: CRNNClassifier):
+        super().__init__()
+        self.tail, self.head = tail, head
+        self.embedding_dim = head.embedding_dim
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.tail.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
+        return self
+
+    def forward(self, stage_maps):
+        return self.head(self.tail(stage_maps.float()))
+
+
 def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
                           class_weights: dict[str, torch.Tensor] | None = None,
                           label_smoothing: float = 0.0) -> torch.Tensor:
@@ -139,4 +160,30 @@ def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: dict[str, to
             continue
         w = class_weights.get(task) if class_weights else None
         total = total + F.cross_entropy(lg, t, weight=w, ignore_index=-1, label_smoothing=label_smoothing)
+    return total
+
+
+def soft_multitask_loss(logits: dict[str, torch.Tensor], soft: dict[str, torch.Tensor], mask: dict[str, torch.Tensor],
+                        class_weights: dict[str, torch.Tensor] | None = None,
+                        label_smoothing: float = 0.0) -> torch.Tensor:
+    """`masked_multitask_loss` for mixed (MixUp/CutMix) targets: soft {task: (B, C)} rows summing
+    to 1, mask {task: (B,)} bool = the row's target is known. Per task, the class-weighted
+    cross-entropy summed over known rows over the sum of their target weights: for one-hot targets
+    this is exactly F.cross_entropy(weight=w, ignore_index=-1), so mixing off changes nothing."""
+    total = logits[next(iter(logits))].new_zeros(())
+    for task, lg in logits.items():
+        m = mask[task]
+        if not m.any():
+            continue
+        p = soft[task][m].float()
+        n = p.shape[1]
+        if label_smoothing:
+            p = p * (1 - label_smoothing) + label_smoothing / n
+        w = class_weights.get(task) if class_weights else None
+        logq = F.log_softmax(lg[m].float(), dim=1)
+        wp = p * w if w is not None else p
+        # torch's weighted CE with smoothing: numerator weights each class term by w_c, the
+        # denominator is the weight of the true class only
+        denom = (soft[task][m].float() * w).sum() if w is not None else torch.tensor(float(m.sum()))
+        total = total - (wp * logq).sum() / denom.clamp_min(1e-12)
     return total
