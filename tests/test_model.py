@@ -39,22 +39,32 @@ def test_masked_loss_ignores_missing_labels():
     assert torch.isfinite(none) and torch.isclose(none, torch.nn.functional.cross_entropy(logits["style"], targets["style"]))
 
 
-def test_pretrained_lite0_labels_natural_photos():
-    """The registry-shipped weights really are ImageNet weights: sklearn's sample photos are recognised."""
+# Lite2 calls flower.jpg "honeycomb" (its top 3: honeycomb, bee, ant: the bee on the daisy's centre),
+# so it is checked on the palace photo only; random weights would not find either.
+@pytest.mark.parametrize("version,size,stage,photos", [
+    (0, 224, (192, 7, 7), (("china.jpg", "palace"), ("flower.jpg", "daisy"))),
+    (2, 260, (208, 9, 9), (("china.jpg", "palace"),))])
+def test_pretrained_lite_labels_natural_photos(version, size, stage, photos):
+    """The registry-shipped weights really are ImageNet weights: sklearn's sample photos are recognised;
+    and the stem + tail split is the same network."""
     from PIL import Image
     from sklearn.datasets import load_sample_image
     from torchvision.models import ResNet50_Weights
 
-    from trainer.backbones import build_backbone, load_efficientnet_lite0
+    from trainer.backbones import build_backbone, load_efficientnet_lite
     from trainer.features import image_tensor
     cats = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
-    model = load_efficientnet_lite0().eval()
+    model = load_efficientnet_lite(version).eval()
     with torch.no_grad():
-        for photo, label in (("china.jpg", "palace"), ("flower.jpg", "daisy")):
-            x = image_tensor(Image.fromarray(load_sample_image(photo)), 224, (0.5,) * 3, (0.5,) * 3)[None]
+        for photo, label in photos:
+            x = image_tensor(Image.fromarray(load_sample_image(photo)), size, (0.5,) * 3, (0.5,) * 3)[None]
             assert cats[int(model(x).argmax())] == label
-    bb = build_backbone("efficientnet_lite0")
-    assert bb.net(torch.zeros(1, 3, 224, 224)).shape == (1, 1280, 7, 7)
+        bb = build_backbone(f"efficientnet_lite{version}")
+        assert bb.default_size == size
+        bb.net.eval()
+        s = bb.stem(x)
+        assert s.shape[1:] == stage
+        assert torch.equal(bb.tail(s), bb.net(x)) and bb.net(x).shape[1] == 1280
 
 
 def test_torchvision_backbone_with_local_weights(tmp_path):

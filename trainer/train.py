@@ -12,6 +12,7 @@ crossfit.npz (cross-fitted probabilities and scores), plots; and runs/latest -> 
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -28,9 +29,10 @@ from trainer.backbones import BACKBONES, build_backbone
 from trainer.cli import UserError, field, parse_config, progress
 from trainer.crossfit import cross_fit
 from trainer.data import PaintingSet, load_image, load_paintings
-from trainer.features import check_images, extract_features, image_tensor
+from trainer.augment import mix_batch
+from trainer.features import check_images, extract_features, image_tensor, training_views
 from trainer.metrics import classification_metrics, macro_f1
-from trainer.model import ARCHS, CRNNClassifier, EndToEnd, masked_multitask_loss
+from trainer.model import ARCHS, CRNNClassifier, EndToEnd, TailHead, masked_multitask_loss, soft_multitask_loss
 from trainer.relabel import apply_decisions, read_decisions
 
 log = logging.getLogger("trainer")
@@ -66,6 +68,14 @@ class TrainConfig:
     seed: int = field(0, "random seed (splits, init, batches)")
     device: str = field("cpu", "cpu or cuda")
     finetune: bool = field(False, "unfreeze the backbone and train end to end (for a GPU)")
+    tune_tail: bool = field(False, "train the backbone's last stage + 1x1 head conv with the head, on cached "
+                                   "last-stage inputs (Lite backbones; a CPU's partial fine-tune)")
+    tail_lr: float = field(0.1, "--tune-tail: the tail's learning rate as a share of --lr (differential LR)")
+    crops: int = field(0, "random-resized-crop + colour-jitter views cached per painting, besides orig and hflip")
+    mixup: float = field(0.0, "MixUp Beta alpha on cached maps (0 = off)")
+    cutmix: float = field(0.0, "CutMix Beta alpha on cached maps, boxes of the spatial map (0 = off)")
+    mix_prob: float = field(1.0, "share of batches mixed when --mixup or --cutmix is on (half CutMix when both)")
+    tta: bool = field(False, "average predictions and embeddings over orig + hflip (test metrics, cross-fit, embed)")
     threads: int = field(0, "torch CPU threads; 0 = all cores")
     limit: int = field(0, "use only N paintings (evenly spread), for quick checks; 0 = all")
     resume: bool = field(False, "continue the interrupted run --run-id (default runs/latest)")
@@ -99,14 +109,15 @@ def seed_everything(seed: int) -> None:
 Batcher = Callable[[np.ndarray, bool], torch.Tensor]  # (indices, training) -> model input
 
 
-def cached_batcher(views: dict[str, np.ndarray], seed: int) -> Batcher:
-    """Batches from cached feature maps; in training each row takes a random augmentation view."""
+def cached_batcher(views: dict[str, np.ndarray], seed: int, eval_view: str = "orig") -> Batcher:
+    """Batches from cached feature maps; in training each row takes a random augmentation view,
+    in evaluation `eval_view`."""
     rng = np.random.default_rng(seed)
     names = list(views)
 
     def get(idx: np.ndarray, training: bool) -> torch.Tensor:
         if not training or len(names) == 1:
-            return torch.from_numpy(views["orig"][idx].astype(np.float32))
+            return torch.from_numpy(views[eval_view if not training else names[0]][idx].astype(np.float32))
         pick = rng.integers(0, len(names), size=len(idx))
         out = np.empty((len(idx), *views["orig"].shape[1:]), np.float32)
         for j, v in enumerate(names):
@@ -128,8 +139,13 @@ def image_batcher(root: Path, paths: list[str], size: int, mean, std, seed: int)
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, batch: Batcher, idx: np.ndarray, device: str, batch_size: int = 256,
-            desc: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(embeddings (n, D) float32, {task: softmax (n, C)}) for rows idx."""
+            desc: str | None = None, tta: Batcher | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(embeddings (n, D) float32, {task: softmax (n, C)}) for rows idx; with `tta` (a second view's
+    batcher, e.g. hflip) the mean of both views' embeddings and softmax."""
+    if tta is not None:
+        e1, p1 = predict(model, batch, idx, device, batch_size, desc)
+        e2, p2 = predict(model, tta, idx, device, batch_size)
+        return (e1 + e2) / 2, {t: (p1[t] + p2[t]) / 2 for t in p1}
     model.eval()
     embs, probs = [], {}
     it = range(0, len(idx), batch_size)
@@ -169,10 +185,13 @@ def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], t
     device = cfg.device
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups, max_lr = param_groups(model, cfg)
+    opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = max(1, epochs * int(np.ceil(len(train_idx) / cfg.batch_size)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps, pct_start=0.1,
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=0.1,
                                                 anneal_strategy="cos")
+    mixing = cfg.mixup > 0 or cfg.cutmix > 0
+    mix_rng = np.random.default_rng(cfg.seed + 7)
     use_amp = device.startswith("cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     rng = np.random.default_rng(cfg.seed + 1)
@@ -187,6 +206,7 @@ def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], t
         rng = np.random.default_rng(cfg.seed + 1 + start)
         log.info("resuming at epoch %d (best val macro-F1 %.3f at epoch %d)", start + 1, best_score, best_epoch)
     tgt = {t: torch.from_numpy(np.array(y)) for t, y in labels.items()}
+    n_classes = {t: h.out_features for t, h in _heads(model).items()}
     cw = {t: w.to(device) for t, w in class_w.items()} if class_w else None
     for epoch in range(start, epochs):
         model.train()
@@ -196,11 +216,21 @@ def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], t
         bar = range(0, len(order), cfg.batch_size)  # one log line per epoch is progress enough
         for s in bar:
             idx = order[s:s + cfg.batch_size]
-            x = batch(idx, True).to(device)
+            x = batch(idx, True)
+            if mixing:
+                xm, soft, mask = mix_batch(x.numpy(), {t: labels[t][idx] for t in labels}, n_classes, mix_rng,
+                                           cfg.mixup, cfg.cutmix, cfg.mix_prob)
+                x = torch.from_numpy(xm)
+            x = x.to(device)
             with torch.autocast("cuda", enabled=use_amp):
                 _, logits = model(x)
-                loss = masked_multitask_loss(logits, {t: tgt[t][idx].to(device) for t in logits}, cw,
-                                             cfg.label_smoothing)
+                if mixing:
+                    loss = soft_multitask_loss(logits, {t: torch.from_numpy(soft[t]).to(device) for t in logits},
+                                               {t: torch.from_numpy(mask[t]).to(device) for t in logits}, cw,
+                                               cfg.label_smoothing)
+                else:
+                    loss = masked_multitask_loss(logits, {t: tgt[t][idx].to(device) for t in logits}, cw,
+                                                 cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
@@ -244,6 +274,22 @@ def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], t
     return FitResult(model, history, best_epoch, best_score)
 
 
+def _heads(model: torch.nn.Module) -> dict:
+    head = model.head if isinstance(model, (TailHead, EndToEnd)) else model
+    return dict(head.heads.items())
+
+
+def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> tuple[list[dict], list[float]]:
+    """AdamW groups and their peak LRs: a --tune-tail model's tail at lr * tail_lr (the seeds'
+    differential learning rates: pretrained layers move less than the new head)."""
+    if isinstance(model, TailHead):
+        tail = [p for p in model.tail.parameters() if p.requires_grad]
+        rest = [p for p in model.head.parameters() if p.requires_grad]
+        return ([{"params": tail, "lr": cfg.lr * cfg.tail_lr}, {"params": rest, "lr": cfg.lr}],
+                [cfg.lr * cfg.tail_lr, cfg.lr])
+    return [{"params": [p for p in model.parameters() if p.requires_grad]}], [cfg.lr]
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -274,10 +320,11 @@ def point_latest(run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
-def run_crossfit(cfg: TrainConfig, ps: PaintingSet, bb, backbone_name: str, size: int,
+def run_crossfit(cfg: TrainConfig, ps: PaintingSet, backbone_name: str, size: int,
                  labels: dict[str, np.ndarray], num_classes: dict[str, int], ok: np.ndarray, cw,
-                 batch: Batcher | None, in_ch: int, best_epoch: int):
-    """The cross-fitting stage of `make train`: K heads on cached frozen-backbone maps.
+                 batch: Batcher | None, tta: Batcher | None, make_model: Callable, best_epoch: int):
+    """The cross-fitting stage of `make train`: K heads (with their own tuned tail under
+    --tune-tail) on the cached maps the final model trained on.
 
     A --finetune run cross-fits heads on the pretrained (frozen) backbone's maps: K end-to-end
     trainings would cost K times the fine-tune, and what matters is that no score saw its label.
@@ -287,20 +334,21 @@ def run_crossfit(cfg: TrainConfig, ps: PaintingSet, bb, backbone_name: str, size
         views, ok_f, _, _ = extract_features(ps.root, ps.frame["path"].tolist(), frozen, cfg.cache_dir, size,
                                              views=("orig", "hflip"), device=cfg.device, desc="cross-fit: features")
         ok, batch, in_ch = ok & ok_f, cached_batcher(views, cfg.seed), views["orig"].shape[1]
+        tta = cached_batcher(views, cfg.seed, "hflip") if cfg.tta else None
+
+        def make_model():
+            return CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout)
     has_label = np.any([labels[t] >= 0 for t in labels], axis=0)
     rows = np.flatnonzero(ok & has_label)
     epochs = cfg.crossfit_epochs or max(1, best_epoch)
     strata = labels["style"] if "style" in labels else labels[next(iter(labels))]
     log.info("cross-fitting: %d folds x %d epochs over %d labelled paintings (all splits)", cfg.folds, epochs, len(rows))
 
-    def make_model():
-        return CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout)
-
     def fit_head(model, train_rows, desc):
         return fit(model, batch, labels, train_rows, None, cfg, epochs, cw, desc=desc).model
 
-    cf = cross_fit(make_model, fit_head, lambda m, r: predict(m, batch, r, cfg.device), labels, rows, strata,
-                   cfg.folds, cfg.seed, cfg.knn_k)
+    cf = cross_fit(make_model, fit_head, lambda m, r: predict(m, batch, r, cfg.device, tta=tta), labels, rows,
+                   strata, cfg.folds, cfg.seed, cfg.knn_k)
     cf.paths = np.array(ps.frame["path"].tolist(), dtype=object)[rows].astype(str)
     return cf
 
@@ -352,6 +400,11 @@ def train(cfg: TrainConfig) -> Path:
     log.info("run %s: arch %s on %s (%s), %dpx, tasks %s", run_dir.name, cfg.arch, bb.name, bb.weights, size, tasks)
 
     paths = frame["path"].tolist()
+    if cfg.tune_tail and (cfg.finetune or bb.tail is None):
+        raise UserError("--tune-tail trains the last stage of a Lite backbone (efficientnet_lite0/2) on cached maps; "
+                        f"not with {'--finetune' if cfg.finetune else '--backbone ' + bb.name}")
+    tta = None
+    pristine_tail = copy.deepcopy(bb.tail) if cfg.tune_tail else None   # every fold starts from ImageNet's
     if cfg.finetune:
         sha1s, ok, failed = check_images(ps.root, paths)
         batch = image_batcher(ps.root, paths, size, bb.mean, bb.std, cfg.seed)
@@ -360,15 +413,17 @@ def train(cfg: TrainConfig) -> Path:
         t_feat = 0.0
     else:
         t0 = time.time()
-        views, ok, sha1s, stats = extract_features(ps.root, paths, bb, cfg.cache_dir, size, views=("orig", "hflip"),
-                                                   device=cfg.device)
+        views, ok, sha1s, stats = extract_features(ps.root, paths, bb, cfg.cache_dir, size,
+                                                   views=training_views(cfg.crops), device=cfg.device,
+                                                   stage=cfg.tune_tail)
         t_feat = time.time() - t0
         failed = stats.failed
         feat_stats = {"hits": stats.hits, "misses": stats.misses}
         log.info("feature cache: %d hits, %d computed, %d unreadable (%.0fs)", stats.hits, stats.misses,
                  len(failed), t_feat)
         batch = cached_batcher(views, cfg.seed)
-        in_ch = views["orig"].shape[1]
+        tta = cached_batcher(views, cfg.seed, "hflip") if cfg.tta else None
+        in_ch = bb.channels if cfg.tune_tail else views["orig"].shape[1]
     if not ok.any():
         raise UserError(f"{cfg.data}: none of the {len(paths)} images could be read; first: {failed[0] if failed else '?'}")
 
@@ -387,6 +442,8 @@ def train(cfg: TrainConfig) -> Path:
         head = CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout)
         if cfg.finetune:
             return EndToEnd(bb.net, head)
+        if cfg.tune_tail:
+            return TailHead(copy.deepcopy(pristine_tail), head)
         return head
 
     torch.manual_seed(cfg.seed)
@@ -401,19 +458,20 @@ def train(cfg: TrainConfig) -> Path:
     for s in ("test", "val"):
         if len(idx[s]) == 0:
             continue
-        _, probs = predict(model, batch, idx[s], cfg.device)
+        _, probs = predict(model, batch, idx[s], cfg.device, tta=tta)
         for t in tasks:
             if (labels[t][idx[s]] >= 0).any():
                 metrics[s][t] = classification_metrics(labels[t][idx[s]], probs[t], ps.classes[t])
     for t, m in metrics["test"].items():
-        log.info("test %-6s top-1 %.3f  top-5 %.3f  macro-F1 %.3f  (n=%d)", t, m["top1"], m["top5"], m["macro_f1"], m["n"])
+        log.info("test %-6s top-1 %.3f (95%% interval %.3f-%.3f)  top-5 %.3f  macro-F1 %.3f  (n=%d)", t, m["top1"],
+                 *m["top1_ci95"], m["top5"], m["macro_f1"], m["n"])
 
     t0 = time.time()
     crossfit_path = run_dir / "crossfit.npz"
     crossfit_path.unlink(missing_ok=True)   # a resumed or re-used run folder must not keep stale scores
     if cfg.folds >= 2:
-        run_crossfit(cfg, ps, bb, backbone_name, size, labels, num_classes, ok, cw,
-                     batch if not cfg.finetune else None, in_ch, res.best_epoch).save(crossfit_path)
+        run_crossfit(cfg, ps, backbone_name, size, labels, num_classes, ok, cw, batch if not cfg.finetune else None,
+                     tta, make_model, res.best_epoch).save(crossfit_path)
     t_crossfit = time.time() - t0
 
     meta = {
@@ -423,7 +481,7 @@ def train(cfg: TrainConfig) -> Path:
         "in_channels": in_ch, "data": str(Path(cfg.data).resolve()), "data_root": str(ps.root.resolve()),
         "data_hash": data_hash, "n_paintings": int(len(frame)), "unreadable": failed,
         "splits": {s: int(len(i)) for s, i in idx.items()}, "best_epoch": res.best_epoch,
-        "best_val_macro_f1": res.best_score, "finetune": cfg.finetune,
+        "best_val_macro_f1": res.best_score, "finetune": cfg.finetune, "tune_tail": cfg.tune_tail, "tta": cfg.tta,
         "seconds": {"features": t_feat, "train": t_train, "crossfit": t_crossfit, "total": time.time() - t_start},
         "folds": cfg.folds if cfg.folds >= 2 else 0, "knn_k": cfg.knn_k,
         "feature_cache": feat_stats, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -433,10 +491,11 @@ def train(cfg: TrainConfig) -> Path:
         changes.to_csv(run_dir / "label_changes.csv", index=False)
     else:
         (run_dir / "label_changes.csv").unlink(missing_ok=True)
-    state = model.state_dict() if not cfg.finetune else model.head.state_dict()
+    state = model.head.state_dict() if isinstance(model, (EndToEnd, TailHead)) else model.state_dict()
     backbone_state = model.backbone.state_dict() if cfg.finetune else None
-    _atomic_torch_save({"state_dict": state, "backbone_state": backbone_state, "config": dataclasses.asdict(cfg),
-                        "meta": meta}, run_dir / "model.pt")
+    tail_state = model.tail.state_dict() if cfg.tune_tail else None   # loads into Backbone.tail
+    _atomic_torch_save({"state_dict": state, "backbone_state": backbone_state, "tail_state": tail_state,
+                        "config": dataclasses.asdict(cfg), "meta": meta}, run_dir / "model.pt")
     (run_dir / "metrics.json").write_text(json.dumps({**meta, "metrics": metrics, "history": res.history}, indent=1))
     from trainer.plots import write_plots
     write_plots(run_dir, res.history, metrics.get("test", {}))
@@ -448,9 +507,11 @@ def train(cfg: TrainConfig) -> Path:
 
 
 def summary_table(test_metrics: dict) -> str:
-    lines = [f"{'task':<8}{'n':>6}{'top-1':>8}{'top-5':>8}{'macro-F1':>10}{'wF1':>8}"]
+    lines = [f"{'task':<8}{'n':>6}{'top-1':>8}{'95% interval':>16}{'top-5':>8}{'macro-F1':>10}{'wF1':>8}"]
     for t, m in test_metrics.items():
-        lines.append(f"{t:<8}{m['n']:>6}{m['top1']:>8.3f}{m['top5']:>8.3f}{m['macro_f1']:>10.3f}{m['weighted_f1']:>8.3f}")
+        lo, hi = m.get("top1_ci95", (float("nan"), float("nan")))
+        lines.append(f"{t:<8}{m['n']:>6}{m['top1']:>8.3f}{f'{lo:.3f}-{hi:.3f}':>16}{m['top5']:>8.3f}"
+                     f"{m['macro_f1']:>10.3f}{m['weighted_f1']:>8.3f}")
     return "\n".join(lines)
 
 

@@ -1,0 +1,98 @@
+"""`make bench-ablation`: the classifier ablation - each change on and off, same seed, same data.
+
+Every variant is a real `python -m trainer` run (the command `make train` runs) in its own
+process, so its time is what a user would wait; the feature cache is shared, so a variant's
+features cost only the views that no earlier variant computed (the table says which were cold).
+Writes bench/ablation.json and bench/ablation.md (top-1 per task with its 95% bootstrap interval).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from trainer.cli import field, parse_config, run_cli  # noqa: E402
+
+VARIANTS = {
+    "frozen (v1 default)": [],
+    "+ tune tail": ["--tune-tail"],
+    "+ MixUp/CutMix": ["--mixup", "0.2", "--cutmix", "1.0"],
+    "+ 2 crop views": ["--crops", "2"],
+    "+ TTA": ["--tta"],
+    "all four": ["--tune-tail", "--mixup", "0.2", "--cutmix", "1.0", "--crops", "2", "--tta"],
+    "lite2, frozen": ["--backbone", "efficientnet_lite2"],
+}
+
+
+@dataclass
+class AblationConfig:
+    data: str = field("../shared/data/wikiart-mini", "data set every variant trains on")
+    variants: list[str] = field(list(VARIANTS), "variants to run (names as in the table)")
+    seed: int = field(0, "the one seed every variant uses")
+    folds: int = field(0, "cross-fitting folds per run (0 = time the final model only)")
+    out_dir: str = field("bench/ablation", "run folders and logs")
+    cache_dir: str = field("cache", "feature cache shared by the variants")
+    out: str = field("bench/ablation", "results: <out>.json and <out>.md")
+
+
+def run_variant(cfg: AblationConfig, name: str, flags: list[str]) -> dict:
+    run_id = "".join(c if c.isalnum() else "-" for c in name).strip("-")
+    log = Path(cfg.out_dir) / f"{run_id}.log"
+    cmd = [sys.executable, "-m", "trainer", "--data", cfg.data, "--out-dir", cfg.out_dir, "--run-id", run_id,
+           "--seed", str(cfg.seed), "--folds", str(cfg.folds), "--cache-dir", cfg.cache_dir, *flags]
+    t0 = time.time()
+    with open(log, "w") as f:
+        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.time() - t0
+    if rc:
+        return {"name": name, "flags": flags, "error": f"exit {rc}, see {log}"}
+    m = json.loads((Path(cfg.out_dir) / run_id / "metrics.json").read_text())
+    return {"name": name, "flags": flags, "wall_s": wall, "seconds": m["seconds"], "feature_cache": m["feature_cache"],
+            "best_epoch": m["best_epoch"],
+            "test": {t: {"top1": v["top1"], "ci95": v["top1_ci95"], "n": v["n"]} for t, v in m["metrics"]["test"].items()}}
+
+
+def table(rows: list[dict], cfg: AblationConfig) -> str:
+    tasks = next((list(r["test"]) for r in rows if "test" in r), [])
+    head = "| variant | flags | " + " | ".join(f"{t} top-1 (95% CI)" for t in tasks) + " | features s | head s | total s |"
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['name']} | `{' '.join(r['flags'])}` | {r['error']} |")
+            continue
+        cells = [f"{r['test'][t]['top1']:.3f} ({r['test'][t]['ci95'][0]:.2f}-{r['test'][t]['ci95'][1]:.2f})"
+                 for t in tasks]
+        cold = " (cold)" if r["feature_cache"]["misses"] else ""
+        s = r["seconds"]
+        lines.append(f"| {r['name']} | `{' '.join(r['flags']) or '(none)'}` | " + " | ".join(cells)
+                     + f" | {s['features']:.0f}{cold} | {s['train']:.0f} | {s['total']:.0f} |")
+    return (f"Seed {cfg.seed}, {cfg.folds or 'no'} cross-fitting folds, data {cfg.data}.\n"
+            f"Command: `make bench-ablation ARGS=\"--seed {cfg.seed} --folds {cfg.folds}\"`\n\n" + "\n".join(lines) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    cfg = parse_config(AblationConfig, argv, "python -m bench.ablation", __doc__.split("\n\n")[0])
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in cfg.variants:
+        if name not in VARIANTS:
+            raise SystemExit(f"error: unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
+        print(f"{name}: training ...", flush=True)
+        rows.append(run_variant(cfg, name, VARIANTS[name]))
+        print(f"{name}: {rows[-1].get('error') or {t: round(v['top1'], 3) for t, v in rows[-1]['test'].items()}}",
+              flush=True)
+        Path(cfg.out + ".json").write_text(json.dumps(rows, indent=1))
+        Path(cfg.out + ".md").write_text(table(rows, cfg))
+    print(table(rows, cfg))
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

@@ -1,0 +1,108 @@
+"""The CPU classifier's parts: the stage cache + tail, MixUp/CutMix targets, the soft loss, and a
+short tail-tuning run against the frozen head."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import MINI, run_cli
+from trainer.augment import mix_batch
+from trainer.model import masked_multitask_loss, soft_multitask_loss
+
+N_CLASSES = {"style": 5, "artist": 4}
+
+
+def test_stage_cache_reproduces_the_frozen_features(tmp_path):
+    """The cache now holds last-stage inputs; through the pretrained tail they give the frozen run's
+    final maps (float16 tolerance), and a TailHead at its start equals the frozen head on them."""
+    import copy
+
+    from trainer.backbones import build_backbone
+    from trainer.data import load_image, load_paintings
+    from trainer.features import extract_features, image_tensor
+    from trainer.model import CRNNClassifier, TailHead
+    ps = load_paintings(MINI, test_fraction=0)
+    paths = ps.frame["path"].iloc[::500].tolist()
+    bb = build_backbone("efficientnet_lite0")
+    with torch.no_grad():
+        direct = bb.net.eval()(torch.stack([image_tensor(load_image(ps.root / p), 224, bb.mean, bb.std)
+                                            for p in paths])).numpy()
+    final, ok, _, stats = extract_features(ps.root, paths, bb, tmp_path, 224)
+    stage, _, _, again = extract_features(ps.root, paths, bb, tmp_path, 224, stage=True)
+    assert ok.all() and stats.misses == len(paths) and again.hits == len(paths)   # one cache serves both
+    assert stage["orig"].shape == (len(paths), 192, 7, 7) and final["orig"].shape == (len(paths), 1280, 7, 7)
+    assert len(list(tmp_path.rglob("*.npy"))) == len(paths) and all("-stage-224" in str(p) for p in tmp_path.rglob("*.npy"))
+    err = np.abs(final["orig"].astype(np.float32) - direct)
+    assert err.max() < 0.02 * max(1.0, np.abs(direct).max()) and err.mean() < 1e-3
+    head = CRNNClassifier("rowcol_bigru", 1280, {"style": 27}).eval()
+    tuned = TailHead(copy.deepcopy(bb.tail), head).train()   # train(): the tail's BatchNorm must stay frozen
+    head.eval()
+    tuned.head.eval()
+    with torch.no_grad():
+        a = tuned(torch.from_numpy(stage["orig"].astype(np.float32)))[1]["style"]
+        b = head(torch.from_numpy(final["orig"].astype(np.float32)))[1]["style"]
+    assert torch.allclose(a, b, atol=0.05)
+
+
+def test_mix_targets_sum_to_one_and_respect_missing_labels():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 8, 7, 7)).astype(np.float32)
+    targets = {"style": rng.integers(0, 5, 32), "artist": np.where(rng.random(32) < 0.4, -1, rng.integers(0, 4, 32))}
+    seen = set()
+    for seed in range(40):
+        xm, soft, mask = mix_batch(x, targets, N_CLASSES, np.random.default_rng(seed), 0.2, 1.0, prob=1.0)
+        assert xm.shape == x.shape
+        for t in targets:
+            s = soft[t][mask[t]]
+            assert np.allclose(s.sum(1), 1.0) and (s >= 0).all()
+            assert not soft[t][~mask[t]].any()
+            assert not mask[t][targets[t] < 0].any()     # a row with no label never gets a target
+        lam = soft["style"][mask["style"]].max(1).min()
+        changed = ~np.isclose(xm, x).all((1, 2, 3))
+        cut = np.isclose(xm, x).all(1).any((1, 2)) & changed   # some cells untouched: CutMix
+        seen.add("cutmix" if cut.any() else "mixup" if changed.any() else "none")
+        if cut.any():    # CutMix lambda is the untouched share of the map
+            untouched = np.isclose(xm, x).all(1)[np.flatnonzero(cut)[0]].mean()
+            assert lam >= untouched - 1e-6 or np.isclose(lam, 1 - untouched)
+    assert {"cutmix", "mixup"} <= seen
+    # a row whose partner lacks the artist label has no artist target after mixing
+    xm, soft, mask = mix_batch(x, targets, N_CLASSES, np.random.default_rng(1), 0.2, 0.0, prob=1.0)
+    assert mask["artist"].sum() < (targets["artist"] >= 0).sum()
+    # off: targets are the one-hot labels, known rows exactly the labelled ones
+    xm, soft, mask = mix_batch(x, targets, N_CLASSES, np.random.default_rng(1), 0.0, 0.0)
+    assert np.array_equal(xm, x) and np.array_equal(mask["artist"], targets["artist"] >= 0)
+    assert np.array_equal(soft["artist"][mask["artist"]].argmax(1), targets["artist"][targets["artist"] >= 0])
+
+
+def test_soft_loss_equals_the_masked_loss_on_one_hot_targets():
+    torch.manual_seed(0)
+    logits = {"style": torch.randn(6, 5), "artist": torch.randn(6, 4)}
+    y = {"style": np.array([0, 1, 2, 3, 4, 0]), "artist": np.array([1, -1, 3, -1, 0, 2])}
+    _, soft, mask = mix_batch(np.zeros((6, 1, 7, 7), np.float32), y, N_CLASSES, np.random.default_rng(0), 0.0, 0.0)
+    w = {"style": torch.tensor([1.0, 2.0, 0.5, 1.0, 1.5]), "artist": torch.tensor([0.7, 1.0, 1.3, 1.0])}
+    for weights, smooth in ((None, 0.0), (w, 0.1)):
+        hard = masked_multitask_loss(logits, {t: torch.from_numpy(v) for t, v in y.items()}, weights, smooth)
+        s = soft_multitask_loss(logits, {t: torch.from_numpy(v) for t, v in soft.items()},
+                                {t: torch.from_numpy(v) for t, v in mask.items()}, weights, smooth)
+        assert torch.isclose(hard, s, atol=1e-5), (hard, s)
+
+
+def test_short_tail_tuning_beats_the_frozen_head(trained, tmp_path):
+    """Same subset, seed and epochs: training the last stage with the head reaches a better
+    validation macro-F1 than the head alone on frozen maps."""
+    work = trained["work"]
+    best = {}
+    for name, flags in (("frozen", []), ("tail", ["--tune-tail"])):
+        r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path), "--run-id", name,
+                    "--cache-dir", str(work / "cache"), "--epochs", "6", "--folds", "0", "--test-fraction", "0.2",
+                    "--patience", "99", *flags)
+        assert r.returncode == 0, r.stderr[-2000:]
+        m = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert m["feature_cache"]["misses"] == 0   # the frozen run's cache serves the tuned one
+        best[name] = m["best_val_macro_f1"]
+    ckpt = torch.load(tmp_path / "tail" / "model.pt", map_location="cpu", weights_only=False)
+    assert ckpt["tail_state"] and ckpt["meta"]["tune_tail"]
+    assert best["tail"] > best["frozen"], best
