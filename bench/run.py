@@ -33,7 +33,7 @@ class BenchConfig:
     images: int = field(256, "paintings used by the training and embedding steps")
     synthetic: int = field(100_000, "paintings in the synthetic store")
     umap_sizes: list[int] = field([25_000, 100_000], "UMAP sizes to time (0 to skip)")
-    steps: list[str] = field(["train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap"], "steps to run")
+    steps: list[str] = field(["features", "train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap"], "steps to run")
     gradcam_images: int = field(48, "paintings for the Grad-CAM step (needs a trained runs/latest)")
     out: str = field("bench/results.json", "results file")
 
@@ -114,6 +114,53 @@ def step_embed(n: int) -> dict:
         export = time.perf_counter() - t0
     return {"paintings": len(paths), "raw_backbone_img_s": len(paths) / raw, "export_img_s": len(paths) / export,
             "ratio": raw / export}
+
+
+def _cpu_peak_gflops() -> tuple[float, str]:
+    """Nominal fp32 peak of this CPU: cores x clock x FLOPs per cycle (AVX2 + 2 FMA ports: 32)."""
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    mhz = [float(line.split(":")[1]) for line in flags.splitlines() if line.startswith("cpu MHz")]
+    per_cycle = 64 if " avx512f" in flags else 32 if " avx2" in flags and " fma" in flags else 8
+    ghz = (max(mhz) if mhz else 2000.0) / 1000
+    return os.cpu_count() * ghz * per_cycle, f"{os.cpu_count()} cores x {ghz:.2f} GHz x {per_cycle} FLOP/cycle"
+
+
+def step_features(n: int) -> dict:
+    """Feature extraction as `make train` runs it (decode + resize + frozen backbone, cache write),
+    PyTorch eager vs ONNX Runtime, alternated twice in one process so the machine's drift hits both;
+    each pass on an empty cache. Also the backbone's FLOPs and the share of the CPU's peak it reaches."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from trainer.backbones import build_backbone
+    from trainer.features import extract_features
+    torch.set_num_threads(os.cpu_count())
+    ps = _subset(n)
+    paths = ps.frame["path"].tolist()
+    bb = build_backbone("efficientnet_lite0")
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        bb.stem.eval()(torch.zeros(1, 3, 224, 224))
+    gflop = fc.get_total_flops() / 1e9    # per image, the stem: what the cache pass runs
+    times = {"eager": [], "onnx": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        extract_features(ps.root, paths[:1], bb, Path(tmp) / "warm", 224, stage=True, engine="onnx")
+        export_s = time.perf_counter() - t0    # a cold `make train` pays this once
+        for rep in range(2):
+            for engine in ("eager", "onnx"):
+                if engine == "onnx":   # the export is cached: time inference, not the one-off export
+                    import shutil
+                    shutil.copytree(Path(tmp) / "warm" / "onnx", Path(tmp) / f"{engine}{rep}" / "onnx")
+                t0 = time.perf_counter()
+                _, ok, _, _ = extract_features(ps.root, paths, bb, Path(tmp) / f"{engine}{rep}", 224, stage=True,
+                                               engine=engine, batch_size=32)
+                times[engine].append(time.perf_counter() - t0)
+    peak, peak_desc = _cpu_peak_gflops()
+    rate = {e: len(paths) / float(np.mean(t)) for e, t in times.items()}
+    return {"paintings": len(paths), "eager_img_s": rate["eager"], "onnx_img_s": rate["onnx"],
+            "runs_s": times, "onnx_export_s": export_s, "speedup_vs_eager": rate["onnx"] / rate["eager"], "stem_gflop_per_img": gflop,
+            "peak_gflops": peak, "peak_desc": peak_desc,
+            "eager_share_of_peak": rate["eager"] * gflop / peak, "onnx_share_of_peak": rate["onnx"] * gflop / peak}
 
 
 def step_faiss(n: int) -> dict:
@@ -268,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
                "python": platform.python_version(), "malloc_env": os.environ.get("MALLOC_MMAP_MAX_") == "0"}
-    plan = {"train": [("step_train", cfg.images)], "embed": [("step_embed", cfg.images)],
+    plan = {"features": [("step_features", cfg.images)],
+            "train": [("step_train", cfg.images)], "embed": [("step_embed", cfg.images)],
             "faiss": [("step_faiss", cfg.synthetic)], "dashboard": [("step_dashboard", cfg.synthetic)],
             "browser": [("step_browser", cfg.synthetic)], "gradcam": [("step_gradcam", cfg.gradcam_images)],
             "umap": [("step_umap", n) for n in cfg.umap_sizes if n]}
@@ -283,6 +331,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
             results["steps"][key] = measure(fn, arg)
             if results["steps"][key]["error"]:
                 print(f"  {key} failed: {results['steps'][key]['error']}", flush=True)
+    feats = (results["steps"].get("features") or {}).get("result")
+    if feats:   # issue 11's headline number, kept where its issue asks for it
+        results["scale"] = {**(json.loads(out.read_text()).get("scale", {}) if out.is_file() else {}),
+                            "features_speedup_vs_eager": feats["speedup_vs_eager"]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print(table(results))
@@ -303,7 +355,13 @@ def table(results: dict) -> str:
         if r is None:
             lines.append(f"{step:<16}{'FAILED: ' + str(s['error'])[:60]}")
             continue
-        if step == "train":
+        if step == "features":
+            row(step, f"eager, img/s ({r['paintings']} img)", f"{r['eager_img_s']:.1f}")
+            row(step, "ONNX Runtime, img/s", f"{r['onnx_img_s']:.1f}")
+            row(step, "speed-up ONNX / eager", f"{r['speedup_vs_eager']:.2f}x", ">= 1.5x")
+            row(step, f"stem {r['stem_gflop_per_img']:.2f} GFLOP/img: % of peak", f"{100 * r['eager_share_of_peak']:.0f}%"
+                f" / {100 * r['onnx_share_of_peak']:.0f}%")
+        elif step == "train":
             row(step, f"epoch cached ({r['paintings']} img), s", f"{r['epoch_cached_s']:.2f}")
             row(step, "epoch backbone recomputed, s", f"{r['epoch_backbone_recomputed_s']:.1f}")
             row(step, "speed-up cached / recomputed", f"{r['speedup']:.0f}x", ">= 20x")

@@ -52,6 +52,8 @@ class EmbedConfig:
     projection: str = field("umap", "2-D projection for Explore (pca is always stored too)", choices=["umap", "pca"])
     exact_limit: int = field(50_000, "largest collection indexed exactly; above it HNSW")
     device: str = field("cpu", "cpu or cuda")
+    engine: str = field("auto", "frozen-backbone inference: onnx (ONNX Runtime), eager (PyTorch), auto = onnx on a CPU",
+                        choices=["auto", "onnx", "eager"])
     batch_size: int = field(64, "images per forward pass")
 
 
@@ -178,7 +180,8 @@ def backbone_pooled_features(root: Path, paths: list[str], meta: dict, cfg: "Emb
     """(N, C) global-average-pooled maps of the pretrained, frozen backbone (for a fine-tuned run,
     whose own backbone has seen the labels)."""
     views, _, _, _ = extract_features(root, paths, pretrained_backbone(meta), cfg.cache_dir, meta["image_size"], views=("orig",),
-                                      batch_size=cfg.batch_size, device=cfg.device, desc="embed: frozen features")
+                                      batch_size=cfg.batch_size, device=cfg.device, desc="embed: frozen features",
+                                      engine=cfg.engine)
     return views["orig"].astype(np.float32).mean((2, 3))
 
 
@@ -252,7 +255,7 @@ def embed(cfg: EmbedConfig) -> Path:
         views, ok, sha1s, stats = extract_features(ps.root, paths, bb, cfg.cache_dir, meta["image_size"],
                                                    views=("orig", "hflip") if meta.get("tta") else ("orig",),
                                                    batch_size=cfg.batch_size, device=cfg.device,
-                                                   desc="embed: features")
+                                                   desc="embed: features", engine=cfg.engine)
         failed = stats.failed
         if ok.any() and views["orig"].shape[1] != meta["in_channels"]:
             raise UserError(f"feature maps have {views['orig'].shape[1]} channels, checkpoint expects {meta['in_channels']}")

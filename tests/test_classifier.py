@@ -106,3 +106,23 @@ def test_short_tail_tuning_beats_the_frozen_head(trained, tmp_path):
     ckpt = torch.load(tmp_path / "tail" / "model.pt", map_location="cpu", weights_only=False)
     assert ckpt["tail_state"] and ckpt["meta"]["tune_tail"]
     assert best["tail"] > best["frozen"], best
+
+
+def test_onnx_runtime_features_equal_eager(tmp_path):
+    """The default CPU engine gives the eager backbone's maps (float16 tolerance), from one export."""
+    from trainer.backbones import build_backbone
+    from trainer.data import load_paintings
+    from trainer.features import extract_features
+    ps = load_paintings(MINI, test_fraction=0)
+    paths = ps.frame["path"].iloc[1::400].tolist()
+    bb = build_backbone("efficientnet_lite0")
+    got = {}
+    for engine in ("eager", "onnx"):
+        got[engine], ok, _, stats = extract_features(ps.root, paths, bb, tmp_path / engine, 224, views=("orig", "hflip"),
+                                                     stage=True, engine=engine)
+        assert ok.all() and stats.misses == 2 * len(paths)
+    for v in ("orig", "hflip"):
+        a, b = got["eager"][v].astype(np.float32), got["onnx"][v].astype(np.float32)
+        assert np.abs(a - b).max() <= 0.01 * max(1.0, np.abs(a).max())
+    assert len(list((tmp_path / "onnx" / "onnx").glob("*.onnx"))) == 1
+    assert not (tmp_path / "eager" / "onnx").exists()

@@ -26,6 +26,7 @@ from PIL import Image
 from trainer.backbones import Backbone
 from trainer.cli import progress
 from trainer.data import file_sha1, load_image
+from trainer.runtime import inference_fn
 
 log = logging.getLogger("trainer.features")
 
@@ -158,24 +159,25 @@ def apply_tail(maps: np.ndarray, tail: torch.nn.Module, batch_size: int = 256, d
 
 def extract_features(root: Path, paths: list[str], backbone: Backbone, cache_dir: str | Path, size: int,
                      views: tuple[str, ...] = ("orig",), batch_size: int = 32, device: str = "cpu",
-                     sha1s: list[str | None] | None = None, desc: str = "features", stage: bool = False
-                     ) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], CacheStats]:
+                     sha1s: list[str | None] | None = None, desc: str = "features", stage: bool = False,
+                     engine: str = "auto") -> tuple[dict[str, np.ndarray], np.ndarray, list[str], CacheStats]:
     """Feature maps for every image and view, from cache where present.
 
     Returns (feats, ok, sha1s, stats): feats[view] is (N, C, h, w) float16 with zeros where the
     image failed; ok is (N,) bool; stats counts cache hits/misses and lists failed images.
     A split backbone (stem + tail) caches the stem's maps; `stage=True` returns those, else they
-    go through `backbone.tail` (its current weights) to the final maps.
+    go through `backbone.tail` (its current weights) to the final maps. `engine` runs the
+    uncached maps: see trainer/runtime.py.
     """
     feats, ok, sha1s, stats = _cached_maps(root, paths, backbone, cache_dir, size, views, batch_size, device,
-                                           sha1s, desc)
+                                           sha1s, desc, engine)
     if backbone.tail is not None and not stage and feats[views[0]].ndim == 4:
         feats = {v: apply_tail(f, backbone.tail, device=device) for v, f in feats.items()}
     return feats, ok, sha1s, stats
 
 
 @torch.no_grad()
-def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_size, device, sha1s, desc):
+def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_size, device, sha1s, desc, engine):
     split = backbone.stem is not None
     cache = FeatureCache(cache_dir, backbone.name, size, stage=split)
     stats = CacheStats()
@@ -197,8 +199,9 @@ def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_
                 stats.hits += 1
     stats.misses = len(todo)
     if todo:
-        log.info("computing %d feature maps with %s at %dpx (%d cached)", len(todo), backbone.name, size, stats.hits)
-        net = (backbone.stem if split else backbone.net).to(device).eval()
+        forward, used = inference_fn(backbone.stem if split else backbone.net, size, cache_dir, engine, device)
+        log.info("computing %d feature maps with %s at %dpx on %s (%d cached)", len(todo), backbone.name, size,
+                 used, stats.hits)
         bad: set[int] = set()
         for start in progress(range(0, len(todo), batch_size), desc):
             batch, items = [], []
@@ -215,7 +218,7 @@ def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_
                 items.append((i, v))
             if not batch:
                 continue
-            out = net(torch.stack(batch).to(device)).float().cpu().numpy().astype(np.float16)
+            out = forward(torch.stack(batch)).astype(np.float16)
             for (i, v), a in zip(items, out):
                 cache.put(sha1s[i], v, a)
                 feats[v][i] = a

@@ -67,6 +67,8 @@ class TrainConfig:
     test_fraction: float = field(0.15, "share of train carved out as the held-out test split")
     seed: int = field(0, "random seed (splits, init, batches)")
     device: str = field("cpu", "cpu or cuda")
+    engine: str = field("auto", "frozen-backbone inference: onnx (ONNX Runtime), eager (PyTorch), auto = onnx on a CPU",
+                        choices=["auto", "onnx", "eager"])
     finetune: bool = field(False, "unfreeze the backbone and train end to end (for a GPU)")
     tune_tail: bool = field(False, "train the backbone's last stage + 1x1 head conv with the head, on cached "
                                    "last-stage inputs (Lite backbones; a CPU's partial fine-tune)")
@@ -332,7 +334,8 @@ def run_crossfit(cfg: TrainConfig, ps: PaintingSet, backbone_name: str, size: in
     if batch is None:
         frozen = build_backbone(backbone_name, cfg.weights)
         views, ok_f, _, _ = extract_features(ps.root, ps.frame["path"].tolist(), frozen, cfg.cache_dir, size,
-                                             views=("orig", "hflip"), device=cfg.device, desc="cross-fit: features")
+                                             views=("orig", "hflip"), device=cfg.device, desc="cross-fit: features",
+                                             engine=cfg.engine)
         ok, batch, in_ch = ok & ok_f, cached_batcher(views, cfg.seed), views["orig"].shape[1]
         tta = cached_batcher(views, cfg.seed, "hflip") if cfg.tta else None
 
@@ -415,7 +418,7 @@ def train(cfg: TrainConfig) -> Path:
         t0 = time.time()
         views, ok, sha1s, stats = extract_features(ps.root, paths, bb, cfg.cache_dir, size,
                                                    views=training_views(cfg.crops), device=cfg.device,
-                                                   stage=cfg.tune_tail)
+                                                   stage=cfg.tune_tail, engine=cfg.engine)
         t_feat = time.time() - t0
         failed = stats.failed
         feat_stats = {"hits": stats.hits, "misses": stats.misses}
