@@ -145,3 +145,11 @@ def test_non_utf8_csv_and_class_with_one_image(tmp_path):
     f = ps.frame.set_index("path")
     assert f.loc[name, "style"] == 0 and f.loc[name, "split"] == "train"  # the lone Abstract painting
     assert (f["split"] == "test").sum() == 3  # half of the 6 Cubism paintings
+
+
+@pytest.mark.parametrize("module", ["trainer", "embeddings", "embeddings.noise_bench", "embeddings.loop_bench",
+                                    "embeddings.explain", "bench.run", "bench.ablation", "dashboard", "dashboard.export"])
+def test_every_cli_has_help(module):
+    """--help prints usage and exits 0 (a '%' in a help text once made noise_bench's --help crash)."""
+    r = run_cli(module, "--help")
+    assert r.returncode == 0 and r.stdout.startswith("usage:") and "Traceback" not in r.stderr, r.stderr[-500:]

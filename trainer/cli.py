@@ -35,7 +35,7 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        help_text = f.metadata.get("help", "")
+        help_text = f.metadata.get("help", "").replace("%", "%%")   # argparse formats help with %
         choices = f.metadata.get("choices")
         if f.metadata.get("positional"):   # e.g. `python -m embeddings.explain PATH`
             parser.add_argument(f.name, type=kind, help=help_text)
