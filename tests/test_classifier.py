@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import MINI, run_cli
+from conftest import MINI, run_cli
 from trainer.augment import mix_batch
 from trainer.model import masked_multitask_loss, soft_multitask_loss
 
@@ -95,7 +95,7 @@ def test_short_tail_tuning_beats_the_frozen_head(trained, tmp_path):
     validation macro-F1 than the head alone on frozen maps."""
     work = trained["work"]
     best = {}
-    for name, flags in (("frozen", []), ("tail", ["--tune-tail"])):
+    for name, flags in (("frozen", ["--no-tune-tail"]), ("tail", ["--tune-tail"])):
         r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path), "--run-id", name,
                     "--cache-dir", str(work / "cache"), "--epochs", "6", "--folds", "0", "--test-fraction", "0.2",
                     "--patience", "99", *flags)

@@ -61,7 +61,7 @@ class TrainConfig:
     grad_clip: float = field(1.0, "gradient norm clip")
     folds: int = field(5, "K for cross-fitted scores over all labelled paintings (0 = skip: scores then come "
                           "from the final model, which saw the labels)")
-    crossfit_epochs: int = field(8, "epochs per cross-fitting head (a full one-cycle schedule each); "
+    crossfit_epochs: int = field(6, "epochs per cross-fitting head (a full one-cycle schedule each); "
                                     "0 = the final model's best epoch")
     knn_k: int = field(10, "neighbours for the kNN-disagreement detectors")
     test_fraction: float = field(0.15, "share of train carved out as the held-out test split")
@@ -70,8 +70,9 @@ class TrainConfig:
     engine: str = field("auto", "frozen-backbone inference: onnx (ONNX Runtime), eager (PyTorch), auto = onnx on a CPU",
                         choices=["auto", "onnx", "eager"])
     finetune: bool = field(False, "unfreeze the backbone and train end to end (for a GPU)")
-    tune_tail: bool = field(False, "train the backbone's last stage + 1x1 head conv with the head, on cached "
-                                   "last-stage inputs (Lite backbones; a CPU's partial fine-tune)")
+    tune_tail: bool = field(True, "train the backbone's last stage + 1x1 head conv with the head, on cached "
+                                  "last-stage inputs (Lite backbones: a partial fine-tune a CPU can afford); "
+                                  "--no-tune-tail = the frozen backbone of v1")
     tail_lr: float = field(0.1, "--tune-tail: the tail's learning rate as a share of --lr (differential LR)")
     crops: int = field(0, "random-resized-crop + colour-jitter views cached per painting, besides orig and hflip")
     mixup: float = field(0.0, "MixUp Beta alpha on cached maps (0 = off)")
@@ -178,7 +179,8 @@ class FitResult:
 
 def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], train_idx: np.ndarray,
         val_idx: np.ndarray | None, cfg: TrainConfig, epochs: int, class_w: dict[str, torch.Tensor] | None,
-        checkpoint: Path | None = None, resume_state: dict | None = None, desc: str = "epoch") -> FitResult:
+        checkpoint: Path | None = None, resume_state: dict | None = None, desc: str = "epoch",
+        on_epoch: Callable[[dict], None] | None = None) -> FitResult:
     """Train `model` on rows train_idx; early-stop on val macro-F1 when val_idx is given.
 
     With `checkpoint`, the full training state is saved after every epoch (atomic), so a killed
@@ -261,6 +263,8 @@ def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], t
         else:
             best_epoch = epoch + 1
         history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
         stop = val_idx is not None and bad >= cfg.patience
         if checkpoint is not None:
             _atomic_torch_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
@@ -403,11 +407,11 @@ def train(cfg: TrainConfig) -> Path:
     log.info("run %s: arch %s on %s (%s), %dpx, tasks %s", run_dir.name, cfg.arch, bb.name, bb.weights, size, tasks)
 
     paths = frame["path"].tolist()
-    if cfg.tune_tail and (cfg.finetune or bb.tail is None):
-        raise UserError("--tune-tail trains the last stage of a Lite backbone (efficientnet_lite0/2) on cached maps; "
-                        f"not with {'--finetune' if cfg.finetune else '--backbone ' + bb.name}")
+    tune = cfg.tune_tail and bb.tail is not None and not cfg.finetune   # --finetune trains all of it anyway
+    if cfg.tune_tail and bb.tail is None and bb.name != "pixels":
+        log.warning("%s has no stem/tail split (only the Lite backbones do): its head trains on frozen maps", bb.name)
     tta = None
-    pristine_tail = copy.deepcopy(bb.tail) if cfg.tune_tail else None   # every fold starts from ImageNet's
+    pristine_tail = copy.deepcopy(bb.tail) if tune else None   # every fold starts from ImageNet's
     if cfg.finetune:
         sha1s, ok, failed = check_images(ps.root, paths)
         batch = image_batcher(ps.root, paths, size, bb.mean, bb.std, cfg.seed)
@@ -418,7 +422,7 @@ def train(cfg: TrainConfig) -> Path:
         t0 = time.time()
         views, ok, sha1s, stats = extract_features(ps.root, paths, bb, cfg.cache_dir, size,
                                                    views=training_views(cfg.crops), device=cfg.device,
-                                                   stage=cfg.tune_tail, engine=cfg.engine)
+                                                   stage=tune, engine=cfg.engine)
         t_feat = time.time() - t0
         failed = stats.failed
         feat_stats = {"hits": stats.hits, "misses": stats.misses}
@@ -426,7 +430,7 @@ def train(cfg: TrainConfig) -> Path:
                  len(failed), t_feat)
         batch = cached_batcher(views, cfg.seed)
         tta = cached_batcher(views, cfg.seed, "hflip") if cfg.tta else None
-        in_ch = bb.channels if cfg.tune_tail else views["orig"].shape[1]
+        in_ch = bb.channels if tune else views["orig"].shape[1]
     if not ok.any():
         raise UserError(f"{cfg.data}: none of the {len(paths)} images could be read; first: {failed[0] if failed else '?'}")
 
@@ -445,14 +449,25 @@ def train(cfg: TrainConfig) -> Path:
         head = CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout)
         if cfg.finetune:
             return EndToEnd(bb.net, head)
-        if cfg.tune_tail:
+        if tune:
             return TailHead(copy.deepcopy(pristine_tail), head)
         return head
+
+    def log_eta(row: dict) -> None:
+        if row["epoch"] != (resume_state or {}).get("epoch", 0) + 1:
+            return   # once, after the first epoch: it measures this machine's speed on this data
+        n_cf = int((ok & np.any([labels[t] >= 0 for t in tasks], axis=0)).sum())
+        per_row = row["seconds"] / max(1, len(idx["train"]))
+        head = row["seconds"] * (cfg.epochs - row["epoch"])
+        crossfit = per_row * n_cf * (cfg.folds - 1) * (cfg.crossfit_epochs or cfg.epochs) if cfg.folds >= 2 else 0
+        log.info("estimate: at %.1fs an epoch, at most %.0fs more for the final model (early stopping usually ends "
+                 "it sooner) and about %.0fs of cross-fitting (%d folds x %d epochs over %d paintings)", row["seconds"],
+                 head, crossfit, cfg.folds, cfg.crossfit_epochs or cfg.epochs, n_cf)
 
     torch.manual_seed(cfg.seed)
     t0 = time.time()
     res = fit(make_model(), batch, labels, idx["train"], idx["val"], cfg, cfg.epochs, cw,
-              checkpoint=run_dir / "last.pt", resume_state=resume_state)
+              checkpoint=run_dir / "last.pt", resume_state=resume_state, on_epoch=log_eta)
     t_train = time.time() - t0
     model = res.model
 
@@ -484,7 +499,7 @@ def train(cfg: TrainConfig) -> Path:
         "in_channels": in_ch, "data": str(Path(cfg.data).resolve()), "data_root": str(ps.root.resolve()),
         "data_hash": data_hash, "n_paintings": int(len(frame)), "unreadable": failed,
         "splits": {s: int(len(i)) for s, i in idx.items()}, "best_epoch": res.best_epoch,
-        "best_val_macro_f1": res.best_score, "finetune": cfg.finetune, "tune_tail": cfg.tune_tail, "tta": cfg.tta,
+        "best_val_macro_f1": res.best_score, "finetune": cfg.finetune, "tune_tail": tune, "tta": cfg.tta,
         "seconds": {"features": t_feat, "train": t_train, "crossfit": t_crossfit, "total": time.time() - t_start},
         "folds": cfg.folds if cfg.folds >= 2 else 0, "knn_k": cfg.knn_k,
         "feature_cache": feat_stats, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -496,7 +511,7 @@ def train(cfg: TrainConfig) -> Path:
         (run_dir / "label_changes.csv").unlink(missing_ok=True)
     state = model.head.state_dict() if isinstance(model, (EndToEnd, TailHead)) else model.state_dict()
     backbone_state = model.backbone.state_dict() if cfg.finetune else None
-    tail_state = model.tail.state_dict() if cfg.tune_tail else None   # loads into Backbone.tail
+    tail_state = model.tail.state_dict() if tune else None   # loads into Backbone.tail
     _atomic_torch_save({"state_dict": state, "backbone_state": backbone_state, "tail_state": tail_state,
                         "config": dataclasses.asdict(cfg), "meta": meta}, run_dir / "model.pt")
     (run_dir / "metrics.json").write_text(json.dumps({**meta, "metrics": metrics, "history": res.history}, indent=1))
