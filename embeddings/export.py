@@ -29,6 +29,7 @@ from embeddings.project import pca_2d, umap_2d
 from embeddings.scores import (EMBEDDING_DETECTORS, REVIEW_DEFAULT, cross_task_table, detector_table, neighbour_labels,
                                rank_descending, reference_scores, wrong_label_interval)
 from trainer.backbones import build_backbone
+from trainer.cache import pooled_means
 from trainer.cli import UserError, field, parse_config
 from trainer.data import load_paintings
 from trainer.features import check_images, extract_features, image_tensor
@@ -182,7 +183,7 @@ def backbone_pooled_features(root: Path, paths: list[str], meta: dict, cfg: "Emb
     views, _, _, _ = extract_features(root, paths, pretrained_backbone(meta), cfg.cache_dir, meta["image_size"], views=("orig",),
                                       batch_size=cfg.batch_size, device=cfg.device, desc="embed: frozen features",
                                       engine=cfg.engine)
-    return views["orig"].astype(np.float32).mean((2, 3))
+    return pooled_means(views["orig"], np.arange(len(paths)))
 
 
 def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
@@ -287,7 +288,7 @@ def embed(cfg: EmbedConfig) -> Path:
     t0 = time.time()
     probs, emb_scores, source = merge_crossfit(run_dir, frame["path"].tolist(), labels, probs, emb, nb_ids, n_classes)
     # label-free kNN: the pretrained backbone's maps (a fine-tuned or tail-tuned backbone saw the labels)
-    pooled = views["orig"][keep].astype(np.float32).mean((2, 3)) if views is not None and not ckpt.get("tail_state") \
+    pooled = pooled_means(views["orig"], keep) if views is not None and not ckpt.get("tail_state") \
         else backbone_pooled_features(ps.root, frame["path"].tolist(), meta, cfg)
     score_df, wrong_df = score_stage(labels, probs, emb_scores, pooled, n_classes, meta.get("knn_k", 10),
                                      cfg.exact_limit)

@@ -228,4 +228,4 @@ def test_finetune_end_to_end_runs_on_cpu(trained, tmp_path):
     from trainer.crossfit import CrossFit
     cf = CrossFit.load(tmp_path / "ft" / "crossfit.npz")
     assert len(cf.paths) == 40 and sorted(set(cf.fold)) == [0, 1]
-    assert any((tmp_path / "cache").rglob("*-orig.npy"))
+    assert any((tmp_path / "cache").rglob("orig/shard-*.keys.npy"))

@@ -1,12 +1,13 @@
 """Frozen-backbone feature maps, computed once and cached on disk.
 
-Key: (image sha1, backbone, input size, view). One float16 .npy per key under
-`<cache_dir>/<backbone>[-stage]-<size>/<sha1[:2]>/<sha1>-<view>.npy`, written atomically, so a killed
-run leaves no half file and a second run over the same images reads every map from disk.
+Key: (image sha1, backbone, input size, view), stored in memory-mapped float16 shards
+(trainer/cache.py), written atomically, so a killed run leaves no half shard and a second run over
+the same images reads every map from disk. What a caller gets is a (N, C, h, w) array: in RAM when
+the collection is small, else a `MapArray` that reads the rows a batch needs from the shards.
 
 For a backbone split in stem + tail (the Lite ones) the cache holds the stem's output, the input of
 the last stage (192 x 7 x 7 for Lite0, 7x smaller than the final 1280 x 7 x 7 map); the frozen
-tail turns it into the final map in memory (`apply_tail`), and `--tune-tail` trains the tail on it.
+tail turns it into the final map as rows are read (`apply_tail`), and `--tune-tail` trains the tail on it.
 
 Views: `orig` (centre crop), `hflip`, and `crop0`, `crop1`, ...: a random-resized crop with mild
 colour jitter, fixed per (image, view) so a cached map always matches the crop it came from.
@@ -14,7 +15,6 @@ colour jitter, fixed per (image, view) so a cached map always matches the crop i
 from __future__ import annotations
 
 import logging
-import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from trainer.backbones import Backbone
+from trainer.cache import SHARD_BYTES, FeatureCache, MapArray
 from trainer.cli import progress
 from trainer.data import file_sha1, load_image
 from trainer.runtime import inference_fn
@@ -92,31 +93,6 @@ class CacheStats:
     failed: list[str] = field(default_factory=list)  # "path: reason" for images that could not be read
 
 
-class FeatureCache:
-    def __init__(self, cache_dir: str | Path, backbone: str, size: int, stage: bool = False):
-        self.dir = Path(cache_dir) / (f"{backbone}-stage-{size}" if stage else f"{backbone}-{size}")
-
-    def path(self, sha1: str, view: str) -> Path:
-        return self.dir / sha1[:2] / f"{sha1}-{view}.npy"
-
-    def get(self, sha1: str, view: str) -> np.ndarray | None:
-        p = self.path(sha1, view)
-        if not p.is_file():
-            return None
-        try:
-            return np.load(p)
-        except (ValueError, OSError, EOFError):  # damaged cache entry: recompute it
-            return None
-
-    def put(self, sha1: str, view: str, arr: np.ndarray) -> None:
-        p = self.path(sha1, view)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, arr.astype(np.float16))
-        os.replace(tmp, p)
-
-
 def hash_images(root: Path, paths: list[str]) -> list[str | None]:
     """sha1 of each file, None where it cannot be read."""
     out = []
@@ -157,22 +133,32 @@ def apply_tail(maps: np.ndarray, tail: torch.nn.Module, batch_size: int = 256, d
     return np.concatenate(out)
 
 
+IN_MEMORY_BYTES = 2 << 30   # below this the maps a run uses are held in RAM; above, read from shards per batch
+
+
 def extract_features(root: Path, paths: list[str], backbone: Backbone, cache_dir: str | Path, size: int,
                      views: tuple[str, ...] = ("orig",), batch_size: int = 32, device: str = "cpu",
                      sha1s: list[str | None] | None = None, desc: str = "features", stage: bool = False,
-                     engine: str = "auto") -> tuple[dict[str, np.ndarray], np.ndarray, list[str], CacheStats]:
+                     engine: str = "auto", in_memory_bytes: int = IN_MEMORY_BYTES
+                     ) -> tuple[dict[str, np.ndarray | MapArray], np.ndarray, list[str], CacheStats]:
     """Feature maps for every image and view, from cache where present.
 
-    Returns (feats, ok, sha1s, stats): feats[view] is (N, C, h, w) float16 with zeros where the
-    image failed; ok is (N,) bool; stats counts cache hits/misses and lists failed images.
+    Returns (feats, ok, sha1s, stats): feats[view] is (N, C, h, w) float16 (a numpy array when all
+    views fit in `in_memory_bytes`, else a MapArray read per batch) with zeros where the image
+    failed; ok is (N,) bool; stats counts cache hits/misses and lists failed images.
     A split backbone (stem + tail) caches the stem's maps; `stage=True` returns those, else they
     go through `backbone.tail` (its current weights) to the final maps. `engine` runs the
     uncached maps: see trainer/runtime.py.
     """
     feats, ok, sha1s, stats = _cached_maps(root, paths, backbone, cache_dir, size, views, batch_size, device,
                                            sha1s, desc, engine)
-    if backbone.tail is not None and not stage and feats[views[0]].ndim == 4:
-        feats = {v: apply_tail(f, backbone.tail, device=device) for v, f in feats.items()}
+    if not any(len(f.arrays) for f in feats.values()):   # nothing readable: (N, 0) placeholders
+        return {v: np.zeros((len(paths), 0), np.float16) for v in views}, ok, sha1s, stats
+    if backbone.tail is not None and not stage:
+        tail = backbone.tail
+        feats = {v: f.with_transform(lambda x: apply_tail(x, tail, device=device)) for v, f in feats.items()}
+    if sum(f.nbytes for f in feats.values()) <= in_memory_bytes:
+        feats = {v: f.materialize() for v, f in feats.items()}
     return feats, ok, sha1s, stats
 
 
@@ -183,26 +169,25 @@ def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_
     stats = CacheStats()
     if sha1s is None:
         sha1s = hash_images(root, paths)
-    n = len(paths)
     ok = np.array([s is not None for s in sha1s])
     for i in np.flatnonzero(~ok):
         stats.failed.append(f"{root / paths[i]}: cannot read file")
-    feats: dict[str, list] = {v: [None] * n for v in views}
     todo: list[tuple[int, str]] = []
-    for i in np.flatnonzero(ok):
-        for v in views:
-            a = cache.get(sha1s[i], v)
-            if a is None:
-                todo.append((i, v))
-            else:
-                feats[v][i] = a
+    for v in views:
+        index = cache.index(v)
+        for i in np.flatnonzero(ok):
+            if sha1s[i] in index:
                 stats.hits += 1
+            else:
+                todo.append((i, v))
+    todo.sort()   # image-major: each JPEG is decoded once for all its missing views
     stats.misses = len(todo)
     if todo:
         forward, used = inference_fn(backbone.stem if split else backbone.net, size, cache_dir, engine, device)
         log.info("computing %d feature maps with %s at %dpx on %s (%d cached)", len(todo), backbone.name, size,
                  used, stats.hits)
         bad: set[int] = set()
+        pending: dict[str, tuple[list[str], list[np.ndarray]]] = {v: ([], []) for v in views}
         for start in progress(range(0, len(todo), batch_size), desc):
             batch, items = [], []
             for i, v in todo[start:start + batch_size]:
@@ -220,14 +205,17 @@ def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_
                 continue
             out = forward(torch.stack(batch)).astype(np.float16)
             for (i, v), a in zip(items, out):
-                cache.put(sha1s[i], v, a)
-                feats[v][i] = a
+                keys, arrs = pending[v]
+                keys.append(sha1s[i])
+                arrs.append(a)
+                if len(arrs) * a.nbytes >= SHARD_BYTES:
+                    cache.write_shard(v, keys, np.stack(arrs))
+                    pending[v] = ([], [])
+        for v, (keys, arrs) in pending.items():
+            if arrs:
+                cache.write_shard(v, keys, np.stack(arrs))
         ok[list(bad)] = False
     if stats.failed:
         log.warning("%d images could not be read and are skipped; first: %s", len(stats.failed), stats.failed[0])
-    shape = next((a.shape for v in views for a in feats[v] if a is not None), None)
-    if shape is None:
-        return {v: np.zeros((n, 0), np.float16) for v in views}, ok, sha1s, stats
-    zeros = np.zeros(shape, np.float16)
-    out = {v: np.stack([a if a is not None else zeros for a in feats[v]]) for v in views}
-    return out, ok, sha1s, stats
+    live = [s if good else None for s, good in zip(sha1s, ok)]
+    return {v: cache.maps(v, live) for v in views}, ok, sha1s, stats

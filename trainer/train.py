@@ -63,6 +63,9 @@ class TrainConfig:
                           "from the final model, which saw the labels)")
     crossfit_epochs: int = field(6, "epochs per cross-fitting head (a full one-cycle schedule each); "
                                     "0 = the final model's best epoch")
+    rows_per_head: int = field(100_000, "scale: a head sees about this many training rows in all; epochs shrink "
+                                        "(at least 1) once the collection passes it, so the cost per painting of "
+                                        "training and cross-fitting stays flat (0 = no cap)")
     knn_k: int = field(10, "neighbours for the kNN-disagreement detectors")
     test_fraction: float = field(0.15, "share of train carved out as the held-out test split")
     seed: int = field(0, "random seed (splits, init, batches)")
@@ -88,6 +91,15 @@ class TrainConfig:
 
 
 # ------------------------------------------------------------------ helpers
+def epochs_for(epochs: int, n_rows: int, rows_per_head: int) -> int:
+    """`epochs` over n_rows training rows, capped so epochs * n_rows stays near rows_per_head (at least
+    one epoch; 0 = no cap). Small collections keep every epoch; from rows_per_head / epochs paintings up
+    a head's cost stops growing, and past rows_per_head it grows linearly (one epoch)."""
+    if rows_per_head <= 0:
+        return epochs
+    return max(1, min(epochs, rows_per_head // max(1, n_rows)))
+
+
 def class_weights(labels: np.ndarray, n: int) -> torch.Tensor:
     """Inverse-sqrt-frequency weights (C,), mean 1 over the classes present."""
     counts = np.bincount(labels[labels >= 0], minlength=n).astype(float)
@@ -347,7 +359,8 @@ def run_crossfit(cfg: TrainConfig, ps: PaintingSet, backbone_name: str, size: in
             return CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout)
     has_label = np.any([labels[t] >= 0 for t in labels], axis=0)
     rows = np.flatnonzero(ok & has_label)
-    epochs = cfg.crossfit_epochs or max(1, best_epoch)
+    epochs = epochs_for(cfg.crossfit_epochs or max(1, best_epoch), len(rows) * (cfg.folds - 1) // cfg.folds,
+                        cfg.rows_per_head)
     strata = labels["style"] if "style" in labels else labels[next(iter(labels))]
     log.info("cross-fitting: %d folds x %d epochs over %d labelled paintings (all splits)", cfg.folds, epochs, len(rows))
 
@@ -458,15 +471,21 @@ def train(cfg: TrainConfig) -> Path:
             return   # once, after the first epoch: it measures this machine's speed on this data
         n_cf = int((ok & np.any([labels[t] >= 0 for t in tasks], axis=0)).sum())
         per_row = row["seconds"] / max(1, len(idx["train"]))
-        head = row["seconds"] * (cfg.epochs - row["epoch"])
-        crossfit = per_row * n_cf * (cfg.folds - 1) * (cfg.crossfit_epochs or cfg.epochs) if cfg.folds >= 2 else 0
+        head = row["seconds"] * (epochs - row["epoch"])
+        cf_epochs = epochs_for(cfg.crossfit_epochs or epochs, n_cf * (cfg.folds - 1) // max(cfg.folds, 1),
+                               cfg.rows_per_head)
+        crossfit = per_row * n_cf * (cfg.folds - 1) * cf_epochs if cfg.folds >= 2 else 0
         log.info("estimate: at %.1fs an epoch, at most %.0fs more for the final model (early stopping usually ends "
                  "it sooner) and about %.0fs of cross-fitting (%d folds x %d epochs over %d paintings)", row["seconds"],
-                 head, crossfit, cfg.folds, cfg.crossfit_epochs or cfg.epochs, n_cf)
+                 head, crossfit, cfg.folds, cf_epochs, n_cf)
 
+    epochs = epochs_for(cfg.epochs, len(idx["train"]), cfg.rows_per_head)
+    if epochs < cfg.epochs:
+        log.info("%d training paintings: %d epochs instead of %d (--rows-per-head %d keeps the cost per painting "
+                 "flat)", len(idx["train"]), epochs, cfg.epochs, cfg.rows_per_head)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
-    res = fit(make_model(), batch, labels, idx["train"], idx["val"], cfg, cfg.epochs, cw,
+    res = fit(make_model(), batch, labels, idx["train"], idx["val"], cfg, epochs, cw,
               checkpoint=run_dir / "last.pt", resume_state=resume_state, on_epoch=log_eta)
     t_train = time.time() - t0
     model = res.model
