@@ -33,7 +33,10 @@ class BenchConfig:
     images: int = field(256, "paintings used by the training and embedding steps")
     synthetic: int = field(100_000, "paintings in the synthetic store")
     umap_sizes: list[int] = field([25_000, 100_000], "UMAP sizes to time (0 to skip)")
-    steps: list[str] = field(["features", "train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap"], "steps to run")
+    steps: list[str] = field(["features", "train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap"],
+                             "steps to run; also: scale (every stage at --scale-sizes, ~45 min)")
+    scale_sizes: list[int] = field([10_000, 30_000, 100_000], "scale step: collection sizes")
+    scale_features: int = field(10_000, "scale step: real JPEGs for the features rate (largest size it is measured at)")
     gradcam_images: int = field(48, "paintings for the Grad-CAM step (needs a trained runs/latest)")
     out: str = field("bench/results.json", "results file")
 
@@ -141,26 +144,57 @@ def step_features(n: int) -> dict:
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         bb.stem.eval()(torch.zeros(1, 3, 224, 224))
     gflop = fc.get_total_flops() / 1e9    # per image, the stem: what the cache pass runs
-    times = {"eager": [], "onnx": []}
+    from trainer.features import decode_workers
+    # (engine, decode workers): v1's path, the runtime alone, the runtime + 1 decode process, the default
+    variants = {"eager": ("eager", 0), "onnx": ("onnx", 0), "onnx+workers": ("onnx", 1),
+                "default": ("onnx", decode_workers())}
+    times: dict[str, list[float]] = {k: [] for k in variants}
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         extract_features(ps.root, paths[:1], bb, Path(tmp) / "warm", 224, stage=True, engine="onnx")
         export_s = time.perf_counter() - t0    # a cold `make train` pays this once
         for rep in range(2):
-            for engine in ("eager", "onnx"):
+            for name, (engine, workers) in variants.items():
+                out = Path(tmp) / f"{name}{rep}"
                 if engine == "onnx":   # the export is cached: time inference, not the one-off export
                     import shutil
-                    shutil.copytree(Path(tmp) / "warm" / "onnx", Path(tmp) / f"{engine}{rep}" / "onnx")
+                    shutil.copytree(Path(tmp) / "warm" / "onnx", out / "onnx")
                 t0 = time.perf_counter()
-                _, ok, _, _ = extract_features(ps.root, paths, bb, Path(tmp) / f"{engine}{rep}", 224, stage=True,
-                                               engine=engine, batch_size=32)
-                times[engine].append(time.perf_counter() - t0)
+                extract_features(ps.root, paths, bb, out, 224, stage=True, engine=engine, batch_size=32,
+                                 workers=workers)
+                times[name].append(time.perf_counter() - t0)
     peak, peak_desc = _cpu_peak_gflops()
     rate = {e: len(paths) / float(np.mean(t)) for e, t in times.items()}
     return {"paintings": len(paths), "eager_img_s": rate["eager"], "onnx_img_s": rate["onnx"],
-            "runs_s": times, "onnx_export_s": export_s, "speedup_vs_eager": rate["onnx"] / rate["eager"], "stem_gflop_per_img": gflop,
-            "peak_gflops": peak, "peak_desc": peak_desc,
-            "eager_share_of_peak": rate["eager"] * gflop / peak, "onnx_share_of_peak": rate["onnx"] * gflop / peak}
+            "onnx_1_worker_img_s": rate["onnx+workers"], "default_img_s": rate["default"],
+            "default_decode_workers": decode_workers(),
+            "runs_s": times, "onnx_export_s": export_s, "speedup_vs_eager": rate["default"] / rate["eager"],
+            "stem_gflop_per_img": gflop, "peak_gflops": peak, "peak_desc": peak_desc,
+            "eager_share_of_peak": rate["eager"] * gflop / peak, "onnx_share_of_peak": rate["onnx"] * gflop / peak,
+            **_large_jpeg_decode(ps, paths[:32])}
+
+
+def _large_jpeg_decode(ps, paths: list[str]) -> dict:
+    """Decode ms per image of WikiArt-size scans (the mini images upscaled to 1600 px on the longer
+    side, JPEG q90): full decode vs the reduced DCT decode `make train` uses (load_image min_side)."""
+    from PIL import Image
+
+    from trainer.data import load_image
+    with tempfile.TemporaryDirectory() as tmp:
+        big = []
+        for k, p in enumerate(paths):
+            im = load_image(ps.root / p)
+            s = 1600 / max(im.size)
+            path = Path(tmp) / f"{k}.jpg"
+            im.resize((round(im.width * s), round(im.height * s)), Image.BICUBIC).save(path, quality=90)
+            big.append(path)
+        out = {}
+        for name, min_side in (("full", 0), ("reduced", 448)):
+            t0 = time.perf_counter()
+            for path in big:
+                load_image(path, min_side=min_side)
+            out[f"large_jpeg_decode_ms_{name}"] = (time.perf_counter() - t0) / len(big) * 1000
+    return out
 
 
 def step_faiss(n: int) -> dict:
@@ -289,6 +323,9 @@ def step_umap(n: int) -> dict:
     return {"n": n, "seconds": time.perf_counter() - t0}
 
 
+from bench.scale import step_scale, step_scale_features  # noqa: E402,F401  (run by name in a child)
+
+
 def _child(fn_name, arg, q):
     import logging
     logging.basicConfig(level=logging.WARNING)
@@ -319,14 +356,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "train": [("step_train", cfg.images)], "embed": [("step_embed", cfg.images)],
             "faiss": [("step_faiss", cfg.synthetic)], "dashboard": [("step_dashboard", cfg.synthetic)],
             "browser": [("step_browser", cfg.synthetic)], "gradcam": [("step_gradcam", cfg.gradcam_images)],
-            "umap": [("step_umap", n) for n in cfg.umap_sizes if n]}
+            "umap": [("step_umap", n) for n in cfg.umap_sizes if n],
+            "scale": [("step_scale_features", cfg.scale_features)] + [("step_scale", n) for n in cfg.scale_sizes]}
     out = Path(cfg.out)
     # Steps not run this time keep their last measurement (`--steps train` re-measures one step).
     previous = json.loads(out.read_text())["steps"] if out.is_file() else {}
     results = {"machine": machine, "steps": previous}
     for step in cfg.steps:
         for fn, arg in plan[step]:
-            key = f"{step}" if len(plan[step]) == 1 else f"{step}_{arg}"
+            key = f"{step}" if len(plan[step]) == 1 else "scale_features" if fn == "step_scale_features" \
+                else f"{step}_{arg}"
             print(f"running {key} ...", flush=True)
             results["steps"][key] = measure(fn, arg)
             if results["steps"][key]["error"]:
@@ -335,6 +374,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
     if feats:   # issue 11's headline number, kept where its issue asks for it
         results["scale"] = {**(json.loads(out.read_text()).get("scale", {}) if out.is_file() else {}),
                             "features_speedup_vs_eager": feats["speedup_vs_eager"]}
+    if "scale" in cfg.steps:   # the issue-11 table + plot: bench/scale.md, bench/scale.png
+        from bench.scale import write_report
+        report = write_report(results, cfg.scale_sizes)
+        results["scale"] = {**results.get("scale", {}), "rows": report["rows"]}
+        print(report["table"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print(table(results))
@@ -358,7 +402,13 @@ def table(results: dict) -> str:
         if step == "features":
             row(step, f"eager, img/s ({r['paintings']} img)", f"{r['eager_img_s']:.1f}")
             row(step, "ONNX Runtime, img/s", f"{r['onnx_img_s']:.1f}")
-            row(step, "speed-up ONNX / eager", f"{r['speedup_vs_eager']:.2f}x", ">= 1.5x")
+            if "default_img_s" in r:
+                row(step, "ONNX + 1 decode process, img/s", f"{r['onnx_1_worker_img_s']:.1f}")
+                row(step, f"default ({r['default_decode_workers']} decode procs), img/s", f"{r['default_img_s']:.1f}")
+            row(step, "speed-up default / eager", f"{r['speedup_vs_eager']:.2f}x", ">= 1.5x")
+            if "large_jpeg_decode_ms_full" in r:
+                row(step, "1600px JPEG decode ms: full/reduced", f"{r['large_jpeg_decode_ms_full']:.0f}/"
+                    f"{r['large_jpeg_decode_ms_reduced']:.0f}")
             row(step, f"stem {r['stem_gflop_per_img']:.2f} GFLOP/img: % of peak", f"{100 * r['eager_share_of_peak']:.0f}%"
                 f" / {100 * r['onnx_share_of_peak']:.0f}%")
         elif step == "train":
@@ -385,6 +435,11 @@ def table(results: dict) -> str:
             row(step, "Grad-CAM (2 heat maps), s/painting", f"{r['seconds_per_painting']:.2f}", "< 1")
             row(step, f"hottest 10% beats random ({r['paintings']} img)", f"{r['faithful_share']:.0%}", "> 50%")
             row(step, "p(top) drop: hottest / random", f"{r['drop_hot_mean']:.2f}/{r['drop_random_mean']:.2f}")
+        elif step == "scale_features":
+            row(step, f"cold make-train features, {r['n']:,} JPEGs, img/s", f"{r['img_s']:.1f}")
+        elif step.startswith("scale_"):
+            row(step, f"{r['n']:,}: epoch/fold/store s", f"{r['head_epoch_s']:.0f}/{r['crossfit_fold_s']:.0f}/"
+                f"{r['store_stage_s']:.0f}")
         elif step.startswith("umap"):
             row(step, f"UMAP {r['n']:,} x 960, s", f"{r['seconds']:.0f}")
     return "\n".join(lines)

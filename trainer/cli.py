@@ -72,17 +72,18 @@ def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] 
     return 0
 
 
-def progress(items, desc: str, unit: str = "batch", leave: bool = True):
+def progress(items, desc: str, unit: str = "batch", leave: bool = True, total: int | None = None):
     """Iterate with a progress bar on a terminal; in a log file (no TTY) one log line per ~10% instead
-    of a bar redrawn per batch."""
+    of a bar redrawn per batch. `total` lets a generator be consumed lazily (its length, not a list)."""
     import time
 
     from tqdm import tqdm
     if sys.stderr.isatty():
-        yield from tqdm(items, desc=desc, unit=unit, leave=leave)
+        yield from tqdm(items, desc=desc, unit=unit, leave=leave, total=total)
         return
-    items = list(items)
-    n, t0, next_pct = len(items), time.time(), 10
+    if total is None:
+        items = list(items)
+    n, t0, next_pct = (len(items) if total is None else total), time.time(), 10
     for i, x in enumerate(items, 1):
         yield x
         if n >= 20 and 100 * i // n >= next_pct and i < n:

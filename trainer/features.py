@@ -15,6 +15,7 @@ colour jitter, fixed per (image, view) so a cached map always matches the crop i
 from __future__ import annotations
 
 import logging
+import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,14 +134,92 @@ def apply_tail(maps: np.ndarray, tail: torch.nn.Module, batch_size: int = 256, d
     return np.concatenate(out)
 
 
+class _DecodedBatches(torch.utils.data.Dataset):
+    """Item b = the b-th batch of `todo` decoded: ((B, 3, S, S) tensor or None, [(i, view)], [(i, reason)])."""
+
+    def __init__(self, root, paths, sha1s, todo, size, mean, std, batch_size):
+        self.args = root, paths, sha1s, size, mean, std
+        self.todo, self.batch_size = todo, batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.todo) // self.batch_size)
+
+    def __getitem__(self, b: int):
+        root, paths, sha1s, size, mean, std = self.args
+        tensors, items, failures, bad = [], [], [], {}
+        for i, v in self.todo[b * self.batch_size:(b + 1) * self.batch_size]:
+            if i in bad:
+                continue
+            try:
+                img = load_image(root / paths[i], min_side=2 * size)   # 2x: random crops keep their detail
+            except ValueError as e:
+                bad[i] = str(e)
+                failures.append((i, str(e)))
+                continue
+            tensors.append(image_tensor(img, size, mean, std, v, key=sha1s[i]))
+            items.append((i, v))
+        return (torch.stack(tensors) if tensors else None), items, failures
+
+
+def decode_workers() -> int:
+    """Decode processes beside the backbone: none on 2 cores (measured, `make bench ARGS="--steps
+    features"`: one worker beside ONNX Runtime's 2 threads halves the rate, the cores are the
+    bottleneck), one per 4 cores above that, at most 4."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(4, max(1, cores // 4))
+
+
+def decoded_batches(root, paths, sha1s, todo, size, mean, std, batch_size, workers):
+    """Decoded batches of todo [(i, view)], in order, decoded by `workers` processes ahead of the
+    backbone (0 = in this process)."""
+    ds = _DecodedBatches(root, paths, sha1s, todo, size, mean, std, batch_size)
+    if workers <= 0:
+        return (ds[b] for b in range(len(ds)))
+    return iter(torch.utils.data.DataLoader(ds, batch_size=None, num_workers=workers, prefetch_factor=4,
+                                            worker_init_fn=_one_thread))
+
+
+def _one_thread(_):
+    torch.set_num_threads(1)   # a decode worker must not start its own thread pool on the backbone's cores
+
+
+def _local_maps(root, paths, sha1s, todo, backbone, size, cache_dir, engine, device, batch_size, workers, desc, hits):
+    """Yields (items [(i, view)], maps (B, C, h, w) float16, failures [(i, reason)]) computed here."""
+    split = backbone.stem is not None
+    forward, used = inference_fn(backbone.stem if split else backbone.net, size, cache_dir, engine, device)
+    log.info("computing %d feature maps with %s at %dpx on %s (%d cached)", len(todo), backbone.name, size, used, hits)
+    batches = decoded_batches(root, paths, sha1s, todo, size, backbone.mean, backbone.std, batch_size, workers)
+    for batch, items, failures in progress(batches, desc, total=-(-len(todo) // batch_size)):
+        yield items, (forward(batch).astype(np.float16) if batch is not None else []), failures
+
+
+def _ray_maps(root, paths, sha1s, todo, backbone, size, cache_dir, device, batch_size, ray, desc):
+    """As _local_maps, on Ray actors (the batches come back from the Parquet shards)."""
+    from trainer.ray_engine import RaySettings, ray_feature_maps
+    net = backbone.stem if backbone.stem is not None else backbone.net
+    with torch.no_grad():
+        shape = tuple(net.eval()(torch.zeros(1, 3, size, size)).shape[1:])
+    chunks = ray_feature_maps(ray or RaySettings(), root, paths, sha1s, todo, net, size, backbone.mean, backbone.std,
+                              cache_dir, "auto", device, batch_size)
+    for chunk in progress(chunks, f"{desc} (ray)", total=-(-len(todo) // 4096)):
+        items, maps, failures = [], [], []
+        for i, v, blob, err in zip(chunk["row"], chunk["view"], chunk["maps"], chunk["error"]):
+            if err:
+                failures.append((int(i), str(err)))
+            else:
+                items.append((int(i), str(v)))
+                maps.append(np.frombuffer(blob, np.float16).reshape(shape))
+        yield items, maps, failures
+
+
 IN_MEMORY_BYTES = 2 << 30   # below this the maps a run uses are held in RAM; above, read from shards per batch
 
 
 def extract_features(root: Path, paths: list[str], backbone: Backbone, cache_dir: str | Path, size: int,
                      views: tuple[str, ...] = ("orig",), batch_size: int = 32, device: str = "cpu",
                      sha1s: list[str | None] | None = None, desc: str = "features", stage: bool = False,
-                     engine: str = "auto", in_memory_bytes: int = IN_MEMORY_BYTES
-                     ) -> tuple[dict[str, np.ndarray | MapArray], np.ndarray, list[str], CacheStats]:
+                     engine: str = "auto", in_memory_bytes: int = IN_MEMORY_BYTES, workers: int = -1,
+                     ray=None) -> tuple[dict[str, np.ndarray | MapArray], np.ndarray, list[str], CacheStats]:
     """Feature maps for every image and view, from cache where present.
 
     Returns (feats, ok, sha1s, stats): feats[view] is (N, C, h, w) float16 (a numpy array when all
@@ -148,22 +227,30 @@ def extract_features(root: Path, paths: list[str], backbone: Backbone, cache_dir
     failed; ok is (N,) bool; stats counts cache hits/misses and lists failed images.
     A split backbone (stem + tail) caches the stem's maps; `stage=True` returns those, else they
     go through `backbone.tail` (its current weights) to the final maps. `engine` runs the
-    uncached maps: see trainer/runtime.py.
+    uncached maps: see trainer/runtime.py; `workers` processes decode JPEGs meanwhile (-1 = auto);
+    engine 'ray' computes them on a Ray cluster (trainer/ray_engine.py; `ray` = its RaySettings).
     """
     feats, ok, sha1s, stats = _cached_maps(root, paths, backbone, cache_dir, size, views, batch_size, device,
-                                           sha1s, desc, engine)
+                                           sha1s, desc, engine, decode_workers() if workers < 0 else workers, ray)
     if not any(len(f.arrays) for f in feats.values()):   # nothing readable: (N, 0) placeholders
         return {v: np.zeros((len(paths), 0), np.float16) for v in views}, ok, sha1s, stats
     if backbone.tail is not None and not stage:
         tail = backbone.tail
         feats = {v: f.with_transform(lambda x: apply_tail(x, tail, device=device)) for v, f in feats.items()}
+    return maps_for_run(feats, in_memory_bytes), ok, sha1s, stats
+
+
+def maps_for_run(feats: dict[str, MapArray], in_memory_bytes: int = IN_MEMORY_BYTES) -> dict:
+    """The views a run trains or embeds from: in RAM when they all fit in in_memory_bytes (no
+    per-batch reads), else the MapArrays themselves (memory stays flat at any collection size)."""
     if sum(f.nbytes for f in feats.values()) <= in_memory_bytes:
-        feats = {v: f.materialize() for v, f in feats.items()}
-    return feats, ok, sha1s, stats
+        return {v: f.materialize() for v, f in feats.items()}
+    return feats
 
 
 @torch.no_grad()
-def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_size, device, sha1s, desc, engine):
+def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_size, device, sha1s, desc, engine,
+                 workers, ray):
     split = backbone.stem is not None
     cache = FeatureCache(cache_dir, backbone.name, size, stage=split)
     stats = CacheStats()
@@ -183,27 +270,17 @@ def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_
     todo.sort()   # image-major: each JPEG is decoded once for all its missing views
     stats.misses = len(todo)
     if todo:
-        forward, used = inference_fn(backbone.stem if split else backbone.net, size, cache_dir, engine, device)
-        log.info("computing %d feature maps with %s at %dpx on %s (%d cached)", len(todo), backbone.name, size,
-                 used, stats.hits)
         bad: set[int] = set()
         pending: dict[str, tuple[list[str], list[np.ndarray]]] = {v: ([], []) for v in views}
-        for start in progress(range(0, len(todo), batch_size), desc):
-            batch, items = [], []
-            for i, v in todo[start:start + batch_size]:
-                if i in bad:
-                    continue
-                try:
-                    img = load_image(root / paths[i])
-                except ValueError as e:
+        computed = (_ray_maps(root, paths, sha1s, todo, backbone, size, cache_dir, device, batch_size, ray, desc)
+                    if engine == "ray" else
+                    _local_maps(root, paths, sha1s, todo, backbone, size, cache_dir, engine, device, batch_size,
+                                workers, desc, stats.hits))
+        for items, out, failures in computed:
+            for i, reason in failures:
+                if i not in bad:   # an image's views may span two batches: report it once
                     bad.add(i)
-                    stats.failed.append(f"{root / paths[i]}: {e}")
-                    continue
-                batch.append(image_tensor(img, size, backbone.mean, backbone.std, v, key=sha1s[i]))
-                items.append((i, v))
-            if not batch:
-                continue
-            out = forward(torch.stack(batch)).astype(np.float16)
+                    stats.failed.append(f"{root / paths[i]}: {reason}")
             for (i, v), a in zip(items, out):
                 keys, arrs = pending[v]
                 keys.append(sha1s[i])
