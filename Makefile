@@ -3,6 +3,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 BENCH_STAMP := $(VENV)/.bench-$(shell sha1sum requirements-bench.txt | cut -c1-12)
+RAY_STAMP := $(VENV)/.ray-$(shell sha1sum requirements-ray.txt | cut -c1-12)
 DATA   ?= ../shared/data/wikiart-mini
 PORT   ?= 8501
 ARGS   ?=
@@ -14,7 +15,7 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 export PYTHONPATH := $(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv train embed dashboard test bench bench-noise bench-loop bench-ablation clean
+.PHONY: venv ray train embed dashboard test bench bench-noise bench-loop bench-ablation clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -32,7 +33,7 @@ embed: $(STAMP)
 dashboard: $(STAMP)
 	$(PY) -m dashboard --port $(PORT) $(ARGS)
 
-test: $(STAMP) $(BENCH_STAMP)
+test: $(STAMP) $(BENCH_STAMP) $(RAY_STAMP)
 	$(PY) -m pytest -q tests $(ARGS)
 
 bench: $(STAMP)
@@ -42,6 +43,13 @@ bench: $(STAMP)
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-bench.txt
 	rm -f $(VENV)/.bench-*
+	touch $@
+
+# The Ray extra (`--engine ray`): tested on a local instance by make test; `make ray` installs it alone.
+ray: $(RAY_STAMP)
+$(RAY_STAMP): requirements-ray.txt $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-ray.txt
+	rm -f $(VENV)/.ray-*
 	touch $@
 
 bench-noise: $(STAMP) $(BENCH_STAMP)

@@ -487,3 +487,20 @@ class TagLog:
             return con.execute("""SELECT * FROM tags QUALIFY row_number() OVER
                 (PARTITION BY path, task ORDER BY tag_id DESC) = 1 ORDER BY tag_id""").df()
         return self._run(read, read_only=True)
+
+
+def read_parquet_shards(shard_dir: str | Path, columns: list[str], order_by: str, chunk_rows: int = 4096):
+    """Rows of every `*.parquet` under shard_dir (what a Ray pipeline wrote), in `order_by` order,
+    as {column: numpy array} chunks of up to chunk_rows: a 100k-painting run never holds all maps.
+    `columns` and `order_by` are the caller's constants, never user input."""
+    files = sorted(str(p) for p in Path(shard_dir).rglob("*.parquet"))
+    if not files:
+        raise StoreError(f"{shard_dir}: the pipeline wrote no Parquet shards")
+    con = duckdb.connect()
+    try:
+        reader = con.sql(f"SELECT {', '.join(columns)} FROM read_parquet($files) ORDER BY {order_by}",
+                         params={"files": files}).to_arrow_reader(chunk_rows)
+        for batch in reader:
+            yield {c: batch.column(c).to_numpy(zero_copy_only=False) for c in columns}
+    finally:
+        con.close()

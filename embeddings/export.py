@@ -53,8 +53,15 @@ class EmbedConfig:
     projection: str = field("umap", "2-D projection for Explore (pca is always stored too)", choices=["umap", "pca"])
     exact_limit: int = field(50_000, "largest collection indexed exactly; above it HNSW")
     device: str = field("cpu", "cpu or cuda")
-    engine: str = field("auto", "frozen-backbone inference: onnx (ONNX Runtime), eager (PyTorch), auto = onnx on a CPU",
-                        choices=["auto", "onnx", "eager"])
+    engine: str = field("auto", "frozen-backbone inference: onnx (ONNX Runtime), eager (PyTorch), auto = onnx on a "
+                                "CPU; ray = features + head as a Ray Data pipeline (pip install -r requirements-ray.txt)",
+                        choices=["auto", "onnx", "eager", "ray"])
+    ray_address: str = field("", "--engine ray: the cluster to join (ray://host:10001 or auto); empty = start a local one")
+    ray_cpus: int = field(0, "--engine ray, local instance: CPUs to give it (0 = all)")
+    ray_gpus: float = field(0.0, "--engine ray: GPUs per actor (0 = CPU actors)")
+    ray_actors: int = field(0, "--engine ray: inference actors (0 = one per CPU, or per GPU with --ray-gpus)")
+    shard_dir: str = field("", "--engine ray: where the Parquet shards go (a path every node can write); "
+                               "default <store stem>.shards/")
     batch_size: int = field(64, "images per forward pass")
 
 
@@ -220,32 +227,27 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
     return pd.concat(score_rows), wrong
 
 
-def embed(cfg: EmbedConfig) -> Path:
-    t_start = time.time()
-    run_dir = resolve_run_dir(cfg.runs_dir, "") if not cfg.run else Path(cfg.run)
-    ckpt = load_checkpoint(run_dir)
-    meta, tcfg = ckpt["meta"], ckpt["config"]
-    paths = Paths.from_store(cfg.store, cfg.index or None, cfg.tags or None)
-    store_path, index_path, tags_path = paths.store, paths.index, paths.tags
-    for p in (store_path, index_path):
-        parent = p.parent if str(p.parent) else Path(".")
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-            probe = parent / f".artlens-write-test-{os.getpid()}"
-            probe.write_bytes(b"ok")
-            probe.unlink()
-        except OSError as e:
-            raise UserError(f"cannot write to {parent}: {e.strerror or e}") from None
-    data = cfg.data or meta["data"]
-    ps = load_paintings(data, tcfg["test_fraction"], tcfg["seed"])
-    check_classes(meta, ps)
-    if meta["data_hash"] != ps.data_hash():
-        log.warning("data set differs from the one %s was trained on (labels or files changed)", run_dir.name)
-    head, bb = build_model(ckpt)
-    frame = ps.frame
-    paths = frame["path"].tolist()
+@dataclass
+class Forward:
+    """What the forward stage hands the store stage, for the N readable paintings (sorted by path).
 
-    t0 = time.time()
+    frame: their rows of the data; sha1s (N,); emb (N, D) final-model embeddings; probs {task: (N, C)}
+    final-model softmax; pooled (N, C') pretrained-backbone features for the label-free kNN;
+    failed: 'path: reason' for the paintings left out.
+    """
+    frame: pd.DataFrame
+    sha1s: list[str]
+    emb: np.ndarray
+    probs: dict[str, np.ndarray]
+    pooled: np.ndarray
+    failed: list[str]
+
+
+def forward_stage(cfg: EmbedConfig, ckpt: dict, ps) -> Forward:
+    """Features (from the cache where present) and the trained head over every painting, in this process."""
+    meta = ckpt["meta"]
+    head, bb = build_model(ckpt)
+    paths = ps.frame["path"].tolist()
     views, tta = None, None
     if ckpt.get("backbone_state"):
         sha1s, ok, failed = check_images(ps.root, paths)
@@ -266,33 +268,75 @@ def embed(cfg: EmbedConfig) -> Path:
     if not ok.any():
         raise UserError(f"none of the {len(paths)} images under {ps.root} could be read; previous store left as it was")
     keep = np.flatnonzero(ok)
-    emb, probs = predict(model.to(cfg.device), batch, keep, cfg.device, desc="embed: head",
-                         tta=tta if views is not None else None)
-    t_forward = time.time() - t0
-    log.info("embedded %d paintings (%d unreadable skipped) in %.0fs", len(keep), len(failed), t_forward)
+    emb, probs = predict(model.to(cfg.device), batch, keep, cfg.device, desc="embed: head", tta=tta)
+    frame = ps.frame.iloc[keep].reset_index(drop=True)
+    # label-free kNN: the pretrained backbone's maps (a fine-tuned or tail-tuned backbone saw the labels)
+    pooled = pooled_means(views["orig"], keep) if views is not None and not ckpt.get("tail_state") \
+        else backbone_pooled_features(ps.root, frame["path"].tolist(), meta, cfg)
+    return Forward(frame, [sha1s[i] for i in keep], emb, probs, pooled, failed)
 
-    # image_id = position among readable paintings (stable: sorted by path)
-    frame = frame.iloc[keep].reset_index(drop=True)
-    sha1s = [sha1s[i] for i in keep]
+
+def embed(cfg: EmbedConfig) -> Path:
+    """The whole `python -m embeddings` command: forward stage, then store stage."""
+    t_start = time.time()
+    run_dir = resolve_run_dir(cfg.runs_dir, "") if not cfg.run else Path(cfg.run)
+    ckpt = load_checkpoint(run_dir)
+    meta, tcfg = ckpt["meta"], ckpt["config"]
+    paths = Paths.from_store(cfg.store, cfg.index or None, cfg.tags or None)
+    for p in (paths.store, paths.index):
+        parent = p.parent if str(p.parent) else Path(".")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            probe = parent / f".artlens-write-test-{os.getpid()}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as e:
+            raise UserError(f"cannot write to {parent}: {e.strerror or e}") from None
+    data = cfg.data or meta["data"]
+    ps = load_paintings(data, tcfg["test_fraction"], tcfg["seed"])
+    check_classes(meta, ps)
+    if meta["data_hash"] != ps.data_hash():
+        log.warning("data set differs from the one %s was trained on (labels or files changed)", run_dir.name)
+    t0 = time.time()
+    if cfg.engine == "ray":
+        from embeddings.ray_export import ray_forward_stage
+        fw = ray_forward_stage(cfg, run_dir, ckpt, ps)
+    else:
+        fw = forward_stage(cfg, ckpt, ps)
+    t_forward = time.time() - t0
+    log.info("embedded %d paintings (%d unreadable skipped) in %.0fs", len(fw.frame), len(fw.failed), t_forward)
+    times = store_stage(cfg, run_dir, meta, ps.root, fw, paths)
+    log.info("wrote %s and %s (%d paintings, dim %d) in %.0fs: forward %.0fs, %s", paths.store, paths.index,
+             len(fw.frame), fw.emb.shape[1], time.time() - t_start, t_forward,
+             ", ".join(f"{k} {v:.0f}s" for k, v in times.items()))
+    if fw.failed:
+        log.warning("%d unreadable images were skipped: %s", len(fw.failed), "; ".join(fw.failed[:5]))
+    return paths.store
+
+
+def store_stage(cfg: EmbedConfig, run_dir: Path, meta: dict, root: Path, fw: Forward, paths: Paths) -> dict:
+    """Index, scores, duplicates, projections and tables from the forward stage's outputs, written as
+    the store + FAISS index (swapped in whole). Returns seconds per part."""
+    frame, sha1s, emb, failed = fw.frame, fw.sha1s, fw.emb, fw.failed
+    store_path, index_path, tags_path = paths.store, paths.index, paths.tags
     n = len(frame)
-    image_ids = np.arange(n, dtype=np.int64)
+    image_ids = np.arange(n, dtype=np.int64)   # image_id = position among readable paintings (sorted by path)
     given = {t: frame[t].to_numpy(np.int64) for t in meta["tasks"]}
     labels = run_training_labels(run_dir, frame, meta)   # = given unless the run applied review decisions
     n_classes = {t: len(meta["classes"][t]) for t in meta["tasks"]}
+    times = {}
 
     t0 = time.time()
     index, index_report = build_index(emb, image_ids, exact_limit=cfg.exact_limit)
     nb_ids, nb_sim = neighbours_excluding_self(index, emb, image_ids, meta.get("knn_k", 10))
-    t_index = time.time() - t0
+    times["index"] = time.time() - t0
 
     t0 = time.time()
-    probs, emb_scores, source = merge_crossfit(run_dir, frame["path"].tolist(), labels, probs, emb, nb_ids, n_classes)
-    # label-free kNN: the pretrained backbone's maps (a fine-tuned or tail-tuned backbone saw the labels)
-    pooled = pooled_means(views["orig"], keep) if views is not None and not ckpt.get("tail_state") \
-        else backbone_pooled_features(ps.root, frame["path"].tolist(), meta, cfg)
-    score_df, wrong_df = score_stage(labels, probs, emb_scores, pooled, n_classes, meta.get("knn_k", 10),
+    probs, emb_scores, source = merge_crossfit(run_dir, frame["path"].tolist(), labels, fw.probs, emb, nb_ids,
+                                               n_classes)
+    score_df, wrong_df = score_stage(labels, probs, emb_scores, fw.pooled, n_classes, meta.get("knn_k", 10),
                                      cfg.exact_limit)
-    t_scores = time.time() - t0
+    times["scores"] = time.time() - t0
 
     t0 = time.time()
     if n <= cfg.exact_limit:
@@ -307,14 +351,46 @@ def embed(cfg: EmbedConfig) -> Path:
                            "conflicting_tasks": [",".join(conflicts[g]) for g in group[in_group]]})
     log.info("near-duplicates: %d groups, %d with conflicting labels", len(conflicts),
              sum(1 for v in conflicts.values() if v))
+    times["duplicates"] = time.time() - t0
 
+    t0 = time.time()
     proj = [pd.DataFrame({"image_id": image_ids, "method": "pca", **dict(zip("xy", pca_2d(emb).T))})]
     if cfg.projection == "umap" and n >= 4:
         log.info("UMAP on %d paintings (first use compiles numba: about a minute)", n)
         proj.append(pd.DataFrame({"image_id": image_ids, "method": "umap", **dict(zip("xy", umap_2d(emb).T))}))
-    t_proj = time.time() - t0
+    times["projection"] = time.time() - t0
 
-    sizes = [_image_size(ps.root / p) for p in frame["path"]]
+    t0 = time.time()
+    tables = store_tables(run_dir, meta, root, frame, sha1s, emb, given, labels, probs, source, score_df, wrong_df,
+                          proj, dup_df)
+    info = {"run_id": meta["run_id"], "run_dir": str(run_dir.resolve()), "data_root": str(root.resolve()),
+            "index_path": str(index_path.resolve()), "index_kind": index_report["kind"],
+            "index_recall_at_10": f"{index_report['recall_at_10']:.4f}", "embedding_dim": str(emb.shape[1]),
+            "paintings": str(n), "unreadable": json.dumps(failed), "tasks": ",".join(meta["tasks"]),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "cross_fitted": str(bool((np.concatenate(list(source.values())) == "cross-fit").any())).lower(),
+            "folds": str(meta.get("folds", 0)), "knn_k": str(meta.get("knn_k", 10)), "review_default": REVIEW_DEFAULT, "duplicate_threshold": str(cfg.duplicate_threshold),
+            "projection": cfg.projection, "applied_tags": json.dumps(meta.get("applied_tags") or {})}
+    try:
+        save_index(index, index_path)
+        build_store(store_path, tables, info)
+    except OSError as e:
+        raise UserError(f"cannot write the store: {e.strerror or e} ({e.filename or store_path}); "
+                        "the previous store is unchanged") from None
+    try:
+        TagLog(tags_path).ensure()
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    times["write"] = time.time() - t0
+    return times
+
+
+def store_tables(run_dir, meta, root, frame, sha1s, emb, given, labels, probs, source, score_df, wrong_df, proj,
+                 dup_df) -> dict[str, pd.DataFrame]:
+    """The store's tables (db/schema.py) as DataFrames."""
+    n = len(frame)
+    image_ids = np.arange(n, dtype=np.int64)
+    sizes = [_image_size(root / p) for p in frame["path"]]
     pred_rows = []
     for t in meta["tasks"]:
         t3, p3 = top3(probs[t])
@@ -329,7 +405,7 @@ def embed(cfg: EmbedConfig) -> Path:
     bench_path = run_dir / "noise.json"
     benchmark = json.loads(bench_path.read_text()) if bench_path.is_file() else {}
     ckpt_sha1 = hashlib.sha1((run_dir / "model.pt").read_bytes()).hexdigest()
-    tables = {
+    return {
         "runs": pd.DataFrame([{"run_id": meta["run_id"], "checkpoint_sha1": ckpt_sha1, "arch": meta["arch"],
                                "backbone": meta["backbone"], "weights": meta["weights"],
                                "image_size": meta["image_size"], "embedding_dim": meta["embedding_dim"],
@@ -352,32 +428,6 @@ def embed(cfg: EmbedConfig) -> Path:
         "duplicate_groups": dup_df,
         "wrong_label_estimates": wrong_df,
     }
-    info = {"run_id": meta["run_id"], "run_dir": str(run_dir.resolve()), "data_root": str(ps.root.resolve()),
-            "index_path": str(index_path.resolve()), "index_kind": index_report["kind"],
-            "index_recall_at_10": f"{index_report['recall_at_10']:.4f}", "embedding_dim": str(emb.shape[1]),
-            "paintings": str(n), "unreadable": json.dumps(failed), "tasks": ",".join(meta["tasks"]),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "cross_fitted": str(bool((np.concatenate(list(source.values())) == "cross-fit").any())).lower(),
-            "folds": str(meta.get("folds", 0)), "knn_k": str(meta.get("knn_k", 10)), "review_default": REVIEW_DEFAULT, "duplicate_threshold": str(cfg.duplicate_threshold),
-            "projection": cfg.projection, "applied_tags": json.dumps(meta.get("applied_tags") or {})}
-    t0 = time.time()
-    try:
-        save_index(index, index_path)
-        build_store(store_path, tables, info)
-    except OSError as e:
-        raise UserError(f"cannot write the store: {e.strerror or e} ({e.filename or store_path}); "
-                        "the previous store is unchanged") from None
-    try:
-        TagLog(tags_path).ensure()
-    except StoreError as e:
-        raise UserError(str(e)) from None
-    t_write = time.time() - t0
-    log.info("wrote %s and %s (%s, %d paintings, dim %d) in %.0fs: forward %.0fs, index %.0fs, scores %.0fs, "
-             "duplicates+projection %.0fs, write %.0fs", store_path, index_path, index_report["kind"], n,
-             emb.shape[1], time.time() - t_start, t_forward, t_index, t_scores, t_proj, t_write)
-    if failed:
-        log.warning("%d unreadable images were skipped: %s", len(failed), "; ".join(failed[:5]))
-    return store_path
 
 
 def _image_size(path: Path) -> tuple[int, int]:

@@ -70,8 +70,10 @@ class TrainConfig:
     test_fraction: float = field(0.15, "share of train carved out as the held-out test split")
     seed: int = field(0, "random seed (splits, init, batches)")
     device: str = field("cpu", "cpu or cuda")
-    engine: str = field("auto", "frozen-backbone inference: onnx (ONNX Runtime), eager (PyTorch), auto = onnx on a CPU",
-                        choices=["auto", "onnx", "eager"])
+    engine: str = field("auto", "frozen-backbone inference: onnx (ONNX Runtime), eager (PyTorch), auto = onnx on a "
+                                "CPU; ray = the feature stage as a Ray Data pipeline (pip install -r requirements-ray.txt)",
+                        choices=["auto", "onnx", "eager", "ray"])
+    ray_address: str = field("", "--engine ray: the cluster to join (ray://host:10001 or auto); empty = a local one")
     finetune: bool = field(False, "unfreeze the backbone and train end to end (for a GPU)")
     tune_tail: bool = field(True, "train the backbone's last stage + 1x1 head conv with the head, on cached "
                                   "last-stage inputs (Lite backbones: a partial fine-tune a CPU can afford); "
@@ -113,6 +115,14 @@ def subsample(ps: PaintingSet, n: int) -> PaintingSet:
         return ps
     idx = np.linspace(0, len(ps.frame) - 1, n).round().astype(int)
     return dataclasses.replace(ps, frame=ps.frame.iloc[np.unique(idx)].reset_index(drop=True))
+
+
+def ray_settings(cfg: TrainConfig):
+    """--engine ray's settings (the import stays lazy: the default path never loads Ray)."""
+    if cfg.engine != "ray":
+        return None
+    from trainer.ray_engine import RaySettings
+    return RaySettings(address=cfg.ray_address, cpus=cfg.threads)
 
 
 def seed_everything(seed: int) -> None:
@@ -338,6 +348,17 @@ def point_latest(run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
+def crossfit_plan(cfg: TrainConfig, labels: dict[str, np.ndarray], ok: np.ndarray, best_epoch: int
+                  ) -> tuple[np.ndarray, int, np.ndarray]:
+    """(rows to cross-fit: readable and labelled for some task, epochs per fold head, strata (N,)
+    that balance the folds)."""
+    has_label = np.any([labels[t] >= 0 for t in labels], axis=0)
+    rows = np.flatnonzero(ok & has_label)
+    epochs = epochs_for(cfg.crossfit_epochs or max(1, best_epoch), len(rows) * (cfg.folds - 1) // cfg.folds,
+                        cfg.rows_per_head)
+    return rows, epochs, labels["style"] if "style" in labels else labels[next(iter(labels))]
+
+
 def run_crossfit(cfg: TrainConfig, ps: PaintingSet, backbone_name: str, size: int,
                  labels: dict[str, np.ndarray], num_classes: dict[str, int], ok: np.ndarray, cw,
                  batch: Batcher | None, tta: Batcher | None, make_model: Callable, best_epoch: int):
@@ -351,17 +372,13 @@ def run_crossfit(cfg: TrainConfig, ps: PaintingSet, backbone_name: str, size: in
         frozen = build_backbone(backbone_name, cfg.weights)
         views, ok_f, _, _ = extract_features(ps.root, ps.frame["path"].tolist(), frozen, cfg.cache_dir, size,
                                              views=("orig", "hflip"), device=cfg.device, desc="cross-fit: features",
-                                             engine=cfg.engine)
+                                             engine=cfg.engine, ray=ray_settings(cfg))
         ok, batch, in_ch = ok & ok_f, cached_batcher(views, cfg.seed), views["orig"].shape[1]
         tta = cached_batcher(views, cfg.seed, "hflip") if cfg.tta else None
 
         def make_model():
             return CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout)
-    has_label = np.any([labels[t] >= 0 for t in labels], axis=0)
-    rows = np.flatnonzero(ok & has_label)
-    epochs = epochs_for(cfg.crossfit_epochs or max(1, best_epoch), len(rows) * (cfg.folds - 1) // cfg.folds,
-                        cfg.rows_per_head)
-    strata = labels["style"] if "style" in labels else labels[next(iter(labels))]
+    rows, epochs, strata = crossfit_plan(cfg, labels, ok, best_epoch)
     log.info("cross-fitting: %d folds x %d epochs over %d labelled paintings (all splits)", cfg.folds, epochs, len(rows))
 
     def fit_head(model, train_rows, desc):
@@ -435,7 +452,7 @@ def train(cfg: TrainConfig) -> Path:
         t0 = time.time()
         views, ok, sha1s, stats = extract_features(ps.root, paths, bb, cfg.cache_dir, size,
                                                    views=training_views(cfg.crops), device=cfg.device,
-                                                   stage=tune, engine=cfg.engine)
+                                                   stage=tune, engine=cfg.engine, ray=ray_settings(cfg))
         t_feat = time.time() - t0
         failed = stats.failed
         feat_stats = {"hits": stats.hits, "misses": stats.misses}
