@@ -97,17 +97,27 @@ def cross_fit(make_model: Callable[[], torch.nn.Module], fit_head: Callable, pre
     scores = {t: {d: np.full(len(rows), np.nan) for d in EMBEDDING_DETECTORS} for t in labels}
     t_start = time.time()
     for k in range(folds):
-        held, ref = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
-        torch.manual_seed(seed + 100 + k)
-        model = fit_head(make_model(), rows[ref], f"cross-fit {k + 1}/{folds}")
-        emb, p = predict(model, rows)
+        held, p, s = cross_fit_fold(k, fold, make_model, fit_head, predict, sub, rows, seed, knn_k, folds)
         for t, pt in p.items():
-            probs.setdefault(t, np.zeros((len(rows), pt.shape[1]), np.float32))[held] = pt[held]
-        n_classes = {t: pt.shape[1] for t, pt in p.items()}
-        for t, dets in fold_scores(sub, emb, held, ref, n_classes, knn_k).items():
-            for d, s in dets.items():
-                scores[t][d][held] = s
+            probs.setdefault(t, np.zeros((len(rows), pt.shape[1]), np.float32))[held] = pt
+        for t, dets in s.items():
+            for d, v in dets.items():
+                scores[t][d][held] = v
         done = time.time() - t_start
         log.info("cross-fit: fold %d/%d done (%d held out) in %.0fs; about %.0fs left", k + 1, folds, len(held),
                  done, done / (k + 1) * (folds - k - 1))
     return CrossFit(np.array([], dtype=str), fold, probs, scores)
+
+
+def cross_fit_fold(k: int, fold: np.ndarray, make_model: Callable, fit_head: Callable, predict: Callable,
+                   sub: dict[str, np.ndarray], rows: np.ndarray, seed: int, knn_k: int, folds: int):
+    """Fold k of `cross_fit`: a fresh head fit on the other folds, scoring the held-out rows.
+
+    fold (P,) and sub {task: (P,)} are over `rows` (P,). Returns (held (H,) positions in rows,
+    {task: softmax (H, C)}, {task: {detector: (H,)}})."""
+    held, ref = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
+    torch.manual_seed(seed + 100 + k)
+    model = fit_head(make_model(), rows[ref], f"cross-fit {k + 1}/{folds}")
+    emb, p = predict(model, rows)
+    n_classes = {t: pt.shape[1] for t, pt in p.items()}
+    return held, {t: pt[held] for t, pt in p.items()}, fold_scores(sub, emb, held, ref, n_classes, knn_k)
