@@ -27,7 +27,7 @@ def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
     return float(np.mean(hits)) if hits else float("nan")
 
 
-def build_index(vectors: np.ndarray, ids: np.ndarray, exact_limit: int = 50_000, target_recall: float = 0.95,
+def build_index(vectors: np.ndarray, ids: np.ndarray, exact_limit: int = 20_000, target_recall: float = 0.95,
                 sample: int = 500, seed: int = 0) -> tuple[faiss.Index, dict]:
     """Index unit-length `vectors` (N, D) under `ids` (N,) int64. Returns (index, report)."""
     x = normalize(vectors)

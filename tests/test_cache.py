@@ -46,3 +46,43 @@ def test_transform_and_pooled_means_read_in_chunks(tmp_path):
     np.testing.assert_array_equal(m[[3, 1]], x[[3, 1], :2] * 2)
     np.testing.assert_allclose(pooled_means(m, np.arange(10), chunk=3), (x[:, :2] * 2).astype(np.float32).mean((2, 3)),
                                rtol=1e-6)
+
+
+def test_epochs_shrink_past_the_row_budget_so_cost_per_painting_stays_flat():
+    from trainer.train import epochs_for
+    assert epochs_for(40, 1_800, 100_000) == 40          # wikiart-mini keeps every epoch
+    assert epochs_for(6, 24_000, 100_000) == 4
+    assert epochs_for(40, 76_000, 100_000) == 1          # 100k paintings: one pass
+    assert epochs_for(40, 500_000, 100_000) == 1         # never zero
+    assert epochs_for(40, 500_000, 0) == 40              # 0 = no cap
+    sizes = (10_000, 30_000, 100_000, 300_000)
+    rows = [n * epochs_for(6, n, 100_000) for n in sizes]   # rows trained on: never grows faster than the size
+    assert all(r2 / r1 <= n2 / n1 for r1, r2, n1, n2 in zip(rows, rows[1:], sizes, sizes[1:]))
+
+
+def test_maps_read_per_batch_and_decode_workers_give_the_same_features(tmp_path):
+    """Above the in-memory budget a run gets MapArrays (final maps through the tail per batch); a
+    decode worker process gives the same maps and names a corrupt image once."""
+    import shutil
+
+    from tests.conftest import MINI
+    from trainer.backbones import build_backbone
+    from trainer.data import load_paintings
+    from trainer.features import extract_features
+    ps = load_paintings(MINI, test_fraction=0)
+    paths = ps.frame["path"].iloc[::600].tolist()
+    root = tmp_path / "data"
+    for p in paths:
+        (root / p).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ps.root / p, root / p)
+    (root / paths[2]).write_bytes(b"\xff\xd8 truncated")
+    bb = build_backbone("efficientnet_lite0")
+    ram, ok, _, _ = extract_features(root, paths, bb, tmp_path / "a", 224, views=("orig", "hflip"), workers=0)
+    lazy, ok2, _, hit = extract_features(root, paths, bb, tmp_path / "a", 224, views=("orig", "hflip"),
+                                         in_memory_bytes=0)
+    assert isinstance(ram["orig"], np.ndarray) and isinstance(lazy["orig"], MapArray) and hit.misses == 2
+    assert lazy["orig"].shape == ram["orig"].shape == (len(paths), 1280, 7, 7)
+    np.testing.assert_array_equal(lazy["hflip"][np.arange(len(paths))], ram["hflip"])
+    worker, ok3, _, stats = extract_features(root, paths, bb, tmp_path / "b", 224, views=("orig", "hflip"), workers=1)
+    assert (ok == ok3).all() and not ok3[2] and len(stats.failed) == 1 and paths[2] in stats.failed[0]
+    np.testing.assert_allclose(worker["orig"].astype(np.float32), ram["orig"].astype(np.float32), atol=1e-2)

@@ -3,8 +3,9 @@
 Layout: `<cache_dir>/<backbone>[-stage]-<size>/<view>/shard-<id>.npy` holds (M, C, h, w) maps
 and `shard-<id>.keys.npy` the M sha1s, written in that order, each atomically: a shard without its
 keys file is an interrupted write and is ignored (and overwritten later). Opening a view reads only
-the small key files; maps are read through `np.load(mmap_mode="r")`, so 100k paintings cost a few
-dozen open files, not one file per painting and view, and RAM holds only the batch being used.
+the small key files, so 100k paintings cost a few dozen open files, not one file per painting and
+view. Maps are read with pread into the batch
+being built (`ShardFile`), so RAM holds only that batch, not a map of the whole collection.
 
 `MapArray` is the (N, C, h, w) array a run sees: rows gathered from shards on indexing, zeros for
 paintings whose maps are missing (unreadable images), optionally passed through a module (the
@@ -78,8 +79,45 @@ class FeatureCache:
             if hit is not None:
                 shard_of[i] = shards.setdefault(hit[0], len(shards))
                 row_of[i] = hit[1]
-        arrays = [np.load(p, mmap_mode="r") for p in shards]
-        return MapArray(arrays, shard_of, row_of)
+        return MapArray([ShardFile(p) for p in shards], shard_of, row_of)
+
+
+class ShardFile:
+    """One shard's rows read with pread into the caller's buffer: unlike a memory map, the pages
+    read never count as this process's memory (the OS page cache still keeps them warm)."""
+
+    def __init__(self, path: Path):
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran or dtype != np.float16:
+            raise ValueError(f"{path}: not a C-order float16 shard")
+        self.path, self.shape = path, shape
+        self.row_bytes = int(np.prod(shape[1:])) * 2
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def __del__(self):
+        try:
+            os.close(self.fd)
+        except (AttributeError, OSError):
+            pass
+
+    def read_rows(self, rows: np.ndarray, out: np.ndarray) -> None:
+        """out[j] = row rows[j], for ascending rows; consecutive rows are read in one call."""
+        flat = out.reshape(len(rows), -1).view(np.uint8)
+        j = 0
+        while j < len(rows):
+            k = j + 1
+            while k < len(rows) and rows[k] == rows[k - 1] + 1:
+                k += 1
+            want = (k - j) * self.row_bytes
+            got = os.preadv(self.fd, [memoryview(flat[j:k]).cast("B")], self.offset + int(rows[j]) * self.row_bytes)
+            if got != want:
+                raise OSError(f"{self.path}: short read ({got} of {want} bytes): a damaged cache shard")
+            j = k
 
 
 class MapArray:
@@ -114,8 +152,10 @@ class MapArray:
         for s in np.unique(shard[shard >= 0]):
             m = np.flatnonzero(shard == s)
             r = self.row_of[rows[m]]
-            order = np.argsort(r, kind="stable")   # ascending reads: page-cache and disk friendly
-            out[m[order]] = self.arrays[s][r[order]]
+            order = np.argsort(r, kind="stable")   # ascending reads: runs of rows become one read
+            buf = np.empty((len(m), *base), np.float16)
+            self.arrays[s].read_rows(r[order], buf)
+            out[m[order]] = buf
         return out
 
     def __getitem__(self, idx) -> np.ndarray:

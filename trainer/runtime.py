@@ -47,7 +47,7 @@ def inference_fn(net: torch.nn.Module, size: int, cache_dir: str | Path, engine:
     """(forward function, engine used). 'auto' = ONNX Runtime on a CPU when it is installed and
     the export works, else PyTorch eager (always eager on cuda, where eager + AMP is the fast path)."""
     def eager(x: torch.Tensor) -> np.ndarray:
-        with torch.no_grad():
+        with torch.no_grad(), torch.autocast("cuda", enabled=device.startswith("cuda")):   # AMP on a GPU
             return net.to(device).eval()(x.to(device)).float().cpu().numpy()
     if engine == "eager" or (engine == "auto" and device != "cpu"):
         return eager, "eager"

@@ -175,7 +175,8 @@ def predict(model: torch.nn.Module, batch: Batcher, idx: np.ndarray, device: str
     embs, probs = [], {}
     it = range(0, len(idx), batch_size)
     for s in (progress(it, desc) if desc else it):
-        e, logits = model(batch(idx[s:s + batch_size], False).to(device))
+        with torch.autocast("cuda", enabled=device.startswith("cuda")):   # AMP on a GPU, as in training
+            e, logits = model(batch(idx[s:s + batch_size], False).to(device))
         embs.append(e.float().cpu().numpy())
         for t, lg in logits.items():
             probs.setdefault(t, []).append(torch.softmax(lg.float(), 1).cpu().numpy())
@@ -240,7 +241,11 @@ def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], t
         order = rng.permutation(train_idx)
         total, n = 0.0, 0
         bar = range(0, len(order), cfg.batch_size)  # one log line per epoch is progress enough
-        for s in bar:
+        for b, s in enumerate(bar):
+            if b == 20 and epoch == start and len(bar) >= 60:   # a large collection: say early what an epoch costs
+                el = time.time() - t0
+                log.info("%s %d: 20 of %d batches in %.0fs: about %.0fs an epoch, %d epochs", desc, epoch + 1, len(bar),
+                         el, el / 20 * len(bar), epochs)
             idx = order[s:s + cfg.batch_size]
             x = batch(idx, True)
             if mixing:
