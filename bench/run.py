@@ -36,7 +36,7 @@ class BenchConfig:
     steps: list[str] = field(["features", "train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap"],
                              "steps to run; also: scale (every stage at --scale-sizes, ~45 min)")
     scale_sizes: list[int] = field([10_000, 30_000, 100_000], "scale step: collection sizes")
-    scale_features: int = field(10_000, "scale step: real JPEGs for the features rate (largest size it is measured at)")
+    scale_features: int = field(10_000, "scale step: real JPEGs for the features rate (0 = keep the last measurement)")
     gradcam_images: int = field(48, "paintings for the Grad-CAM step (needs a trained runs/latest)")
     out: str = field("bench/results.json", "results file")
 
@@ -357,15 +357,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "faiss": [("step_faiss", cfg.synthetic)], "dashboard": [("step_dashboard", cfg.synthetic)],
             "browser": [("step_browser", cfg.synthetic)], "gradcam": [("step_gradcam", cfg.gradcam_images)],
             "umap": [("step_umap", n) for n in cfg.umap_sizes if n],
-            "scale": [("step_scale_features", cfg.scale_features)] + [("step_scale", n) for n in cfg.scale_sizes]}
+            "scale": [("step_scale_features", cfg.scale_features)] * bool(cfg.scale_features) +
+                     [("step_scale", n) for n in cfg.scale_sizes]}
     out = Path(cfg.out)
     # Steps not run this time keep their last measurement (`--steps train` re-measures one step).
     previous = json.loads(out.read_text())["steps"] if out.is_file() else {}
     results = {"machine": machine, "steps": previous}
     for step in cfg.steps:
         for fn, arg in plan[step]:
-            key = f"{step}" if len(plan[step]) == 1 else "scale_features" if fn == "step_scale_features" \
-                else f"{step}_{arg}"
+            key = ("scale_features" if fn == "step_scale_features" else f"scale_{arg}" if fn == "step_scale"
+                   else step if len(plan[step]) == 1 else f"{step}_{arg}")
             print(f"running {key} ...", flush=True)
             results["steps"][key] = measure(fn, arg)
             if results["steps"][key]["error"]:
@@ -376,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
                             "features_speedup_vs_eager": feats["speedup_vs_eager"]}
     if "scale" in cfg.steps:   # the issue-11 table + plot: bench/scale.md, bench/scale.png
         from bench.scale import write_report
-        report = write_report(results, cfg.scale_sizes)
+        report = write_report(results)
         results["scale"] = {**results.get("scale", {}), "rows": report["rows"]}
         print(report["table"])
     out.parent.mkdir(parents=True, exist_ok=True)

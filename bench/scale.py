@@ -204,6 +204,9 @@ def step_scale(n: int) -> dict:
         out["store_stage_s"] = time.perf_counter() - t0
         out.update({f"store_{k}_s": v for k, v in parts.items()})
         mark("store_stage")
+        from db.store import read_info
+        info = read_info(paths.store)
+        out["index_kind"], out["index_recall_at_10"] = info["index_kind"], float(info["index_recall_at_10"])
         out["store_mb"] = paths.store.stat().st_size / 2**20
         out["index_mb"] = paths.index.stat().st_size / 2**20
     return out
@@ -228,9 +231,10 @@ def scale_report(steps: dict, sizes: list[int], folds: int = 5) -> tuple[list[di
                      "export_forward_s": r["export_forward_s"], "faiss_s": r["store_index_s"],
                      "scores_s": r["store_scores_s"] + r["store_duplicates_s"], "umap_s": r["store_projection_s"],
                      "store_write_s": r["store_write_s"], "peak_mb": s["peak_rss_mb"],
-                     "maps_in_ram": r["maps_in_ram"]})
+                     "maps_in_ram": r["maps_in_ram"], "index": r.get("index_kind", ""),
+                     "recall": r.get("index_recall_at_10", float("nan"))})
     head = ("| paintings | features s | head epoch s (epochs) | head s | cross-fit fold s (epochs) | cross-fit s "
-            "| export forward s | FAISS s | scores + dups s | UMAP s | store write s | total s | peak MB |")
+            "| export forward s | FAISS s (recall@10) | scores + dups s | UMAP s | store write s | total s | peak MB |")
     lines = [head, "|" + "---|" * 13]
     for r in rows:
         total = sum(r[k] for k in ("features_s", "head_s", "crossfit_s", "export_forward_s", "faiss_s", "scores_s",
@@ -239,7 +243,7 @@ def scale_report(steps: dict, sizes: list[int], folds: int = 5) -> tuple[list[di
         lines.append(f"| {r['n']:,} | {r['features_s']:.0f}{'' if r['features_measured'] else ' *'} "
                      f"| {r['head_epoch_s']:.0f} ({r['head_epochs']}) | {r['head_s']:.0f} "
                      f"| {r['crossfit_fold_s']:.0f} ({r['crossfit_epochs']}) | {r['crossfit_s']:.0f} "
-                     f"| {r['export_forward_s']:.0f} | {r['faiss_s']:.0f} | {r['scores_s']:.0f} | {r['umap_s']:.0f} "
+                     f"| {r['export_forward_s']:.0f} | {r['faiss_s']:.0f} ({r['recall']:.3f}) | {r['scores_s']:.0f} | {r['umap_s']:.0f} "
                      f"| {r['store_write_s']:.0f} | {total:.0f} | {r['peak_mb']:.0f} |")
     if rate:
         lines.append(f"\nFeatures measured on {feats['n']:,} real JPEGs: {rate:.1f} paintings/s (orig + hflip maps, "
@@ -275,7 +279,9 @@ def scale_plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(results: dict, sizes: list[int], md: Path = ROOT / "bench" / "scale.md") -> dict:
+def write_report(results: dict, md: Path = ROOT / "bench" / "scale.md") -> dict:
+    """bench/scale.md + .png over every scale_<n> step in results (sizes measured in earlier runs included)."""
+    sizes = sorted(int(k.split("_")[1]) for k in results["steps"] if k.startswith("scale_") and k[6:].isdigit())
     rows, table = scale_report(results["steps"], sizes)
     scale_plot(rows, md.with_suffix(".png"))
     md.write_text("# Scale benchmark\n\nCommand: `make bench ARGS=\"--steps scale\"` (2 CPU cores).\n\n" + table +
@@ -285,4 +291,4 @@ def write_report(results: dict, sizes: list[int], md: Path = ROOT / "bench" / "s
 
 if __name__ == "__main__":   # re-render bench/scale.md and .png from bench/results.json
     res = json.loads((ROOT / "bench" / "results.json").read_text())
-    print(write_report(res, [10_000, 30_000, 100_000])["table"])
+    print(write_report(res)["table"])
