@@ -2,7 +2,8 @@
 interrupted or damaged shard is never read."""
 import numpy as np
 
-from trainer.cache import FeatureCache, MapArray, pooled_means
+import trainer.cache
+from trainer.cache import FeatureCache, MapArray, ShardWriter, pooled_means
 
 
 def _maps(n, seed=0):
@@ -25,6 +26,22 @@ def test_shards_round_trip_in_request_order(tmp_path):
     np.testing.assert_array_equal(m.materialize()[:4], both[[7, 0, 5, 2]])
     assert fresh.missing([f"{i:040d}" for i in (1, 8)], "orig") == [f"{8:040d}"]
     assert fresh.missing([f"{1:040d}"], "hflip") == [f"{1:040d}"]   # views are separate
+
+
+def test_shard_writer_fills_reuses_its_buffer_and_keeps_every_row(tmp_path, monkeypatch):
+    # 3 rows per shard: 8 rows make shards of 3, 3 and 2; reusing the buffer must not alter written shards
+    monkeypatch.setattr(trainer.cache, "SHARD_BYTES", 3 * _maps(1)[0].nbytes)
+    cache = FeatureCache(tmp_path, "bb", 224, stage=True)
+    maps, keys = _maps(8, 3), [f"{i:040d}" for i in range(8)]
+    writer = ShardWriter(cache, "orig", rows_expected=8)
+    for k, m in zip(keys, maps):
+        writer.add(k, m)
+    writer.flush()
+    writer.flush()   # nothing left: no empty shard
+    shards = sorted((cache.dir / "orig").glob("shard-*.keys.npy"))
+    assert sorted(len(np.load(f)) for f in shards) == [2, 3, 3]
+    fresh = FeatureCache(tmp_path, "bb", 224, stage=True)
+    np.testing.assert_array_equal(fresh.maps("orig", keys).materialize(), maps)
 
 
 def test_interrupted_and_damaged_shards_are_ignored(tmp_path):

@@ -1,4 +1,4 @@
-"""The feature-map cache: sharded, memory-mapped float16 arrays keyed by image sha1.
+"""The feature-map cache: sharded float16 arrays keyed by image sha1.
 
 Layout: `<cache_dir>/<backbone>[-stage]-<size>/<view>/shard-<id>.npy` holds (M, C, h, w) maps
 and `shard-<id>.keys.npy` the M sha1s, written in that order, each atomically: a shard without its
@@ -21,6 +21,35 @@ from typing import Callable
 import numpy as np
 
 SHARD_BYTES = 128 << 20   # a killed extraction loses at most one shard of work (seconds to a minute)
+
+
+class ShardWriter:
+    """Collects one view's computed maps row by row into a buffer allocated once, and writes it as
+    a shard each time it fills. Why not a list of per-batch arrays: holding small slices of every
+    batch while the next batch's large decode and backbone buffers are allocated fragments the heap,
+    which then grows by about a batch per batch (measured: 2.7 GB for 2,000 paintings)."""
+
+    def __init__(self, cache: "FeatureCache", view: str, rows_expected: int):
+        self.cache, self.view, self.rows_expected = cache, view, rows_expected
+        self.keys: list[str] = []
+        self.buf: np.ndarray | None = None
+
+    def add(self, sha1: str, maps: np.ndarray) -> None:
+        """Append one painting's (C, h, w) maps; writes a shard when the buffer is full."""
+        if self.buf is None:   # sized on the first row: a shard, or what is left to compute if less
+            rows = max(1, min(SHARD_BYTES // max(1, maps.nbytes), self.rows_expected))
+            self.buf = np.empty((rows, *maps.shape), np.float16)
+        self.buf[len(self.keys)] = maps
+        self.keys.append(sha1)
+        if len(self.keys) == len(self.buf):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered as a shard (nothing if empty); the buffer is reused."""
+        if self.keys:
+            self.cache.write_shard(self.view, self.keys, self.buf[:len(self.keys)])
+            self.rows_expected -= len(self.keys)
+            self.keys = []
 
 
 class FeatureCache:
@@ -121,7 +150,7 @@ class ShardFile:
 
 
 class MapArray:
-    """(N, C, h, w) float16 maps gathered from memory-mapped shards on indexing.
+    """(N, C, h, w) float16 maps gathered from the shard files (positioned reads) on indexing.
 
     `x[idx]` (an index array or a slice) returns a plain numpy array of those rows, in order, zeros
     for rows without a shard. With `transform` (a function (B, C, h, w) -> (B, C', h', w')) the

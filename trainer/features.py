@@ -1,6 +1,6 @@
 """Frozen-backbone feature maps, computed once and cached on disk.
 
-Key: (image sha1, backbone, input size, view), stored in memory-mapped float16 shards
+Key: (image sha1, backbone, input size, view), stored in float16 shard files
 (trainer/cache.py), written atomically, so a killed run leaves no half shard and a second run over
 the same images reads every map from disk. What a caller gets is a (N, C, h, w) array: in RAM when
 the collection is small, else a `MapArray` that reads the rows a batch needs from the shards.
@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from trainer.backbones import Backbone
-from trainer.cache import SHARD_BYTES, FeatureCache, MapArray
+from trainer.cache import FeatureCache, MapArray, ShardWriter
 from trainer.cli import progress
 from trainer.data import file_sha1, load_image
 from trainer.runtime import inference_fn
@@ -271,7 +271,7 @@ def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_
     stats.misses = len(todo)
     if todo:
         bad: set[int] = set()
-        pending: dict[str, tuple[list[str], list[np.ndarray]]] = {v: ([], []) for v in views}
+        writers = {v: ShardWriter(cache, v, sum(1 for _, w in todo if w == v)) for v in views}
         computed = (_ray_maps(root, paths, sha1s, todo, backbone, size, cache_dir, device, batch_size, ray, desc)
                     if engine == "ray" else
                     _local_maps(root, paths, sha1s, todo, backbone, size, cache_dir, engine, device, batch_size,
@@ -282,15 +282,9 @@ def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_
                     bad.add(i)
                     stats.failed.append(f"{root / paths[i]}: {reason}")
             for (i, v), a in zip(items, out):
-                keys, arrs = pending[v]
-                keys.append(sha1s[i])
-                arrs.append(a)
-                if len(arrs) * a.nbytes >= SHARD_BYTES:
-                    cache.write_shard(v, keys, np.stack(arrs))
-                    pending[v] = ([], [])
-        for v, (keys, arrs) in pending.items():
-            if arrs:
-                cache.write_shard(v, keys, np.stack(arrs))
+                writers[v].add(sha1s[i], a)
+        for w in writers.values():
+            w.flush()
         ok[list(bad)] = False
     if stats.failed:
         log.warning("%d images could not be read and are skipped; first: %s", len(stats.failed), stats.failed[0])
