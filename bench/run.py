@@ -35,7 +35,7 @@ class BenchConfig:
     umap_sizes: list[int] = field([25_000, 100_000], "UMAP sizes to time (0 to skip)")
     steps: list[str] = field(["features", "train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap"],
                              "steps to run; also: scale (every stage at --scale-sizes, ~45 min)")
-    scale_sizes: list[int] = field([10_000, 30_000, 100_000], "scale step: collection sizes")
+    scale_sizes: list[int] = field([10_000, 30_000, 100_000], "scale step: collection sizes (0 = only the features rate)")
     scale_features: int = field(10_000, "scale step: real JPEGs for the features rate (0 = keep the last measurement)")
     gradcam_images: int = field(48, "paintings for the Grad-CAM step (needs a trained runs/latest)")
     out: str = field("bench/results.json", "results file")
@@ -358,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "browser": [("step_browser", cfg.synthetic)], "gradcam": [("step_gradcam", cfg.gradcam_images)],
             "umap": [("step_umap", n) for n in cfg.umap_sizes if n],
             "scale": [("step_scale_features", cfg.scale_features)] * bool(cfg.scale_features) +
-                     [("step_scale", n) for n in cfg.scale_sizes]}
+                     [("step_scale", n) for n in cfg.scale_sizes if n]}
     out = Path(cfg.out)
     # Steps not run this time keep their last measurement (`--steps train` re-measures one step).
     previous = json.loads(out.read_text())["steps"] if out.is_file() else {}

@@ -217,6 +217,7 @@ def scale_report(steps: dict, sizes: list[int], folds: int = 5) -> tuple[list[di
     """Rows per size (seconds per stage + peak MB) and the markdown table; features at sizes above
     the measured one use its rate."""
     feats = (steps.get("scale_features") or {}).get("result") or {}
+    feats_peak = (steps.get("scale_features") or {}).get("peak_rss_mb", float("nan"))
     rate = feats.get("img_s")
     rows = []
     for n in sizes:
@@ -247,7 +248,8 @@ def scale_report(steps: dict, sizes: list[int], folds: int = 5) -> tuple[list[di
                      f"| {r['store_write_s']:.0f} | {total:.0f} | {r['peak_mb']:.0f} |")
     if rate:
         lines.append(f"\nFeatures measured on {feats['n']:,} real JPEGs: {rate:.1f} paintings/s (orig + hflip maps, "
-                     f"{feats['maps_s']:.1f} maps/s); * = that rate applied. Cross-fit s = {folds} x one measured fold. "
+                     f"{feats['maps_s']:.1f} maps/s, peak {feats_peak:.0f} MB in that process); * = that rate applied. "
+                     f"Peak MB = the process running the later stages at that size. Cross-fit s = {folds} x one measured fold. "
                      "Head s = epochs x one measured epoch (early stopping usually ends sooner).")
     return rows, "\n".join(lines)
 
