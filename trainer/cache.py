@@ -207,5 +207,7 @@ class MapArray:
 
 def pooled_means(maps, rows: np.ndarray, chunk: int = 2048) -> np.ndarray:
     """(len(rows), C) float32 spatial means of maps[rows], read in chunks (bounded memory)."""
-    out = [maps[rows[s:s + chunk]].astype(np.float32).mean((2, 3)) for s in range(0, len(rows), chunk)]
-    return np.concatenate(out) if out else np.zeros((0, maps.shape[1]), np.float32)
+    out = np.zeros((len(rows), maps.shape[1]), np.float32)   # one array, not a list of chunks (heap fragmentation)
+    for s in range(0, len(rows), chunk):
+        out[s:s + chunk] = maps[rows[s:s + chunk]].astype(np.float32).mean((2, 3))
+    return out

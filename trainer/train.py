@@ -172,17 +172,23 @@ def predict(model: torch.nn.Module, batch: Batcher, idx: np.ndarray, device: str
         e2, p2 = predict(model, tta, idx, device, batch_size)
         return (e1 + e2) / 2, {t: (p1[t] + p2[t]) / 2 for t in p1}
     model.eval()
-    embs, probs = [], {}
+    # Outputs go into arrays allocated once: a list of per-batch arrays, each allocated between
+    # the batches' large input buffers, fragments the heap and grows it by about a batch per batch.
+    embs, probs = None, {}
     it = range(0, len(idx), batch_size)
     for s in (progress(it, desc) if desc else it):
         with torch.autocast("cuda", enabled=device.startswith("cuda")):   # AMP on a GPU, as in training
             e, logits = model(batch(idx[s:s + batch_size], False).to(device))
-        embs.append(e.float().cpu().numpy())
+        if embs is None:
+            embs = np.zeros((len(idx), e.shape[1]), np.float32)
+        embs[s:s + len(e)] = e.float().cpu().numpy()
         for t, lg in logits.items():
-            probs.setdefault(t, []).append(torch.softmax(lg.float(), 1).cpu().numpy())
-    D = getattr(model, "embedding_dim", None) or model.head.embedding_dim
-    return (np.concatenate(embs) if embs else np.zeros((0, D), np.float32),
-            {t: np.concatenate(p) for t, p in probs.items()})
+            if t not in probs:
+                probs[t] = np.zeros((len(idx), lg.shape[1]), np.float32)
+            probs[t][s:s + len(lg)] = torch.softmax(lg.float(), 1).cpu().numpy()
+    if embs is None:   # no rows
+        embs = np.zeros((0, getattr(model, "embedding_dim", None) or model.head.embedding_dim), np.float32)
+    return embs, probs
 
 
 def val_score(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray], idx: np.ndarray) -> float:
