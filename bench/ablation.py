@@ -34,6 +34,7 @@ VARIANTS = {   # each change alone on the v1 classifier, then combined with tail
     "+ TTA": FROZEN + ["--tta"],
     "tail + MixUp/CutMix": MIX,
     "tail + MixUp/CutMix + 2 crops": MIX + ["--crops", "2"],
+    "tail + refit on train+val": ["--refit"],
     "lite2, frozen": ["--backbone", "efficientnet_lite2"] + FROZEN,
     "lite2 + tail": ["--backbone", "efficientnet_lite2"],
 }
@@ -74,8 +75,9 @@ def read_variant(cfg: AblationConfig, name: str, flags: list[str]) -> dict:
     if not path.is_file():
         return {"name": name, "flags": flags, "error": f"no {path}"}
     m = json.loads(path.read_text())
-    return {"name": name, "flags": flags, "seconds": m["seconds"], "feature_cache": m["feature_cache"],
-            "best_epoch": m["best_epoch"],
+    return {"name": name, "flags": flags, "seed": cfg.seed, "folds": cfg.folds, "seconds": m["seconds"], "feature_cache": m["feature_cache"],
+            "best_epoch": m["best_epoch"], "refit": bool(m.get("refit")),
+            "test_before_refit": {t: v["top1"] for t, v in m["metrics"].get("before_refit", {}).get("test", {}).items()},
             "val": {t: {"top1": v["top1"], "n": v["n"]} for t, v in m["metrics"]["val"].items()},
             "test": {t: {"top1": v["top1"], "ci95": v["top1_ci95"], "n": v["n"]} for t, v in m["metrics"]["test"].items()}}
 
@@ -94,30 +96,44 @@ def table(rows: list[dict], cfg: AblationConfig) -> str:
         cold = " (cold)" if r["feature_cache"]["misses"] else ""
         s = r["seconds"]
         val = np.mean([v["top1"] for v in r.get("val", {}).values()]) if r.get("val") else float("nan")
+        val_cell = "in-sample (trained on val)" if r.get("refit") else f"{val:.3f}"
         lines.append(f"| {r['name']} | `{' '.join(r['flags']) or '(none)'}` | " + " | ".join(cells)
-                     + f" | {val:.3f} | {s['features']:.0f}{cold} | {s['train']:.0f} | {s['total']:.0f} |")
+                     + f" | {val_cell} | {s['features']:.0f}{cold} | {s['train']:.0f} | {s['total']:.0f} |")
+    notes = [f"\n{r['name']}: the same run's early-stopped model, before the refit, scored "
+             + ", ".join(f"{t} {v:.3f}" for t, v in r["test_before_refit"].items()) + " on test."
+             for r in rows if r.get("test_before_refit")]
     return (f"Seed {cfg.seed}, {cfg.folds or 'no'} cross-fitting folds, data {cfg.data}.\n"
-            f"Command: `make bench-ablation ARGS=\"--seed {cfg.seed} --folds {cfg.folds}\"`\n\n" + "\n".join(lines) + "\n")
+            f"Command: `make bench-ablation ARGS=\"--seed {cfg.seed} --folds {cfg.folds}\"`\n\n" + "\n".join(lines)
+            + "\n" + "".join(notes) + ("\n" if notes else ""))
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
     cfg = parse_config(AblationConfig, argv, "python -m bench.ablation", __doc__.split("\n\n")[0])
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
-    rows = []
+    unknown = [n for n in cfg.variants if n not in VARIANTS]
+    if unknown:
+        raise SystemExit(f"error: unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    # Rows of variants not re-run this time are kept from <out>.json: running one variant must
+    # not drop the others from the table.
+    out_json = Path(cfg.out + ".json")
+    kept = json.loads(out_json.read_text()) if out_json.is_file() else []
+    done = {r["name"]: r for r in kept if (r.get("seed", 0), r.get("folds", 0)) == (cfg.seed, cfg.folds)}
+
+    def save() -> list[dict]:
+        rows = [done[n] for n in VARIANTS if n in done]
+        out_json.write_text(json.dumps(rows, indent=1))
+        Path(cfg.out + ".md").write_text(table(rows, cfg))
+        return rows
     for name in cfg.variants:
-        if name not in VARIANTS:
-            raise SystemExit(f"error: unknown variant {name!r}; choose from {', '.join(VARIANTS)}")
         if cfg.table_only:
-            rows.append(read_variant(cfg, name, VARIANTS[name]))
+            done[name] = read_variant(cfg, name, VARIANTS[name])
             continue
         print(f"{name}: training ...", flush=True)
-        rows.append(run_variant(cfg, name, VARIANTS[name]))
-        print(f"{name}: {rows[-1].get('error') or {t: round(v['top1'], 3) for t, v in rows[-1]['test'].items()}}",
+        done[name] = run_variant(cfg, name, VARIANTS[name])
+        print(f"{name}: {done[name].get('error') or {t: round(v['top1'], 3) for t, v in done[name]['test'].items()}}",
               flush=True)
-        Path(cfg.out + ".json").write_text(json.dumps(rows, indent=1))
-        Path(cfg.out + ".md").write_text(table(rows, cfg))
-    Path(cfg.out + ".json").write_text(json.dumps(rows, indent=1))
-    Path(cfg.out + ".md").write_text(table(rows, cfg))
+        save()
+    rows = save()
     print(table(rows, cfg))
     return {"rows": rows}
 

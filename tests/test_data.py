@@ -1,6 +1,7 @@
 """Loader: both layouts, the real ArtGAN quirks, and one-line errors for bad input."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -153,3 +154,22 @@ def test_every_cli_has_help(module):
     """--help prints usage and exits 0 (a '%' in a help text once made noise_bench's --help crash)."""
     r = run_cli(module, "--help")
     assert r.returncode == 0 and r.stdout.startswith("usage:") and "Traceback" not in r.stderr, r.stderr[-500:]
+
+
+def test_ablation_rerun_of_one_variant_keeps_the_other_rows(tmp_path):
+    """Re-running (here: re-reading) one variant rewrites its row only; rows of other seeds are
+    not mixed into the table."""
+    out = tmp_path / "abl"
+    kept = {"name": "+ TTA", "flags": ["--tta"], "seed": 0, "folds": 0, "best_epoch": 9, "refit": False,
+            "seconds": {"features": 1, "train": 2, "total": 3}, "feature_cache": {"misses": 0},
+            "val": {"style": {"top1": 0.5, "n": 10}},
+            "test": {"style": {"top1": 0.625, "ci95": [0.5, 0.75], "n": 8}}}
+    other_seed = {**kept, "name": "+ 2 crop views", "seed": 1}
+    out.with_suffix(".json").write_text(json.dumps([kept, other_seed]))
+    r = run_cli("bench.ablation", "--table-only", "--variants", "frozen (v1 default)", "--out", str(out),
+                "--out-dir", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stderr[-1000:]
+    md = out.with_suffix(".md").read_text()
+    assert "| + TTA | `--tta` | 0.625 (0.50-0.75) | 0.500 |" in md
+    assert "| frozen (v1 default) | `--no-tune-tail` | no " in md   # its run folder does not exist here
+    assert "+ 2 crop views" not in md

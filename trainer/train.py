@@ -84,6 +84,9 @@ class TrainConfig:
     cutmix: float = field(0.0, "CutMix Beta alpha on cached maps, boxes of the spatial map (0 = off)")
     mix_prob: float = field(1.0, "share of batches mixed when --mixup or --cutmix is on (half CutMix when both)")
     tta: bool = field(False, "average predictions and embeddings over orig + hflip (test metrics, cross-fit, embed)")
+    refit: bool = field(False, "after early stopping on val, train the final model again on train + val for a full "
+                               "schedule of the best epoch's length (more paintings per class; val metrics then "
+                               "become in-sample, test stays held out)")
     threads: int = field(0, "torch CPU threads; 0 = all cores")
     limit: int = field(0, "use only N paintings (evenly spread), for quick checks; 0 = all")
     resume: bool = field(False, "continue the interrupted run --run-id (default runs/latest)")
@@ -339,6 +342,17 @@ def _atomic_torch_save(obj, path: Path) -> None:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
 
 
+def refit_final(make_model: Callable, batch: Batcher, labels: dict[str, np.ndarray], rows: np.ndarray,
+                cfg: TrainConfig, best_epoch: int, tasks: Sequence[str], num_classes: dict[str, int]) -> torch.nn.Module:
+    """--refit: a fresh model trained on `rows` (train + val) for one full schedule of `best_epoch`
+    epochs, the length early stopping on val chose; no early stopping (val is in the training rows)."""
+    epochs = max(1, best_epoch)
+    log.info("refit: train + val (%d paintings), %d epochs", len(rows), epochs)
+    cw = ({t: class_weights(labels[t][rows], num_classes[t]) for t in tasks} if cfg.balance == "weights" else None)
+    torch.manual_seed(cfg.seed)
+    return fit(make_model(), batch, labels, rows, None, cfg, epochs, cw, desc="refit epoch").model
+
+
 # ------------------------------------------------------------------ main
 def resolve_run_dir(out_dir: str, run_id: str) -> Path:
     """runs/<run_id>, or what runs/latest points to when run_id is empty."""
@@ -515,18 +529,29 @@ def train(cfg: TrainConfig) -> Path:
     t0 = time.time()
     res = fit(make_model(), batch, labels, idx["train"], idx["val"], cfg, epochs, cw,
               checkpoint=run_dir / "last.pt", resume_state=resume_state, on_epoch=log_eta)
-    t_train = time.time() - t0
     model = res.model
 
-    # Held-out test metrics (the reported numbers), plus val for reference.
-    metrics: dict = {"test": {}, "val": {}}
-    for s in ("test", "val"):
-        if len(idx[s]) == 0:
-            continue
-        _, probs = predict(model, batch, idx[s], cfg.device, tta=tta)
-        for t in tasks:
-            if (labels[t][idx[s]] >= 0).any():
-                metrics[s][t] = classification_metrics(labels[t][idx[s]], probs[t], ps.classes[t])
+    def split_metrics(m: torch.nn.Module, splits: Sequence[str]) -> dict:
+        out: dict = {}
+        for s in splits:
+            if len(idx[s]) == 0:
+                continue
+            _, probs = predict(m, batch, idx[s], cfg.device, tta=tta)
+            out[s] = {t: classification_metrics(labels[t][idx[s]], probs[t], ps.classes[t])
+                      for t in tasks if (labels[t][idx[s]] >= 0).any()}
+        return out
+
+    before_refit = None
+    if cfg.refit and len(idx["val"]):
+        before_refit = split_metrics(model, ["test", "val"])   # the early-stopped model, for the ablation
+        model = refit_final(make_model, batch, labels, np.concatenate([idx["train"], idx["val"]]), cfg,
+                            res.best_epoch, tasks, num_classes)
+    t_train = time.time() - t0
+
+    # Held-out test metrics (the reported numbers), plus val for reference (in-sample after --refit).
+    metrics: dict = {"test": {}, "val": {}, **split_metrics(model, ["test", "val"])}
+    if before_refit is not None:
+        metrics["before_refit"] = before_refit
     for t, m in metrics["test"].items():
         log.info("test %-6s top-1 %.3f (95%% interval %.3f-%.3f)  top-5 %.3f  macro-F1 %.3f  (n=%d)", t, m["top1"],
                  *m["top1_ci95"], m["top5"], m["macro_f1"], m["n"])
@@ -547,6 +572,7 @@ def train(cfg: TrainConfig) -> Path:
         "data_hash": data_hash, "n_paintings": int(len(frame)), "unreadable": failed,
         "splits": {s: int(len(i)) for s, i in idx.items()}, "best_epoch": res.best_epoch,
         "best_val_macro_f1": res.best_score, "finetune": cfg.finetune, "tune_tail": tune, "tta": cfg.tta,
+        "refit": bool(cfg.refit and len(idx["val"])),
         "seconds": {"features": t_feat, "train": t_train, "crossfit": t_crossfit, "total": time.time() - t_start},
         "folds": cfg.folds if cfg.folds >= 2 else 0, "knn_k": cfg.knn_k,
         "feature_cache": feat_stats, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
