@@ -92,22 +92,43 @@ def test_soft_loss_equals_the_masked_loss_on_one_hot_targets():
         assert torch.isclose(hard, s, atol=1e-5), (hard, s)
 
 
-def test_short_tail_tuning_beats_the_frozen_head(trained, tmp_path):
-    """Same subset, seed and epochs: training the last stage with the head reaches a better
-    validation macro-F1 than the head alone on frozen maps."""
-    work = trained["work"]
-    best = {}
-    for name, flags in (("frozen", ["--no-tune-tail"]), ("tail", ["--tune-tail"])):
-        r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path), "--run-id", name,
+@pytest.fixture(scope="module")
+def tail_runs(trained, tmp_path_factory) -> dict:
+    """Same subset, seed and epochs: a frozen-head run and a tail-tuning run, the latter with
+    --refit (its early-stopped phase is the plain tail run; the refit comes after)."""
+    work, out = trained["work"], tmp_path_factory.mktemp("tail_runs")
+    runs = {}
+    for name, flags in (("frozen", ["--no-tune-tail"]), ("tail", ["--tune-tail", "--refit"])):
+        r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(out), "--run-id", name,
                     "--cache-dir", str(work / "cache"), "--epochs", "6", "--folds", "0", "--test-fraction", "0.2",
                     "--patience", "99", *flags)
         assert r.returncode == 0, r.stderr[-2000:]
-        m = json.loads((tmp_path / name / "metrics.json").read_text())
-        assert m["feature_cache"]["misses"] == 0   # the frozen run's cache serves the tuned one
-        best[name] = m["best_val_macro_f1"]
-    ckpt = torch.load(tmp_path / "tail" / "model.pt", map_location="cpu", weights_only=False)
+        runs[name] = {"dir": out / name, "log": r.stderr, "metrics": json.loads((out / name / "metrics.json").read_text())}
+    return runs
+
+
+def test_short_tail_tuning_beats_the_frozen_head(tail_runs):
+    """Training the last stage with the head reaches a better validation macro-F1 (early-stopping
+    phase) than the head alone on frozen maps."""
+    best = {name: run["metrics"]["best_val_macro_f1"] for name, run in tail_runs.items()}
+    assert tail_runs["tail"]["metrics"]["feature_cache"]["misses"] == 0   # the frozen run's cache serves the tuned one
+    ckpt = torch.load(tail_runs["tail"]["dir"] / "model.pt", map_location="cpu", weights_only=False)
     assert ckpt["tail_state"] and ckpt["meta"]["tune_tail"]
     assert best["tail"] > best["frozen"], best
+
+
+def test_refit_trains_the_final_model_on_train_and_val(tail_runs):
+    """--refit: after early stopping, a fresh model trains on train + val for the best epoch's
+    length; its val accuracy (now in-sample) rises above the early-stopped model's, and the test
+    split is still scored."""
+    m, log = tail_runs["tail"]["metrics"], tail_runs["tail"]["log"]
+    n = m["splits"]["train"] + m["splits"]["val"]
+    assert m["refit"] and f"refit: train + val ({n} paintings), {m['best_epoch']} epochs" in log
+    before, after = m["metrics"]["before_refit"]["val"], m["metrics"]["val"]
+    mean_top1 = lambda ms: np.mean([v["top1"] for v in ms.values()])   # noqa: E731
+    assert mean_top1(after) > mean_top1(before) + 0.05, (mean_top1(before), mean_top1(after))
+    assert set(m["metrics"]["test"]) == set(m["tasks"])
+    assert not tail_runs["frozen"]["metrics"]["refit"] and "before_refit" not in tail_runs["frozen"]["metrics"]["metrics"]
 
 
 def test_onnx_runtime_features_equal_eager(tmp_path):
@@ -129,19 +150,3 @@ def test_onnx_runtime_features_equal_eager(tmp_path):
     assert len(list((tmp_path / "onnx" / "onnx").glob("*.onnx"))) == 1
     assert not (tmp_path / "eager" / "onnx").exists()
 
-
-def test_refit_trains_the_final_model_on_train_and_val(trained, tmp_path):
-    """--refit: after early stopping, a fresh model trains on train + val for the best epoch's
-    length; its val accuracy (now in-sample) rises above the early-stopped model's, and the test
-    split is still scored."""
-    r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path), "--run-id", "refit",
-                "--cache-dir", str(trained["work"] / "cache"), "--epochs", "6", "--folds", "0",
-                "--test-fraction", "0.2", "--patience", "99", "--refit")
-    assert r.returncode == 0, r.stderr[-2000:]
-    m = json.loads((tmp_path / "refit" / "metrics.json").read_text())
-    n = m["splits"]["train"] + m["splits"]["val"]
-    assert m["refit"] and f"refit: train + val ({n} paintings), {m['best_epoch']} epochs" in r.stderr
-    before, after = m["metrics"]["before_refit"]["val"], m["metrics"]["val"]
-    mean_top1 = lambda ms: np.mean([v["top1"] for v in ms.values()])   # noqa: E731
-    assert mean_top1(after) > mean_top1(before) + 0.05, (mean_top1(before), mean_top1(after))
-    assert set(m["metrics"]["test"]) == set(m["tasks"])

@@ -24,14 +24,14 @@ def test_two_processes_tag_concurrently_without_loss(tmp_path):
     path = tmp_path / "tags.duckdb"
     TagLog(path).ensure()
     script = tmp_path / "writer.py"
-    script.write_text(WRITER.format(root=str(ROOT), path=str(path), n=500))
+    script.write_text(WRITER.format(root=str(ROOT), path=str(path), n=300))
     procs = [subprocess.Popen([sys.executable, str(script), who]) for who in ("ana", "ben")]
     assert [p.wait(timeout=600) for p in procs] == [0, 0]
     hist = TagLog(path).history()
-    assert len(hist) == 1000 and hist["tag_id"].is_unique
+    assert len(hist) == 600 and hist["tag_id"].is_unique
     for who in ("ana", "ben"):
         mine = hist[hist.reviewer == who]
-        assert mine["note"].astype(int).tolist() == list(range(500))  # each writer's order preserved
+        assert mine["note"].astype(int).tolist() == list(range(300))  # each writer's order preserved
         assert mine["path"].is_unique
     assert hist["tag_id"].is_monotonic_increasing and hist["created_at"].is_monotonic_increasing
 
