@@ -148,12 +148,23 @@ def test_non_utf8_csv_and_class_with_one_image(tmp_path):
     assert (f["split"] == "test").sum() == 3  # half of the 6 Cubism paintings
 
 
-@pytest.mark.parametrize("module", ["trainer", "embeddings", "embeddings.noise_bench", "embeddings.loop_bench",
-                                    "embeddings.explain", "bench.run", "bench.ablation", "dashboard", "dashboard.export"])
-def test_every_cli_has_help(module):
-    """--help prints usage and exits 0 (a '%' in a help text once made noise_bench's --help crash)."""
-    r = run_cli(module, "--help")
-    assert r.returncode == 0 and r.stdout.startswith("usage:") and "Traceback" not in r.stderr, r.stderr[-500:]
+CLIS = ["trainer", "embeddings", "embeddings.noise_bench", "embeddings.loop_bench", "embeddings.explain", "bench.run",
+        "bench.ablation", "dashboard", "dashboard.export"]
+
+
+def test_every_cli_has_help():
+    """--help prints usage and exits 0 (a '%' in a help text once made noise_bench's --help crash).
+    The CLIs start side by side: each spends its few seconds importing torch."""
+    import os
+    import subprocess
+    import sys
+    from conftest import ROOT
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = {m: subprocess.Popen([sys.executable, "-m", m, "--help"], cwd=ROOT, env=env, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for m in CLIS}
+    for m, p in procs.items():
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0 and out.startswith("usage:") and "Traceback" not in err, (m, err[-500:])
 
 
 def test_ablation_rerun_of_one_variant_keeps_the_other_rows(tmp_path):
