@@ -18,13 +18,15 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER) and not os.environ.get
                                 reason="chromium + chromium-driver not installed (.ci/run installs them)")
 
 
-@pytest.fixture
-def server(request, tmp_path):
-    # ARTLENS_E2E_STORE runs the same walk-through over another store (the README screenshots use the
-    # full wikiart-mini store); its tags go to a scratch copy so the walk-through never adds real tags.
+@pytest.fixture(scope="module")
+def server(request, tmp_path_factory):
+    # One dashboard for the module's tests (each opens its own browser session); a server start
+    # costs seconds of imports. ARTLENS_E2E_STORE runs the same walk-through over another store (the
+    # README screenshots use the full wikiart-mini store); its tags go to a scratch copy so the
+    # walk-through never adds real tags.
     other = os.environ.get("ARTLENS_E2E_STORE")
     if other:
-        store = {"store": Path(other), "tags": tmp_path / "scratch.tags.duckdb"}
+        store = {"store": Path(other), "tags": tmp_path_factory.mktemp("e2e") / "scratch.tags.duckdb"}
     else:
         store = request.getfixturevalue("store")
     proc, url = start_dashboard(store["store"], store["tags"])
