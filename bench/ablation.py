@@ -75,8 +75,8 @@ def read_variant(cfg: AblationConfig, name: str, flags: list[str]) -> dict:
     if not path.is_file():
         return {"name": name, "flags": flags, "error": f"no {path}"}
     m = json.loads(path.read_text())
-    return {"name": name, "flags": flags, "seed": cfg.seed, "folds": cfg.folds, "seconds": m["seconds"], "feature_cache": m["feature_cache"],
-            "best_epoch": m["best_epoch"], "refit": bool(m.get("refit")),
+    return {"name": name, "flags": flags, "seed": cfg.seed, "folds": cfg.folds, "seconds": m["seconds"],
+            "feature_cache": m["feature_cache"], "best_epoch": m["best_epoch"], "refit": bool(m.get("refit")),
             "test_before_refit": {t: v["top1"] for t, v in m["metrics"].get("before_refit", {}).get("test", {}).items()},
             "val": {t: {"top1": v["top1"], "n": v["n"]} for t, v in m["metrics"]["val"].items()},
             "test": {t: {"top1": v["top1"], "ci95": v["top1_ci95"], "n": v["n"]} for t, v in m["metrics"]["test"].items()}}

@@ -112,6 +112,14 @@ def class_weights(labels: np.ndarray, n: int) -> torch.Tensor:
     return torch.tensor(w / w[counts > 0].mean(), dtype=torch.float32)
 
 
+def task_weights(labels: dict[str, np.ndarray], rows: np.ndarray, num_classes: dict[str, int],
+                 balance: str) -> dict[str, torch.Tensor] | None:
+    """{task: class_weights over `rows`} for --balance weights, else None (unweighted loss)."""
+    if balance != "weights":
+        return None
+    return {t: class_weights(y[rows], num_classes[t]) for t, y in labels.items()}
+
+
 def subsample(ps: PaintingSet, n: int) -> PaintingSet:
     """Every k-th painting (sorted by path, so every style folder is represented)."""
     if not n or n >= len(ps.frame):
@@ -343,12 +351,12 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 
 def refit_final(make_model: Callable, batch: Batcher, labels: dict[str, np.ndarray], rows: np.ndarray,
-                cfg: TrainConfig, best_epoch: int, tasks: Sequence[str], num_classes: dict[str, int]) -> torch.nn.Module:
+                cfg: TrainConfig, best_epoch: int, num_classes: dict[str, int]) -> torch.nn.Module:
     """--refit: a fresh model trained on `rows` (train + val) for one full schedule of `best_epoch`
     epochs, the length early stopping on val chose; no early stopping (val is in the training rows)."""
     epochs = max(1, best_epoch)
     log.info("refit: train + val (%d paintings), %d epochs", len(rows), epochs)
-    cw = ({t: class_weights(labels[t][rows], num_classes[t]) for t in tasks} if cfg.balance == "weights" else None)
+    cw = task_weights(labels, rows, num_classes, cfg.balance)
     torch.manual_seed(cfg.seed)
     return fit(make_model(), batch, labels, rows, None, cfg, epochs, cw, desc="refit epoch").model
 
@@ -497,8 +505,7 @@ def train(cfg: TrainConfig) -> Path:
         rng = np.random.default_rng(cfg.seed + 3)
         pick = rng.permutation(idx["train"])
         idx["val"], idx["train"] = np.sort(pick[: max(1, len(pick) // 10)]), np.sort(pick[max(1, len(pick) // 10):])
-    cw = ({t: class_weights(labels[t][idx["train"]], num_classes[t]) for t in tasks}
-          if cfg.balance == "weights" else None)
+    cw = task_weights(labels, idx["train"], num_classes, cfg.balance)
 
     def make_model():
         head = CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout)
@@ -542,10 +549,10 @@ def train(cfg: TrainConfig) -> Path:
         return out
 
     before_refit = None
-    if cfg.refit and len(idx["val"]):
+    if cfg.refit:   # idx["val"] is never empty here: one is carved from train when the data gives none
         before_refit = split_metrics(model, ["test", "val"])   # the early-stopped model, for the ablation
         model = refit_final(make_model, batch, labels, np.concatenate([idx["train"], idx["val"]]), cfg,
-                            res.best_epoch, tasks, num_classes)
+                            res.best_epoch, num_classes)
     t_train = time.time() - t0
 
     # Held-out test metrics (the reported numbers), plus val for reference (in-sample after --refit).
@@ -572,7 +579,7 @@ def train(cfg: TrainConfig) -> Path:
         "data_hash": data_hash, "n_paintings": int(len(frame)), "unreadable": failed,
         "splits": {s: int(len(i)) for s, i in idx.items()}, "best_epoch": res.best_epoch,
         "best_val_macro_f1": res.best_score, "finetune": cfg.finetune, "tune_tail": tune, "tta": cfg.tta,
-        "refit": bool(cfg.refit and len(idx["val"])),
+        "refit": before_refit is not None,
         "seconds": {"features": t_feat, "train": t_train, "crossfit": t_crossfit, "total": time.time() - t_start},
         "folds": cfg.folds if cfg.folds >= 2 else 0, "knn_k": cfg.knn_k,
         "feature_cache": feat_stats, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
