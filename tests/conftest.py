@@ -24,10 +24,22 @@ CONFLICTING_PAIRS = [
 N_FLIPS = 40   # about 12% of the subset, drawn from every split (a user's mislabels are not only in train)
 
 
-def run_cli(module: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+def start_cli(module: str, *args: str, cwd: Path = ROOT, capture: bool = True) -> subprocess.Popen:
+    """`python -m module args` started in the background (the project on PYTHONPATH)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    out = subprocess.PIPE if capture else subprocess.DEVNULL
+    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=env, stdout=out, stderr=out, text=True)
+
+
+def run_cli(module: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    proc = start_cli(module, *args, cwd=cwd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import MINI, run_cli
+from conftest import MINI, run_cli, start_cli
 from trainer.cli import UserError
 from trainer.data import load_image, load_paintings
 
@@ -155,13 +155,7 @@ CLIS = ["trainer", "embeddings", "embeddings.noise_bench", "embeddings.loop_benc
 def test_every_cli_has_help():
     """--help prints usage and exits 0 (a '%' in a help text once made noise_bench's --help crash).
     The CLIs start side by side: each spends its few seconds importing torch."""
-    import os
-    import subprocess
-    import sys
-    from conftest import ROOT
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = {m: subprocess.Popen([sys.executable, "-m", m, "--help"], cwd=ROOT, env=env, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for m in CLIS}
+    procs = {m: start_cli(m, "--help") for m in CLIS}
     for m, p in procs.items():
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0 and out.startswith("usage:") and "Traceback" not in err, (m, err[-500:])

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import duckdb
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CONFLICTING_PAIRS, N_FLIPS, ROOT, run_cli
+from conftest import CONFLICTING_PAIRS, N_FLIPS, run_cli, start_cli
 
 
 def test_training_writes_run_and_beats_chance(trained):
@@ -48,16 +47,12 @@ def test_feature_cache_is_hit_on_second_run(trained):
 def test_resume_continues_a_killed_run(trained, tmp_path):
     """kill -9 during training leaves last.pt; --resume finishes the run from the next epoch."""
     import signal
-    import subprocess
-    import sys
     import time
     work = trained["work"]
     args = ["--data", str(trained["manifest"]), "--out-dir", str(tmp_path), "--run-id", "k", "--batch-size", "16",
             "--cache-dir", str(work / "cache"), "--folds", "0", "--test-fraction", "0.2", "--patience", "100",
             "--epochs", "6"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = start_cli("trainer", *args, capture=False)
     last = tmp_path / "k" / "last.pt"
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline and proc.poll() is None:
@@ -192,18 +187,14 @@ def test_unwritable_output_is_one_clear_error(trained):
 def test_kill_during_embed_keeps_previous_store_and_tags(store):
     """SIGKILL `python -m embeddings` at several moments; the old store stays readable, tags intact."""
     import signal
-    import subprocess
-    import sys
     import time
 
     from db.store import Store, TagLog
     tags = TagLog(store["tags"])
     tid = tags.add("Baroque/kill-test.jpg", "style", "unsure", "kill", note="before kill")
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for delay in (2.0, 4.0, 6.0):
-        proc = subprocess.Popen([sys.executable, "-m", "embeddings", "--run", str(store["run_dir"]), "--store",
-                                 str(store["store"]), "--cache-dir", str(store["work"] / "cache"), "--projection",
-                                 "pca"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = start_cli("embeddings", "--run", str(store["run_dir"]), "--store", str(store["store"]), "--cache-dir",
+                         str(store["work"] / "cache"), "--projection", "pca", capture=False)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
