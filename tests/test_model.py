@@ -78,6 +78,20 @@ def test_torchvision_backbone_with_local_weights(tmp_path):
         build_backbone("resnet50", str(tmp_path / "missing.pt"))
 
 
+def test_paired_gain_resamples_pairs():
+    """The gain of B over A on the same paintings; its interval is that of the per-painting
+    differences, so two runs that disagree on no painting have a zero-width interval."""
+    from trainer.metrics import bootstrap_interval, paired_gain
+    a = np.array([1, 0, 1, 0] * 50)
+    b = np.array([1, 1, 1, 0] * 50)          # B right on every painting A got right, and on a quarter more
+    gain, low, high = paired_gain(a, b)
+    assert gain == pytest.approx(0.25) and low < 0.25 < high and low > 0.15
+    assert paired_gain(a, a) == (0.0, 0.0, 0.0)
+    lo_a, hi_a = bootstrap_interval(a)
+    assert high - low < 2 * (hi_a - lo_a)   # narrower than comparing two separate intervals
+    assert np.isnan(paired_gain(np.array([]), np.array([]))[0])
+
+
 def test_metrics_on_known_values():
     labels = np.array([0, 0, 1, 1, 2, -1])
     probs = np.array([[.8, .1, .1], [.2, .7, .1], [.1, .8, .1], [.6, .3, .1], [.1, .2, .7], [1, 0, 0]])

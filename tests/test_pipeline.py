@@ -25,7 +25,7 @@ def test_training_writes_run_and_beats_chance(trained):
     assert set(style) >= {"top1", "top5", "macro_f1", "weighted_f1", "per_class_recall", "confusion_matrix", "report"}
     ckpt = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
     assert ckpt["meta"]["backbone"] == "efficientnet_lite0" and "ImageNet" in ckpt["meta"]["weights"]
-    assert ckpt["meta"]["embedding_dim"] == 960 and len(ckpt["meta"]["data_hash"]) == 40
+    assert ckpt["meta"]["embedding_dim"] == 960 + 256 and len(ckpt["meta"]["data_hash"]) == 40
     from trainer.crossfit import CrossFit
     cf = CrossFit.load(run / "crossfit.npz")   # every labelled painting, whatever its split
     assert len(cf.paths) == sum(m["splits"].values()) == trained["n"]
@@ -33,6 +33,24 @@ def test_training_writes_run_and_beats_chance(trained):
     assert np.allclose(cf.probs["style"].sum(1), 1, atol=1e-4)
     assert set(cf.scores["style"]) == {"centroid", "centroid_margin", "mahalanobis", "zscore", "knn"}
     assert "test style" in trained["train_log"]
+    # the cross-fitted heads' own accuracy, over every painting they scored (the flipped labels included)
+    assert set(m["metrics"]["crossfit"]) == set(m["tasks"]) and "cross-fitted style" in trained["train_log"]
+    assert m["metrics"]["crossfit"]["style"]["n"] == trained["n"] > m["metrics"]["test"]["style"]["n"]
+
+
+def test_paired_comparison_reads_the_runs_cross_fit(trained, tmp_path):
+    """`python -m bench.paired` scores a run's crossfit.npz as `make train` did (same top-1 as its
+    metrics.json), gives a zero gain against itself, and refuses runs that held out other folds."""
+    run = trained["run_dir"]
+    r = run_cli("bench.paired", "--a", str(run), "--b", str(run), "--out", str(tmp_path / "p.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "p.json").read_text())
+    m = json.loads((run / "metrics.json").read_text())["metrics"]["crossfit"]
+    for t, row in res["tasks"].items():
+        assert row["a_top1"] == pytest.approx(m[t]["top1"]) and row["n"] == m[t]["n"]
+        assert row["gain"] == 0 and row["gain_ci95"] == [0, 0]
+    r = run_cli("bench.paired", "--a", str(run), "--b", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "crossfit.npz" in r.stderr
 
 
 def test_feature_cache_is_hit_on_second_run(trained):
@@ -75,7 +93,7 @@ def test_store_contents(store):
     assert q("SELECT count(*) FROM images")[0][0] == n
     assert q("SELECT count(*) FROM labels")[0][0] == 3 * n
     assert q("SELECT count(*) FROM predictions")[0][0] == 3 * n
-    assert q("SELECT min(len(vector)), max(len(vector)) FROM embeddings")[0] == (960, 960)
+    assert q("SELECT min(len(vector)), max(len(vector)) FROM embeddings")[0] == (1216, 1216)
     assert q("SELECT count(DISTINCT detector) FROM scores")[0][0] == 12
     assert q("SELECT count(*) FROM projections WHERE method = 'pca'")[0][0] == n
     # softmax rows sum to one, width = class count of the task
@@ -95,7 +113,7 @@ def test_store_contents(store):
         assert lo <= total <= hi and total == pytest.approx(parts), task
     assert q("SELECT count(DISTINCT task) FROM wrong_label_estimates")[0][0] == 3
     index = faiss.read_index(str(store["index"]))
-    assert index.ntotal == n and index.d == 960
+    assert index.ntotal == n and index.d == 1216
     vec = np.array(q("SELECT vector FROM embeddings WHERE image_id = 7")[0][0], dtype=np.float32)
     sim, ids = index.search((vec / np.linalg.norm(vec))[None], 1)
     assert ids[0, 0] == 7 and sim[0, 0] == pytest.approx(1, abs=1e-4)

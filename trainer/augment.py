@@ -20,14 +20,16 @@ def cutmix_box(h: int, w: int, lam: float, rng: np.random.Generator) -> tuple[in
 
 
 def mix_batch(x: np.ndarray, targets: dict[str, np.ndarray], n_classes: dict[str, int], rng: np.random.Generator,
-              mixup_alpha: float = 0.2, cutmix_alpha: float = 1.0, prob: float = 1.0, switch_prob: float = 0.5
+              mixup_alpha: float = 0.2, cutmix_alpha: float = 1.0, prob: float = 1.0, switch_prob: float = 0.5,
+              spatial_channels: int | None = None
               ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Mix a batch with a permutation of itself (one lambda per batch, as in timm's Mixup).
 
     x (B, C, h, w) maps; targets {task: (B,) int, -1 = missing}. With probability `prob` the batch
     is mixed: CutMix (lambda ~ Beta(cutmix_alpha), then set to the box's exact area) with
     probability `switch_prob` when both alphas are on, else MixUp (lambda ~ Beta(mixup_alpha)).
-    An alpha of 0 turns that method off.
+    An alpha of 0 turns that method off. Channels from `spatial_channels` on are packed texture
+    statistics (trainer/texture.py), not places: CutMix blends them by the box's area share instead.
 
     Returns (x_mixed (B, C, h, w), soft {task: (B, C_task)}, mask {task: (B,) bool}): soft rows sum
     to 1 where mask is True. A row whose own or partner's label is missing for a task has mask
@@ -42,9 +44,11 @@ def mix_batch(x: np.ndarray, targets: dict[str, np.ndarray], n_classes: dict[str
         if use_cut:
             h, w = x.shape[2], x.shape[3]
             top, bottom, left, right = cutmix_box(h, w, float(rng.beta(cutmix_alpha, cutmix_alpha)), rng)
+            c = x.shape[1] if spatial_channels is None else spatial_channels
             x = x.copy()
-            x[:, :, top:bottom, left:right] = x[perm][:, :, top:bottom, left:right]
+            x[:, :c, top:bottom, left:right] = x[perm][:, :c, top:bottom, left:right]
             lam = 1.0 - (bottom - top) * (right - left) / (h * w)
+            x[:, c:] = lam * x[:, c:] + (1.0 - lam) * x[perm][:, c:]
         else:
             lam = float(rng.beta(mixup_alpha, mixup_alpha))
             x = lam * x + (1.0 - lam) * x[perm]

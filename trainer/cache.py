@@ -205,9 +205,11 @@ class MapArray:
         return int(np.prod(self.shape)) * 2
 
 
-def pooled_means(maps, rows: np.ndarray, chunk: int = 2048) -> np.ndarray:
-    """(len(rows), C) float32 spatial means of maps[rows], read in chunks (bounded memory)."""
-    out = np.zeros((len(rows), maps.shape[1]), np.float32)   # one array, not a list of chunks (heap fragmentation)
+def pooled_means(maps, rows: np.ndarray, channels: int | None = None, chunk: int = 2048) -> np.ndarray:
+    """(len(rows), C) float32 spatial means of maps[rows] over its first `channels` channels (None =
+    all; packed texture statistics behind them are not places to average), read in chunks."""
+    c = maps.shape[1] if channels is None else channels
+    out = np.zeros((len(rows), c), np.float32)   # one array, not a list of chunks (heap fragmentation)
     for s in range(0, len(rows), chunk):
-        out[s:s + chunk] = maps[rows[s:s + chunk]].astype(np.float32).mean((2, 3))
+        out[s:s + chunk] = maps[rows[s:s + chunk]][:, :c].astype(np.float32).mean((2, 3))
     return out

@@ -252,7 +252,7 @@ def maps_for_run(feats: dict[str, MapArray], in_memory_bytes: int = IN_MEMORY_BY
 def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_size, device, sha1s, desc, engine,
                  workers, ray):
     split = backbone.stem is not None
-    cache = FeatureCache(cache_dir, backbone.name, size, stage=split)
+    cache = FeatureCache(cache_dir, backbone.cache_name, size, stage=split)
     stats = CacheStats()
     if sha1s is None:
         sha1s = hash_images(root, paths)

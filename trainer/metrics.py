@@ -86,3 +86,15 @@ def classification_metrics(labels: np.ndarray, probs: np.ndarray, class_names: l
         "confusion_matrix": cm.tolist(),
         "classes": class_names,
     }
+
+
+def paired_gain(correct_a: np.ndarray, correct_b: np.ndarray, n_boot: int = 2000, level: float = 0.95,
+                seed: int = 0) -> tuple[float, float, float]:
+    """Mean gain of B over A on the same paintings and its percentile bootstrap interval, resampling
+    paintings (pairs), not each side alone: correct_a, correct_b (n,) 0/1 -> (gain, low, high).
+    Pairing removes the between-painting spread that two separate intervals both carry."""
+    d = np.asarray(correct_b, dtype=float) - np.asarray(correct_a, dtype=float)
+    if len(d) == 0:
+        return float("nan"), float("nan"), float("nan")
+    low, high = bootstrap_interval(d, n_boot, level, seed)
+    return float(d.mean()), low, high

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainer import texture
 from trainer.cli import UserError
 
 
@@ -96,22 +97,48 @@ ARCHS = {"effnet_bilstm": EffnetBiLSTM, "resnet_lstm": ResnetLSTM,
          "rowcol_bigru": RowColBiGRU, "scratch_crnn": ScratchCRNN}
 
 
+class TextureBranch(nn.Module):
+    """Texture statistics (B, D) -> (B, 256): per-feature standardisation (BatchNorm, as a linear
+    probe's scaler), dropout, a linear layer and ReLU."""
+    def __init__(self, dim: int, out: int = 256, dropout: float = 0.3):
+        super().__init__()
+        self.net = nn.Sequential(nn.BatchNorm1d(dim), nn.Dropout(dropout), nn.Linear(dim, out), nn.ReLU())
+        self.dim = out
+
+    def forward(self, stats):
+        bn = self.net[0]
+        if self.training and len(stats) == 1:   # BatchNorm cannot estimate from one row: use its running stats
+            stats = F.batch_norm(stats, bn.running_mean, bn.running_var, bn.weight, bn.bias, False)
+            return self.net[1:](stats)
+        return self.net(stats)
+
+
 class CRNNClassifier(nn.Module):
     """Shared recurrent trunk + one linear head per task.
 
     forward(features (B, C, h, w)) -> (embedding (B, D), {task: logits (B, n_classes)}).
+    With texture_dim > 0 the features are (B, C + k, h, w): the map's first `in_channels` channels
+    go to the recurrent trunk, the packed texture statistics behind them (trainer/texture.py) to a
+    `TextureBranch`, and the embedding is both concatenated.
     """
-    def __init__(self, arch: str, in_channels: int, num_classes: dict[str, int], dropout: float = 0.3):
+    def __init__(self, arch: str, in_channels: int, num_classes: dict[str, int], dropout: float = 0.3,
+                 texture_dim: int = 0):
         super().__init__()
         if arch not in ARCHS:
             raise UserError(f"unknown --arch {arch!r}; choose one of {', '.join(ARCHS)}")
-        self.arch = arch
+        self.arch, self.in_channels, self.texture_dim = arch, in_channels, texture_dim
         self.trunk = ARCHS[arch](in_channels, dropout)
-        self.embedding_dim = self.trunk.dim
-        self.heads = nn.ModuleDict({t: nn.Linear(self.trunk.dim, n) for t, n in num_classes.items()})
+        self.texture = TextureBranch(texture_dim, dropout=dropout) if texture_dim else None
+        self.embedding_dim = self.trunk.dim + (self.texture.dim if self.texture is not None else 0)
+        self.heads = nn.ModuleDict({t: nn.Linear(self.embedding_dim, n) for t, n in num_classes.items()})
 
     def forward(self, feats):
-        emb = self.trunk(feats.float())
+        feats = feats.float()
+        if self.texture is None:
+            emb = self.trunk(feats)
+        else:
+            maps, stats = texture.unpack(feats, self.in_channels, self.texture_dim)
+            emb = torch.cat([self.trunk(maps), self.texture(stats)], dim=1)
         return emb, {t: h(emb) for t, h in self.heads.items()}
 
 

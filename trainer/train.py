@@ -79,6 +79,8 @@ class TrainConfig:
                                   "last-stage inputs (Lite backbones: a partial fine-tune a CPU can afford); "
                                   "--no-tune-tail = the frozen backbone of v1")
     tail_lr: float = field(0.1, "--tune-tail: the tail's learning rate as a share of --lr (differential LR)")
+    texture: bool = field(True, "Lite backbones: feed the head each stage's channel mean and std (brushwork, palette) "
+                                "beside the final map (trainer/texture.py); --no-texture = the final map alone")
     crops: int = field(0, "random-resized-crop + colour-jitter views cached per painting, besides orig and hflip")
     mixup: float = field(0.0, "MixUp Beta alpha on cached maps (0 = off)")
     cutmix: float = field(0.0, "CutMix Beta alpha on cached maps, boxes of the spatial map (0 = off)")
@@ -267,7 +269,7 @@ def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], t
             x = batch(idx, True)
             if mixing:
                 xm, soft, mask = mix_batch(x.numpy(), {t: labels[t][idx] for t in labels}, n_classes, mix_rng,
-                                           cfg.mixup, cfg.cutmix, cfg.mix_prob)
+                                           cfg.mixup, cfg.cutmix, cfg.mix_prob, _spatial_channels(model))
                 x = torch.from_numpy(xm)
             x = x.to(device)
             with torch.autocast("cuda", enabled=use_amp):
@@ -322,6 +324,14 @@ def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], t
     if best_state is not None:
         model.load_state_dict(best_state)
     return FitResult(model, history, best_epoch, best_score)
+
+
+def _spatial_channels(model: torch.nn.Module) -> int | None:
+    """Channels of the model's input that are places on the map (CutMix pastes boxes of those only)."""
+    head = model.head if isinstance(model, (TailHead, EndToEnd)) else model
+    if not head.texture_dim:
+        return None
+    return head.in_channels if not isinstance(model, TailHead) else model.tail.stage_channels
 
 
 def _heads(model: torch.nn.Module) -> dict:
@@ -402,15 +412,15 @@ def run_crossfit(cfg: TrainConfig, ps: PaintingSet, backbone_name: str, size: in
     trainings would cost K times the fine-tune, and what matters is that no score saw its label.
     """
     if batch is None:
-        frozen = build_backbone(backbone_name, cfg.weights)
+        frozen = build_backbone(backbone_name, cfg.weights, cfg.texture)
         views, ok_f, _, _ = extract_features(ps.root, ps.frame["path"].tolist(), frozen, cfg.cache_dir, size,
                                              views=("orig", "hflip"), device=cfg.device, desc="cross-fit: features",
                                              engine=cfg.engine, ray=ray_settings(cfg))
-        ok, batch, in_ch = ok & ok_f, cached_batcher(views, cfg.seed), views["orig"].shape[1]
+        ok, batch = ok & ok_f, cached_batcher(views, cfg.seed)
         tta = cached_batcher(views, cfg.seed, "hflip") if cfg.tta else None
 
         def make_model():
-            return CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout)
+            return CRNNClassifier(cfg.arch, frozen.channels, num_classes, cfg.dropout, frozen.texture_dim)
     rows, epochs, strata = crossfit_plan(cfg, labels, ok, best_epoch)
     log.info("cross-fitting: %d folds x %d epochs over %d labelled paintings (all splits)", cfg.folds, epochs, len(rows))
 
@@ -420,7 +430,15 @@ def run_crossfit(cfg: TrainConfig, ps: PaintingSet, backbone_name: str, size: in
     cf = cross_fit(make_model, fit_head, lambda m, r: predict(m, batch, r, cfg.device, tta=tta), labels, rows,
                    strata, cfg.folds, cfg.seed, cfg.knn_k)
     cf.paths = np.array(ps.frame["path"].tolist(), dtype=object)[rows].astype(str)
-    return cf
+    return cf, rows
+
+
+def crossfit_metrics(probs: dict[str, np.ndarray], labels: dict[str, np.ndarray], classes: dict[str, list[str]]
+                     ) -> dict:
+    """`classification_metrics` of the cross-fitted softmax {task: (P, C)} against labels {task: (P,)}
+    over every painting it scored (all splits): how well the heads that judge the labels know them,
+    on ten times the test split's paintings."""
+    return {t: classification_metrics(labels[t], p, classes[t]) for t, p in probs.items() if (labels[t] >= 0).any()}
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -462,7 +480,7 @@ def train(cfg: TrainConfig) -> Path:
     except OSError as e:
         raise UserError(f"cannot write to {run_dir}: {e.strerror or e}") from None
     tasks = ps.tasks
-    bb = build_backbone(backbone_name, cfg.weights)
+    bb = build_backbone(backbone_name, cfg.weights, cfg.texture)
     size = cfg.image_size or bb.default_size
     frame = ps.frame
     labels = {t: ps.labels(t) for t in tasks}
@@ -493,7 +511,7 @@ def train(cfg: TrainConfig) -> Path:
                  len(failed), t_feat)
         batch = cached_batcher(views, cfg.seed)
         tta = cached_batcher(views, cfg.seed, "hflip") if cfg.tta else None
-        in_ch = bb.channels if tune else views["orig"].shape[1]
+        in_ch = bb.channels   # the map's own channels; texture statistics, if any, are packed behind them
     if not ok.any():
         raise UserError(f"{cfg.data}: none of the {len(paths)} images could be read; first: {failed[0] if failed else '?'}")
 
@@ -508,7 +526,7 @@ def train(cfg: TrainConfig) -> Path:
     cw = task_weights(labels, idx["train"], num_classes, cfg.balance)
 
     def make_model():
-        head = CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout)
+        head = CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout, bb.texture_dim)
         if cfg.finetune:
             return EndToEnd(bb.net, head)
         if tune:
@@ -567,15 +585,20 @@ def train(cfg: TrainConfig) -> Path:
     crossfit_path = run_dir / "crossfit.npz"
     crossfit_path.unlink(missing_ok=True)   # a resumed or re-used run folder must not keep stale scores
     if cfg.folds >= 2:
-        run_crossfit(cfg, ps, backbone_name, size, labels, num_classes, ok, cw, batch if not cfg.finetune else None,
-                     tta, make_model, res.best_epoch).save(crossfit_path)
+        cf, cf_rows = run_crossfit(cfg, ps, backbone_name, size, labels, num_classes, ok, cw,
+                                   batch if not cfg.finetune else None, tta, make_model, res.best_epoch)
+        cf.save(crossfit_path)
+        metrics["crossfit"] = crossfit_metrics(cf.probs, {t: y[cf_rows] for t, y in labels.items()}, ps.classes)
+        for t, m in metrics["crossfit"].items():
+            log.info("cross-fitted %-6s top-1 %.3f (95%% interval %.3f-%.3f) over %d paintings: what the detectors see",
+                     t, m["top1"], *m["top1_ci95"], m["n"])
     t_crossfit = time.time() - t0
 
     meta = {
         "run_id": run_dir.name, "arch": cfg.arch, "backbone": bb.name, "weights": bb.weights, "image_size": size,
         "tasks": tasks, "classes": {t: ps.classes[t] for t in tasks}, "embedding_dim": model.embedding_dim
         if hasattr(model, "embedding_dim") else model.head.embedding_dim,
-        "in_channels": in_ch, "data": str(Path(cfg.data).resolve()), "data_root": str(ps.root.resolve()),
+        "in_channels": in_ch, "texture_dim": bb.texture_dim, "data": str(Path(cfg.data).resolve()), "data_root": str(ps.root.resolve()),
         "data_hash": data_hash, "n_paintings": int(len(frame)), "unreadable": failed,
         "splits": {s: int(len(i)) for s, i in idx.items()}, "best_epoch": res.best_epoch,
         "best_val_macro_f1": res.best_score, "finetune": cfg.finetune, "tune_tail": tune, "tta": cfg.tta,
