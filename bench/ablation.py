@@ -24,19 +24,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from trainer.cli import field, parse_config, run_cli  # noqa: E402
 
-FROZEN = ["--no-tune-tail"]
+V1 = ["--no-tune-tail", "--no-texture"]   # v1's classifier: frozen backbone, the final map alone
+NO_TEX = ["--no-texture"]                  # v2's default: tail tuning, the final map alone
 MIX = ["--mixup", "0.2", "--cutmix", "1.0"]
-VARIANTS = {   # each change alone on the v1 classifier, then combined with tail tuning (the new default)
-    "frozen (v1 default)": FROZEN,
-    "+ tune tail (default)": [],
-    "+ MixUp/CutMix": FROZEN + MIX,
-    "+ 2 crop views": FROZEN + ["--crops", "2"],
-    "+ TTA": FROZEN + ["--tta"],
-    "tail + MixUp/CutMix": MIX,
-    "tail + MixUp/CutMix + 2 crops": MIX + ["--crops", "2"],
-    "tail + refit on train+val": ["--refit"],
-    "lite2, frozen": ["--backbone", "efficientnet_lite2"] + FROZEN,
-    "lite2 + tail": ["--backbone", "efficientnet_lite2"],
+VARIANTS = {   # each change alone on the v1 classifier, then on v2's tail tuning, then with texture (v3 default)
+    "frozen (v1 default)": V1,
+    "+ tune tail (v2 default)": NO_TEX,
+    "+ MixUp/CutMix": V1 + MIX,
+    "+ 2 crop views": V1 + ["--crops", "2"],
+    "+ TTA": V1 + ["--tta"],
+    "tail + MixUp/CutMix": NO_TEX + MIX,
+    "tail + MixUp/CutMix + 2 crops": NO_TEX + MIX + ["--crops", "2"],
+    "tail + refit on train+val": NO_TEX + ["--refit"],
+    "lite2, frozen": ["--backbone", "efficientnet_lite2"] + V1,
+    "lite2 + tail": ["--backbone", "efficientnet_lite2"] + NO_TEX,
+    "frozen + texture": ["--no-tune-tail"],
+    "tail + texture (default)": [],
+    "tail + texture + refit": ["--refit"],
 }
 
 

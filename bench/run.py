@@ -57,7 +57,7 @@ def step_train(n: int) -> dict:
     from trainer.train import TrainConfig, cached_batcher, fit, image_batcher
     torch.set_num_threads(os.cpu_count())
     ps = _subset(n)
-    bb = build_backbone("efficientnet_lite0")
+    bb = build_backbone("efficientnet_lite0", with_texture=True)   # the default run's backbone
     paths = ps.frame["path"].tolist()
     labels = {t: ps.labels(t) for t in ps.tasks}
     ncls = {t: len(ps.classes[t]) for t in ps.tasks}
@@ -65,7 +65,7 @@ def step_train(n: int) -> dict:
     cfg = TrainConfig(batch_size=64)
     with tempfile.TemporaryDirectory() as cache:
         views, *_ = extract_features(ps.root, paths, bb, cache, 224, views=("orig", "hflip"))
-    head = CRNNClassifier("rowcol_bigru", 1280, ncls)
+    head = CRNNClassifier("rowcol_bigru", 1280, ncls, texture_dim=bb.texture_dim)
     fit(head, cached_batcher(views, 0), labels, idx, None, cfg, 1, None)  # warm-up: first-call allocations
     t0 = time.perf_counter()
     fit(head, cached_batcher(views, 0), labels, idx, None, cfg, 1, None)
@@ -79,7 +79,7 @@ def step_train(n: int) -> dict:
     def recompute(i, training):
         with torch.no_grad():
             return frozen(images(i, training))
-    head2 = CRNNClassifier("rowcol_bigru", 1280, ncls)
+    head2 = CRNNClassifier("rowcol_bigru", 1280, ncls, texture_dim=bb.texture_dim)
     recompute(idx[:8], False)  # warm-up, as for the cached epoch
     t0 = time.perf_counter()
     fit(head2, recompute, labels, idx, None, cfg, 1, None)
@@ -99,7 +99,7 @@ def step_embed(n: int) -> dict:
     from trainer.train import cached_batcher, predict
     torch.set_num_threads(os.cpu_count())
     ps = _subset(n)
-    bb = build_backbone("efficientnet_lite0")
+    bb = build_backbone("efficientnet_lite0", with_texture=True)   # the default run's backbone
     paths = ps.frame["path"].tolist()
     x = torch.stack([image_tensor(load_image(ps.root / p), 224, bb.mean, bb.std) for p in paths])
     net = bb.net.eval()
@@ -109,7 +109,8 @@ def step_embed(n: int) -> dict:
         for s in range(0, len(x), 64):
             net(x[s:s + 64])
         raw = time.perf_counter() - t0
-    head = CRNNClassifier("rowcol_bigru", 1280, {t: len(ps.classes[t]) for t in ps.tasks}).eval()
+    head = CRNNClassifier("rowcol_bigru", 1280, {t: len(ps.classes[t]) for t in ps.tasks},
+                          texture_dim=bb.texture_dim).eval()
     with tempfile.TemporaryDirectory() as cache:
         t0 = time.perf_counter()
         views, *_ = extract_features(ps.root, paths, bb, cache, 224, views=("orig",), batch_size=64)
@@ -140,7 +141,7 @@ def step_features(n: int) -> dict:
     torch.set_num_threads(os.cpu_count())
     ps = _subset(n)
     paths = ps.frame["path"].tolist()
-    bb = build_backbone("efficientnet_lite0")
+    bb = build_backbone("efficientnet_lite0", with_texture=True)   # the default run's backbone
     with torch.no_grad(), FlopCounterMode(display=False) as fc:
         bb.stem.eval()(torch.zeros(1, 3, 224, 224))
     gflop = fc.get_total_flops() / 1e9    # per image, the stem: what the cache pass runs

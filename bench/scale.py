@@ -78,7 +78,7 @@ def step_scale_features(n: int) -> dict:
         manifest = make_collection(n, Path(tmp) / "data")
         make_s = time.perf_counter() - t0
         ps = load_paintings(manifest, test_fraction=0.15)
-        bb = build_backbone("efficientnet_lite0")
+        bb = build_backbone("efficientnet_lite0", with_texture=True)   # the default run's stem
         t0 = time.perf_counter()
         _, ok, _, stats = extract_features(ps.root, ps.frame["path"].tolist(), bb, Path(tmp) / "cache", 224,
                                            views=training_views(0), stage=True)
@@ -88,14 +88,16 @@ def step_scale_features(n: int) -> dict:
 
 
 # ------------------------------------------------------------------ later stages on drawn maps
+TEXTURE_CACHE = "efficientnet_lite0-texture"   # Backbone.cache_name of the default run's backbone
 def real_stage_maps(cache_dir: str = "cache"):
-    """(maps {view: (M, 192, 7, 7) float16}, labels {task: (M,)}, classes) of wikiart-mini, through
-    the product's cache (computed once if the user's cache lacks them)."""
+    """(maps {view: (M, 204, 7, 7) float16: the stage map + packed texture statistics}, labels
+    {task: (M,)}, classes) of wikiart-mini, through the product's cache (computed once if the
+    user's cache lacks them)."""
     from trainer.backbones import build_backbone
     from trainer.data import load_paintings
     from trainer.features import extract_features
     ps = load_paintings(MINI, test_fraction=0)
-    views, ok, _, _ = extract_features(ps.root, ps.frame["path"].tolist(), build_backbone("efficientnet_lite0"),
+    views, ok, _, _ = extract_features(ps.root, ps.frame["path"].tolist(), build_backbone("efficientnet_lite0", with_texture=True),
                                        cache_dir, 224, views=("orig", "hflip"), stage=True)
     keep = np.flatnonzero(ok)
     return ({v: np.asarray(m[keep]) for v, m in views.items()}, {t: ps.labels(t)[keep] for t in ps.tasks},
@@ -110,7 +112,7 @@ def drawn_collection(n: int, cache_dir: Path, seed: int = 0):
     rng = np.random.default_rng(seed)
     src = rng.integers(0, len(real["orig"]), n)
     sd = {v: m.astype(np.float32).std((0, 2, 3), keepdims=True)[0] for v, m in real.items()}
-    cache = FeatureCache(cache_dir, "efficientnet_lite0", 224, stage=True)
+    cache = FeatureCache(cache_dir, TEXTURE_CACHE, 224, stage=True)
     sha1s = [f"{k:040x}" for k in range(n)]
     for s in range(0, n, 4096):
         rows = src[s:s + 4096]
@@ -145,7 +147,7 @@ def step_scale(n: int) -> dict:
         sha1s, labels, classes = drawn_collection(n, tmp / "cache")
         out["draw_maps_s"] = time.perf_counter() - t0
         mark("draw")
-        cache = FeatureCache(tmp / "cache", "efficientnet_lite0", 224, stage=True)
+        cache = FeatureCache(tmp / "cache", TEXTURE_CACHE, 224, stage=True)
         views = maps_for_run({v: cache.maps(v, sha1s) for v in ("orig", "hflip")})
         out["maps_in_ram"] = isinstance(views["orig"], np.ndarray)
         rng = np.random.default_rng(0)   # train() splits: 15% test, 10% of the rest for val
@@ -153,11 +155,12 @@ def step_scale(n: int) -> dict:
         test, val, train = perm[:int(0.15 * n)], perm[int(0.15 * n):int(0.235 * n)], perm[int(0.235 * n):]
         ncls = {t: len(classes[t]) for t in labels}
         cw = {t: class_weights(labels[t][train], ncls[t]) for t in labels}
-        bb = build_backbone("efficientnet_lite0")
+        bb = build_backbone("efficientnet_lite0", with_texture=True)
         pristine = copy.deepcopy(bb.tail)
 
         def make_model():
-            return TailHead(copy.deepcopy(pristine), CRNNClassifier(cfg.arch, bb.channels, ncls, cfg.dropout))
+            return TailHead(copy.deepcopy(pristine), CRNNClassifier(cfg.arch, bb.channels, ncls, cfg.dropout,
+                                                                    bb.texture_dim))
         batch = cached_batcher(views, cfg.seed)
 
         t0 = time.perf_counter()
@@ -182,7 +185,7 @@ def step_scale(n: int) -> dict:
         t0 = time.perf_counter()   # export forward: `make embed` on cached maps with the trained tail
         emb, probs = predict(res.model, batch, np.arange(n), cfg.device)
         pretrained = cache.maps("orig", sha1s).with_transform(lambda x: apply_tail(x, bb.tail))
-        pooled = pooled_means(pretrained, np.arange(n))
+        pooled = pooled_means(pretrained, np.arange(n), bb.channels)
         out["export_forward_s"] = time.perf_counter() - t0
         mark("export_forward")
         views = batch = pretrained = None   # `make embed` is its own process: its maps are unmapped before the store
