@@ -30,7 +30,7 @@ from embeddings.service import Artlens
 from trainer.cli import field, parse_config
 from trainer.data import load_paintings
 from trainer.features import extract_features
-from trainer.train import TrainConfig, cached_batcher, predict, train
+from trainer.train import cached_batcher, predict, saved_config, train
 
 log = logging.getLogger("embeddings.loop_bench")
 
@@ -147,8 +147,8 @@ def run_loop(cfg: LoopBenchConfig) -> dict:
     result["before_test_top1"] = true_test_top1(noisy_run, truth_name, cfg.cache_dir)
 
     t0 = time.time()
-    tcfg = TrainConfig(**{**load_checkpoint(noisy_run)["config"], "run_id": "loop", "apply_tags": True,
-                          "tag_log": str(tags), "resume": False, "cache_dir": cfg.cache_dir})
+    tcfg = saved_config(load_checkpoint(noisy_run)["config"], run_id="loop", apply_tags=True, tag_log=str(tags),
+                        resume=False, cache_dir=cfg.cache_dir)
     loop_run = train(tcfg)
     after_store = work / name / "loop" / "artlens.duckdb"
     if after_store.parent.exists():

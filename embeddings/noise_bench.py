@@ -29,7 +29,7 @@ from embeddings.export import EmbedConfig, embed, load_checkpoint
 from trainer.cli import UserError, field, parse_config
 from trainer.crossfit import CrossFit
 from trainer.data import TASKS, PaintingSet, load_paintings
-from trainer.train import TrainConfig, resolve_run_dir, train
+from trainer.train import resolve_run_dir, saved_config, train
 
 log = logging.getLogger("embeddings.noise_bench")
 MODES = ("uniform", "confusable")
@@ -172,8 +172,8 @@ def noisy_store(ps: PaintingSet, run_dir: Path, clean_cfg: dict, mode: str, seed
     (work / name / "flips.json").write_text(json.dumps({t: sorted(v) for t, v in flipped.items()}, indent=0))
     log.info("%s: %s flipped; training and embedding it as `make train embed` does", name,
              ", ".join(f"{len(v)} {t}" for t, v in flipped.items()))
-    tcfg = TrainConfig(**{**clean_cfg, "data": str(manifest), "out_dir": str(work / name / "runs"),
-                          "run_id": "run", "cache_dir": cache_dir, "resume": False, "apply_tags": False})
+    tcfg = saved_config(clean_cfg, data=str(manifest), out_dir=str(work / name / "runs"), run_id="run",
+                        cache_dir=cache_dir, resume=False, apply_tags=False)
     noisy_run = train(tcfg)
     embed(EmbedConfig(run=str(noisy_run), store=str(store), cache_dir=cache_dir, projection="pca"))
     return store, flipped

@@ -97,6 +97,16 @@ class TrainConfig:
     tag_log: str = field("artlens.tags.duckdb", "the tag log --apply-tags reads")
 
 
+# Fields added after runs were already saved: an older run's config, rebuilt, must give the model
+# it trained (before --texture existed, the head read the final map alone).
+SAVED_BEFORE = {"texture": False}
+
+
+def saved_config(saved: dict, **overrides) -> TrainConfig:
+    """The TrainConfig of a saved run (`model.pt` / `last.pt` "config"), with `overrides`."""
+    return TrainConfig(**{**SAVED_BEFORE, **saved, **overrides})
+
+
 # ------------------------------------------------------------------ helpers
 def epochs_for(epochs: int, n_rows: int, rows_per_head: int) -> int:
     """`epochs` over n_rows training rows, capped so epochs * n_rows stays near rows_per_head (at least
@@ -454,7 +464,7 @@ def train(cfg: TrainConfig) -> Path:
             raise UserError(f"--resume: {run_dir / 'last.pt'} not found; nothing to resume")
         resume_state = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
         saved = resume_state["config"]
-        cfg = TrainConfig(**{**saved, "resume": True, "device": cfg.device, "threads": cfg.threads})
+        cfg = saved_config(saved, resume=True, device=cfg.device, threads=cfg.threads)
     else:
         run_dir = Path(cfg.out_dir) / (cfg.run_id or time.strftime("%Y%m%d-%H%M%S"))
     if cfg.arch == "scratch_crnn" and cfg.backbone not in ("auto", "pixels"):
