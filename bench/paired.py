@@ -30,10 +30,10 @@ class PairedConfig:
 
 def load_run(run: str):
     """(metrics.json dict, CrossFit) of a run folder, or one clear error."""
-    from trainer.crossfit import CrossFit
     d = Path(run)
     if not (d / "crossfit.npz").is_file() or not (d / "metrics.json").is_file():
         raise UserError(f"{d}: no crossfit.npz and metrics.json (train it with --folds 2 or more)")
+    from trainer.crossfit import CrossFit   # after the check: it loads FAISS, whose loader logs
     return json.loads((d / "metrics.json").read_text()), CrossFit.load(d / "crossfit.npz")
 
 

@@ -94,12 +94,14 @@ def test_soft_loss_equals_the_masked_loss_on_one_hot_targets():
 
 @pytest.fixture(scope="module")
 def tail_runs(trained, tmp_path_factory) -> dict:
-    """Same subset, seed and epochs: v1's frozen head on the final map alone, and the default
-    (tail tuning + texture statistics) with --refit (its early-stopped phase is the default run;
-    the refit comes after)."""
+    """Same subset, seed and epochs, texture statistics off on both sides so that the tail tuning
+    alone differs: v1's frozen head and v2's tail tuning, the latter with --refit (its
+    early-stopped phase is the plain tail run; the refit comes after). Six epochs are too few for
+    the texture branch to pay off on 200 training paintings (README, Results): the default's
+    own end-to-end run is the `trained` fixture."""
     work, out = trained["work"], tmp_path_factory.mktemp("tail_runs")
     runs = {}
-    for name, flags in (("frozen", ["--no-tune-tail", "--no-texture"]), ("tail", ["--tune-tail", "--refit"])):
+    for name, flags in (("frozen", ["--no-tune-tail", "--no-texture"]), ("tail", ["--no-texture", "--refit"])):
         r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(out), "--run-id", name,
                     "--cache-dir", str(work / "cache"), "--epochs", "6", "--folds", "0", "--test-fraction", "0.2",
                     "--patience", "99", *flags)
@@ -109,13 +111,13 @@ def tail_runs(trained, tmp_path_factory) -> dict:
 
 
 def test_short_tail_tuning_beats_the_frozen_head(tail_runs):
-    """Training the last stage with the head, on the map and its texture statistics, reaches a
-    better validation macro-F1 (early-stopping phase) than v1's head alone on frozen final maps."""
+    """Training the last stage with the head reaches a better validation macro-F1 (early-stopping
+    phase) than the head alone on frozen maps."""
     best = {name: run["metrics"]["best_val_macro_f1"] for name, run in tail_runs.items()}
-    assert tail_runs["tail"]["metrics"]["feature_cache"]["misses"] == 0   # the trained fixture's cache serves it
     assert tail_runs["frozen"]["metrics"]["feature_cache"]["misses"] > 0  # --no-texture: maps without statistics
+    assert tail_runs["tail"]["metrics"]["feature_cache"]["misses"] == 0   # the frozen run's cache serves the tuned one
     ckpt = torch.load(tail_runs["tail"]["dir"] / "model.pt", map_location="cpu", weights_only=False)
-    assert ckpt["tail_state"] and ckpt["meta"]["tune_tail"] and ckpt["meta"]["texture_dim"] == 1568
+    assert ckpt["tail_state"] and ckpt["meta"]["tune_tail"] and ckpt["meta"]["texture_dim"] == 0
     frozen = torch.load(tail_runs["frozen"]["dir"] / "model.pt", map_location="cpu", weights_only=False)
     assert not frozen["tail_state"] and frozen["meta"]["texture_dim"] == 0
     assert best["tail"] > best["frozen"], best
