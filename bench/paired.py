@@ -28,16 +28,23 @@ class PairedConfig:
     out: str = field("", "also write the result as JSON here")
 
 
-def load_run(run: str):
-    """(metrics.json dict, CrossFit) of a run folder, or one clear error."""
+def check_run(run: str) -> None:
+    """One clear error unless `run` holds what a comparison reads."""
     d = Path(run)
     if not (d / "crossfit.npz").is_file() or not (d / "metrics.json").is_file():
         raise UserError(f"{d}: no crossfit.npz and metrics.json (train it with --folds 2 or more)")
-    from trainer.crossfit import CrossFit   # after the check: it loads FAISS, whose loader logs
+
+
+def load_run(run: str):
+    """(metrics.json dict, CrossFit) of a checked run folder."""
+    from trainer.crossfit import CrossFit
+    d = Path(run)
     return json.loads((d / "metrics.json").read_text()), CrossFit.load(d / "crossfit.npz")
 
 
 def compare(cfg: PairedConfig) -> dict:
+    check_run(cfg.a)
+    check_run(cfg.b)   # both before loading either: CrossFit's import loads FAISS, whose loader logs
     from trainer.data import load_paintings
     from trainer.metrics import bootstrap_interval, paired_gain
     (ma, ca), (mb, cb) = load_run(cfg.a), load_run(cfg.b)

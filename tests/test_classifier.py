@@ -137,14 +137,16 @@ def test_refit_trains_the_final_model_on_train_and_val(tail_runs):
     assert not tail_runs["frozen"]["metrics"]["refit"] and "before_refit" not in tail_runs["frozen"]["metrics"]["metrics"]
 
 
-def test_onnx_runtime_features_equal_eager(tmp_path):
-    """The default CPU engine gives the eager backbone's maps (float16 tolerance), from one export."""
+@pytest.mark.parametrize("with_texture", [False, True])
+def test_onnx_runtime_features_equal_eager(tmp_path, with_texture):
+    """The default CPU engine gives the eager backbone's maps (float16 tolerance), from one export;
+    with texture statistics, the packed statistics too."""
     from trainer.backbones import build_backbone
     from trainer.data import load_paintings
     from trainer.features import extract_features
     ps = load_paintings(MINI, test_fraction=0)
     paths = ps.frame["path"].iloc[1::400].tolist()
-    bb = build_backbone("efficientnet_lite0")
+    bb = build_backbone("efficientnet_lite0", with_texture=with_texture)
     got = {}
     for engine in ("eager", "onnx"):
         got[engine], ok, _, stats = extract_features(ps.root, paths, bb, tmp_path / engine, 224, views=("orig", "hflip"),
