@@ -89,6 +89,8 @@ def step_scale_features(n: int) -> dict:
 
 # ------------------------------------------------------------------ later stages on drawn maps
 TEXTURE_CACHE = "efficientnet_lite0-texture"   # Backbone.cache_name of the default run's backbone
+
+
 def real_stage_maps(cache_dir: str = "cache"):
     """(maps {view: (M, 204, 7, 7) float16: the stage map + packed texture statistics}, labels
     {task: (M,)}, classes) of wikiart-mini, through the product's cache (computed once if the

@@ -34,11 +34,11 @@ def gradcam(head: torch.nn.Module, fmap: torch.Tensor, task: str, classes: Seque
     with torch.enable_grad():
         _, logits = head(x)
         heats = []
+        places = head.in_channels                                        # packed texture statistics are no places
         for c in classes:
             (g,) = torch.autograd.grad(logits[task][0, int(c)], x, retain_graph=True)
-            c = head.in_channels                                         # packed texture statistics are no places
-            weights = g[0, :c].mean((1, 2))                              # (C,) channel importance
-            cam = F.relu((weights[:, None, None] * x[0, :c]).sum(0)).detach()
+            weights = g[0, :places].mean((1, 2))                         # (C,) channel importance
+            cam = F.relu((weights[:, None, None] * x[0, :places]).sum(0)).detach()
             heats.append((cam / cam.max()).numpy() if cam.max() > 0 else cam.numpy())
     return np.stack(heats).astype(np.float32)
 

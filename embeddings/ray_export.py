@@ -44,6 +44,7 @@ class EmbedActor:
     def __call__(self, batch: dict) -> dict:
         import torch
 
+        from trainer.cache import pooled_means
         from trainer.data import file_sha1, load_image
         from trainer.features import apply_tail, image_tensor
         n = len(batch["row"])
@@ -72,7 +73,7 @@ class EmbedActor:
                 probs.append({t: torch.softmax(lg.float(), 1).cpu().numpy() for t, lg in logits.items()})
                 if pooled is None:
                     base = apply_tail(maps, self.pretrained_tail) if self.pretrained_tail is not None else final
-                    pooled = base[:, :self.meta["in_channels"]].astype(np.float32).mean((2, 3))
+                    pooled = pooled_means(base, np.arange(len(base)), self.meta["in_channels"])
             cols = {"emb": np.mean(embs, 0), "pooled": pooled,
                     **{f"probs__{t}": np.mean([p[t] for p in probs], 0) for t in probs[0]}}
             for c, arr in cols.items():

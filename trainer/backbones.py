@@ -58,11 +58,18 @@ class _LiteStem(nn.Module):
         self.model = model
 
     def forward(self, x):
+        return self.blocks(x)[0]
+
+    def blocks(self, x, ends=()):
+        """(the last stage's input map, [texture.mean_std of the output of each block in `ends`])."""
         m = self.model
         x = m._swish(m._bn0(m._conv_stem(x)))
-        for block in m._blocks[:-1]:   # drop_connect is 0 in these models, as in extract_features
+        stats = []
+        for i, block in enumerate(m._blocks[:-1]):   # drop_connect is 0 in these models, as in extract_features
             x = block(x)
-        return x
+            if i in ends:
+                stats.append(texture.mean_std(x))
+        return x, stats
 
 
 class _LiteStemTexture(_LiteStem):
@@ -75,13 +82,7 @@ class _LiteStemTexture(_LiteStem):
         self.dim = sum(2 * chans[i] for i in self.ends)
 
     def forward(self, x):
-        m = self.model
-        x = m._swish(m._bn0(m._conv_stem(x)))
-        stats = []
-        for i, block in enumerate(m._blocks[:-1]):
-            x = block(x)
-            if i in self.ends:
-                stats.append(texture.mean_std(x))
+        x, stats = self.blocks(x, self.ends)
         return texture.pack(x, torch.cat(stats, 1))
 
 
@@ -94,7 +95,11 @@ class _LiteTail(nn.Module):
         self.block, self.conv_head, self.bn, self.act = model._blocks[-1], model._conv_head, model._bn1, model._swish
 
     def forward(self, x):
-        return self.act(self.bn(self.conv_head(self.block(x))))
+        return self.head_conv(self.block(x))
+
+    def head_conv(self, b):
+        """The 1x1 head conv + BN + swish on the last block's output."""
+        return self.act(self.bn(self.conv_head(b)))
 
 
 class _LiteTailTexture(_LiteTail):
@@ -109,8 +114,7 @@ class _LiteTailTexture(_LiteTail):
     def forward(self, x):
         maps, early = texture.unpack(x.float(), self.stage_channels, self.early_dim)
         b = self.block(maps)
-        final = self.act(self.bn(self.conv_head(b)))
-        return texture.pack(final, torch.cat([early, texture.mean_std(maps), texture.mean_std(b)], 1))
+        return texture.pack(self.head_conv(b), torch.cat([early, texture.mean_std(maps), texture.mean_std(b)], 1))
 
 
 class _Chain(nn.Module):

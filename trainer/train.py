@@ -338,15 +338,18 @@ def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], t
 
 def _spatial_channels(model: torch.nn.Module) -> int | None:
     """Channels of the model's input that are places on the map (CutMix pastes boxes of those only)."""
-    head = model.head if isinstance(model, (TailHead, EndToEnd)) else model
-    if not head.texture_dim:
+    if not _head_of(model).texture_dim:
         return None
-    return head.in_channels if not isinstance(model, TailHead) else model.tail.stage_channels
+    return model.tail.stage_channels if isinstance(model, TailHead) else _head_of(model).in_channels
+
+
+def _head_of(model: torch.nn.Module) -> CRNNClassifier:
+    """The CRNNClassifier inside a TailHead or EndToEnd model (or the model itself)."""
+    return model.head if isinstance(model, (TailHead, EndToEnd)) else model
 
 
 def _heads(model: torch.nn.Module) -> dict:
-    head = model.head if isinstance(model, (TailHead, EndToEnd)) else model
-    return dict(head.heads.items())
+    return dict(_head_of(model).heads.items())
 
 
 def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> tuple[list[dict], list[float]]:
@@ -507,7 +510,6 @@ def train(cfg: TrainConfig) -> Path:
         sha1s, ok, failed = check_images(ps.root, paths)
         batch = image_batcher(ps.root, paths, size, bb.mean, bb.std, cfg.seed)
         feat_stats = {"hits": 0, "misses": 0}
-        in_ch = bb.channels
         t_feat = 0.0
     else:
         t0 = time.time()
@@ -521,7 +523,6 @@ def train(cfg: TrainConfig) -> Path:
                  len(failed), t_feat)
         batch = cached_batcher(views, cfg.seed)
         tta = cached_batcher(views, cfg.seed, "hflip") if cfg.tta else None
-        in_ch = bb.channels   # the map's own channels; texture statistics, if any, are packed behind them
     if not ok.any():
         raise UserError(f"{cfg.data}: none of the {len(paths)} images could be read; first: {failed[0] if failed else '?'}")
 
@@ -536,7 +537,8 @@ def train(cfg: TrainConfig) -> Path:
     cw = task_weights(labels, idx["train"], num_classes, cfg.balance)
 
     def make_model():
-        head = CRNNClassifier(cfg.arch, in_ch, num_classes, cfg.dropout, bb.texture_dim)
+        # the map's own channels; texture statistics, if any, are packed behind them
+        head = CRNNClassifier(cfg.arch, bb.channels, num_classes, cfg.dropout, bb.texture_dim)
         if cfg.finetune:
             return EndToEnd(bb.net, head)
         if tune:
@@ -608,7 +610,7 @@ def train(cfg: TrainConfig) -> Path:
         "run_id": run_dir.name, "arch": cfg.arch, "backbone": bb.name, "weights": bb.weights, "image_size": size,
         "tasks": tasks, "classes": {t: ps.classes[t] for t in tasks}, "embedding_dim": model.embedding_dim
         if hasattr(model, "embedding_dim") else model.head.embedding_dim,
-        "in_channels": in_ch, "texture_dim": bb.texture_dim, "data": str(Path(cfg.data).resolve()), "data_root": str(ps.root.resolve()),
+        "in_channels": bb.channels, "texture_dim": bb.texture_dim, "data": str(Path(cfg.data).resolve()), "data_root": str(ps.root.resolve()),
         "data_hash": data_hash, "n_paintings": int(len(frame)), "unreadable": failed,
         "splits": {s: int(len(i)) for s, i in idx.items()}, "best_epoch": res.best_epoch,
         "best_val_macro_f1": res.best_score, "finetune": cfg.finetune, "tune_tail": tune, "tta": cfg.tta,
