@@ -134,7 +134,8 @@ def step_scale(n: int) -> dict:
     from trainer.crossfit import assign_folds, cross_fit_fold
     from trainer.features import apply_tail, maps_for_run
     from trainer.model import CRNNClassifier, TailHead
-    from trainer.train import (TrainConfig, cached_batcher, class_weights, crossfit_plan, epochs_for, fit, predict)
+    from trainer.train import (TrainConfig, cached_batcher, class_weights, crossfit_plan, epochs_for, final_rows, fit,
+                               predict)
     from db.store import Paths
     torch.set_num_threads(os.cpu_count())
     import resource
@@ -155,8 +156,9 @@ def step_scale(n: int) -> dict:
         rng = np.random.default_rng(0)   # train() splits: 15% test, 10% of the rest for val
         perm = rng.permutation(n)
         test, val, train = perm[:int(0.15 * n)], perm[int(0.15 * n):int(0.235 * n)], perm[int(0.235 * n):]
+        fit_rows, stop_rows = final_rows(cfg, {"train": train, "val": val, "test": test})   # what train() fits on
         ncls = {t: len(classes[t]) for t in labels}
-        cw = {t: class_weights(labels[t][train], ncls[t]) for t in labels}
+        cw = {t: class_weights(labels[t][fit_rows], ncls[t]) for t in labels}
         bb = build_backbone("efficientnet_lite0", with_texture=True)
         pristine = copy.deepcopy(bb.tail)
 
@@ -166,10 +168,10 @@ def step_scale(n: int) -> dict:
         batch = cached_batcher(views, cfg.seed)
 
         t0 = time.perf_counter()
-        res = fit(make_model(), batch, labels, train, val, cfg, 1, cw)
+        res = fit(make_model(), batch, labels, fit_rows, stop_rows, cfg, 1, cw)
         out["head_epoch_s"] = time.perf_counter() - t0
-        out["head_epochs"] = epochs_for(cfg.epochs, len(train), cfg.rows_per_head)
-        out["head_s"] = out["head_epoch_s"] * out["head_epochs"]   # upper bound: early stopping ends sooner
+        out["head_epochs"] = epochs_for(cfg.epochs, len(fit_rows), cfg.rows_per_head, cfg.min_steps, cfg.batch_size)
+        out["head_s"] = out["head_epoch_s"] * out["head_epochs"]
         mark("head_epoch")
 
         rows, cf_epochs, strata = crossfit_plan(cfg, labels, np.ones(n, bool), res.best_epoch)
@@ -255,7 +257,7 @@ def scale_report(steps: dict, sizes: list[int], folds: int = 5) -> tuple[list[di
         lines.append(f"\nFeatures measured on {feats['n']:,} real JPEGs: {rate:.1f} paintings/s (orig + hflip maps, "
                      f"{feats['maps_s']:.1f} maps/s, peak {feats_peak:.0f} MB in that process); * = that rate applied. "
                      f"Peak MB = the process running the later stages at that size. Cross-fit s = {folds} x one measured fold. "
-                     "Head s = epochs x one measured epoch (early stopping usually ends sooner).")
+                     "Head s = epochs x one measured epoch.")
     return rows, "\n".join(lines)
 
 

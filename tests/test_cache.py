@@ -75,6 +75,10 @@ def test_epochs_shrink_past_the_row_budget_so_cost_per_painting_stays_flat():
     sizes = (10_000, 30_000, 100_000, 300_000)
     rows = [n * epochs_for(6, n, 100_000) for n in sizes]   # rows trained on: never grows faster than the size
     assert all(r2 / r1 <= n2 / n1 for r1, r2, n1, n2 in zip(rows, rows[1:], sizes, sizes[1:]))
+    # --min-steps: a small collection's head runs more epochs, so it still takes that many steps
+    assert epochs_for(4, 215, 100_000, min_steps=60, batch_size=64) == 15    # 4 batches an epoch
+    assert epochs_for(4, 2_037, 100_000, min_steps=60, batch_size=64) == 4   # wikiart-mini's fold heads: 128 steps
+    assert epochs_for(10, 100_000, 100_000, min_steps=60, batch_size=64) == 1   # the cap still wins at scale
 
 
 def test_maps_read_per_batch_and_decode_workers_give_the_same_features(tmp_path):

@@ -36,6 +36,12 @@ def test_training_writes_run_and_beats_chance(trained):
     # the cross-fitted heads' own accuracy, over every painting they scored (the flipped labels included)
     assert set(m["metrics"]["crossfit"]) == set(m["tasks"]) and "cross-fitted style" in trained["train_log"]
     assert m["metrics"]["crossfit"]["style"]["n"] == trained["n"] > m["metrics"]["test"]["style"]["n"]
+    # the default final model trains on train + val for the whole schedule, with no early stopping
+    n_fit = m["splits"]["train"] + m["splits"]["val"]
+    assert m["fit_on"] == "train+val" and m["val_in_sample"] and m["best_val_macro_f1"] is None
+    assert [h["epoch"] for h in m["history"]] == list(range(1, 13)) and "val_loss" not in m["history"][0]
+    assert f"final model: 12 epochs on train+val ({n_fit} paintings)" in trained["train_log"]
+    assert "epoch 12/12  loss" in trained["train_log"]
 
 
 def test_paired_comparison_reads_the_runs_cross_fit(trained, tmp_path):
@@ -197,6 +203,9 @@ def test_unwritable_output_is_one_clear_error(trained):
     r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", "/proc/artlens-runs",
                 "--cache-dir", str(work / "cache"), "--epochs", "1", "--folds", "0")
     assert r.returncode == 2 and "cannot write to /proc/artlens-runs" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(work / "runs-refit"), "--refit")
+    assert r.returncode == 2 and "--refit retrains after early stopping on val: add --fit-on train" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (work / "runs-refit").exists()
     r = run_cli("embeddings", "--run", str(trained["run_dir"]), "--store", "/proc/artlens/artlens.duckdb",
                 "--cache-dir", str(work / "cache"))
     assert r.returncode == 2 and "cannot write to /proc/artlens" in r.stderr and "Traceback" not in r.stderr

@@ -129,7 +129,8 @@ def test_texture_statistics_carry_what_the_pooled_map_lacks(trained):
 
 def test_runs_saved_before_texture_rebuild_as_they_trained():
     """A checkpoint from before --texture (no texture_dim in its meta, no texture in its config)
-    loads as the head it was, and its config (resume, noise and loop benches) rebuilds without texture."""
+    loads as the head it was, and its config (resume, noise and loop benches) rebuilds without texture
+    and, from before --fit-on, with the final model early-stopped on train as it was."""
     from embeddings.export import build_model
     from trainer.train import TrainConfig, saved_config
     head = CRNNClassifier("rowcol_bigru", 1280, {"style": 27})
@@ -137,6 +138,7 @@ def test_runs_saved_before_texture_rebuild_as_they_trained():
             "backbone": "efficientnet_lite0"}
     loaded, bb = build_model({"meta": meta, "config": {"dropout": 0.3}, "state_dict": head.state_dict()})
     assert loaded.texture is None and bb.texture_dim == 0 and bb.cache_name == "efficientnet_lite0"
-    old = {k: v for k, v in vars(TrainConfig()).items() if k != "texture"}
+    old = {k: v for k, v in vars(TrainConfig()).items() if k not in ("texture", "fit_on")}
     assert saved_config(old).texture is False and saved_config({**old, "texture": True}).texture is True
+    assert saved_config(old).fit_on == "train" and TrainConfig().fit_on == "train+val"
     assert saved_config(old, seed=5).seed == 5
