@@ -24,10 +24,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from trainer.cli import field, parse_config, run_cli  # noqa: E402
 
-V1 = ["--no-tune-tail", "--no-texture"]   # v1's classifier: frozen backbone, the final map alone
-NO_TEX = ["--no-texture"]                  # v2's default: tail tuning, the final map alone
+# v1-v3 trained the final model for up to 40 epochs on train, early-stopped on val; their rows pin that.
+OLD = ["--epochs", "40", "--fit-on", "train"]
+V1 = OLD + ["--no-tune-tail", "--no-texture"]   # v1's classifier: frozen backbone, the final map alone
+NO_TEX = OLD + ["--no-texture"]                  # v2's default: tail tuning, the final map alone
 MIX = ["--mixup", "0.2", "--cutmix", "1.0"]
-VARIANTS = {   # each change alone on the v1 classifier, then on v2's tail tuning, then with texture (v3 default)
+VARIANTS = {   # each change alone on the v1 classifier, then on v2's tail tuning, then with texture, then v4's schedule
     "frozen (v1 default)": V1,
     "+ tune tail (v2 default)": NO_TEX,
     "+ MixUp/CutMix": V1 + MIX,
@@ -38,10 +40,14 @@ VARIANTS = {   # each change alone on the v1 classifier, then on v2's tail tunin
     "tail + refit on train+val": NO_TEX + ["--refit"],
     "lite2, frozen": ["--backbone", "efficientnet_lite2"] + V1,
     "lite2 + tail": ["--backbone", "efficientnet_lite2"] + NO_TEX,
-    "frozen + texture": ["--no-tune-tail"],
-    "tail + texture (default)": [],
-    "tail + texture + refit": ["--refit"],
+    "frozen + texture": OLD + ["--no-tune-tail"],
+    "tail + texture (v3 default)": OLD,
+    "tail + texture + refit": OLD + ["--refit"],
+    "v3, 10 epochs + refit": ["--fit-on", "train", "--refit"],
+    "v3, 10 epochs on train+val (v4 default)": [],
+    "frozen + texture, 10 epochs on train+val": ["--no-tune-tail"],
 }
+
 
 
 @dataclass
@@ -81,6 +87,7 @@ def read_variant(cfg: AblationConfig, name: str, flags: list[str]) -> dict:
     m = json.loads(path.read_text())
     return {"name": name, "flags": flags, "seed": cfg.seed, "folds": cfg.folds, "seconds": m["seconds"],
             "feature_cache": m["feature_cache"], "best_epoch": m["best_epoch"], "refit": bool(m.get("refit")),
+            "val_in_sample": bool(m.get("val_in_sample", m.get("refit"))),
             "test_before_refit": {t: v["top1"] for t, v in m["metrics"].get("before_refit", {}).get("test", {}).items()},
             "val": {t: {"top1": v["top1"], "n": v["n"]} for t, v in m["metrics"]["val"].items()},
             "test": {t: {"top1": v["top1"], "ci95": v["top1_ci95"], "n": v["n"]} for t, v in m["metrics"]["test"].items()}}
@@ -100,7 +107,7 @@ def table(rows: list[dict], cfg: AblationConfig) -> str:
         cold = " (cold)" if r["feature_cache"]["misses"] else ""
         s = r["seconds"]
         val = np.mean([v["top1"] for v in r.get("val", {}).values()]) if r.get("val") else float("nan")
-        val_cell = "in-sample (trained on val)" if r.get("refit") else f"{val:.3f}"
+        val_cell = "in-sample (trained on val)" if r.get("val_in_sample", r.get("refit")) else f"{val:.3f}"
         lines.append(f"| {r['name']} | `{' '.join(r['flags']) or '(none)'}` | " + " | ".join(cells)
                      + f" | {val_cell} | {s['features']:.0f}{cold} | {s['train']:.0f} | {s['total']:.0f} |")
     notes = [f"\n{r['name']}: the same run's early-stopped model, before the refit, scored "
