@@ -92,10 +92,34 @@ def test_soft_loss_equals_the_masked_loss_on_one_hot_targets():
         assert torch.isclose(hard, s, atol=1e-5), (hard, s)
 
 
+def test_losses_skip_a_task_whose_labelled_rows_all_weigh_zero():
+    """A batch whose artist labels are all of a class absent from the weighted rows (weight 0: a
+    cross-fitting head trains on test paintings the final model's weights never counted) adds
+    nothing for that task; torch's weighted cross-entropy alone is 0/0 there, and one NaN step
+    turned a head's every weight to NaN."""
+    torch.manual_seed(0)
+    logits = {"style": torch.randn(4, 5, requires_grad=True), "artist": torch.randn(4, 4, requires_grad=True)}
+    y = {"style": np.array([0, 1, 2, 3]), "artist": np.array([3, -1, 3, -1])}
+    w = {"style": torch.tensor([1.0, 2.0, 0.5, 1.0, 1.5]), "artist": torch.tensor([0.7, 1.0, 1.3, 0.0])}
+    assert torch.isnan(torch.nn.functional.cross_entropy(logits["artist"], torch.from_numpy(y["artist"]),
+                                                         weight=w["artist"], ignore_index=-1))
+    style_only = masked_multitask_loss({"style": logits["style"]}, {"style": torch.from_numpy(y["style"])}, w)
+    _, soft, mask = mix_batch(np.zeros((4, 1, 7, 7), np.float32), y, N_CLASSES, np.random.default_rng(0), 0.0, 0.0)
+    for loss in (masked_multitask_loss(logits, {t: torch.from_numpy(v) for t, v in y.items()}, w),
+                 soft_multitask_loss(logits, {t: torch.from_numpy(v) for t, v in soft.items()},
+                                     {t: torch.from_numpy(v) for t, v in mask.items()}, w)):
+        assert torch.isfinite(loss) and torch.isclose(loss, style_only, atol=1e-5), (loss, style_only)
+        loss.backward()
+        g = logits["artist"].grad   # None where the task was skipped, zeros where it weighed nothing
+        assert g is None or (torch.isfinite(g).all() and not g.abs().sum())
+        logits["artist"].grad = None
+
+
 @pytest.fixture(scope="module")
 def tail_runs(trained, tmp_path_factory) -> dict:
-    """Same subset, seed and epochs, early stopping on val (`--fit-on train`, so val scores the
-    heads out of sample), texture statistics off on both sides so that the tail tuning alone differs: v1's frozen head and v2's tail tuning, the latter with --refit (its
+    """Same subset, seed and six epochs (`--min-steps 0`: no floor), early stopping on val (`--fit-on
+    train`, so val scores the heads out of sample), texture statistics off on both sides so that the
+    tail tuning alone differs: v1's frozen head and v2's tail tuning, the latter with --refit (its
     early-stopped phase is the plain tail run; the refit comes after). Six epochs are too few for
     the texture branch to pay off on 200 training paintings (README, Results): the default's
     own end-to-end run is the `trained` fixture."""
@@ -104,7 +128,7 @@ def tail_runs(trained, tmp_path_factory) -> dict:
     for name, flags in (("frozen", ["--no-tune-tail", "--no-texture"]), ("tail", ["--no-texture", "--refit"])):
         r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(out), "--run-id", name,
                     "--cache-dir", str(work / "cache"), "--epochs", "6", "--folds", "0", "--test-fraction", "0.2",
-                    "--patience", "99", "--fit-on", "train", *flags)
+                    "--patience", "99", "--fit-on", "train", "--min-steps", "0", *flags)
         assert r.returncode == 0, r.stderr[-2000:]
         runs[name] = {"dir": out / name, "log": r.stderr, "metrics": json.loads((out / name / "metrics.json").read_text())}
     return runs

@@ -178,7 +178,9 @@ def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: dict[str, to
                           label_smoothing: float = 0.0) -> torch.Tensor:
     """Sum over tasks of cross-entropy on the rows that have a label (target -1 = missing).
 
-    A task with no labelled row in the batch contributes nothing (not NaN).
+    A task with no labelled row in the batch contributes nothing (not NaN), and so does one whose
+    labelled rows all have classes of weight 0 (absent from the rows the weights were counted on:
+    torch would divide 0 by 0 and poison every weight).
     """
     total = logits[next(iter(logits))].new_zeros(())
     for task, lg in logits.items():
@@ -186,6 +188,8 @@ def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: dict[str, to
         if not (t >= 0).any():
             continue
         w = class_weights.get(task) if class_weights else None
+        if w is not None and not (w[t[t >= 0]] > 0).any():
+            continue
         total = total + F.cross_entropy(lg, t, weight=w, ignore_index=-1, label_smoothing=label_smoothing)
     return total
 
