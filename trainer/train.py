@@ -264,7 +264,10 @@ def fit(model: torch.nn.Module, batch: Batcher, labels: dict[str, np.ndarray], t
     groups, max_lr = param_groups(model, cfg)
     opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = max(1, epochs * int(np.ceil(len(train_idx) / cfg.batch_size)))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=0.1,
+    # Warm up over 10% of the steps, but at least two: torch's OneCycleLR divides by zero when its
+    # warm-up ends at step 0 (exactly 10 steps at 10%), which short runs on small collections hit.
+    pct_start = 0.1 if steps <= 2 else max(0.1, 2 / steps)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=pct_start,
                                                 anneal_strategy="cos")
     mixing = cfg.mixup > 0 or cfg.cutmix > 0
     mix_rng = np.random.default_rng(cfg.seed + 7)
