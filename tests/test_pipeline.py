@@ -62,7 +62,8 @@ def test_paired_comparison_reads_the_runs_cross_fit(trained, tmp_path):
 def test_feature_cache_is_hit_on_second_run(trained):
     work = trained["work"]
     r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(work / "runs2"), "--run-id", "again",
-                "--cache-dir", str(work / "cache"), "--epochs", "1", "--folds", "0", "--test-fraction", "0.2")
+                "--cache-dir", str(work / "cache"), "--epochs", "1", "--min-steps", "0", "--folds", "0",
+                "--test-fraction", "0.2")
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((work / "runs2" / "again" / "metrics.json").read_text())
     assert m["feature_cache"] == {"hits": 2 * trained["n"], "misses": 0}
@@ -238,7 +239,7 @@ def test_finetune_end_to_end_runs_on_cpu(trained, tmp_path):
     """--finetune trains backbone + head from JPEGs (meant for a GPU; tiny and fast here)."""
     r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path), "--run-id", "ft",
                 "--finetune", "--limit", "40", "--epochs", "1", "--folds", "2", "--crossfit-epochs", "1",
-                "--image-size", "64", "--batch-size", "16", "--cache-dir", str(tmp_path / "cache"))
+                "--image-size", "64", "--batch-size", "16", "--min-steps", "0", "--cache-dir", str(tmp_path / "cache"))
     assert r.returncode == 0, r.stderr[-2000:]
     ckpt = torch.load(tmp_path / "ft" / "model.pt", map_location="cpu", weights_only=False)
     assert ckpt["backbone_state"] and ckpt["meta"]["finetune"] and ckpt["meta"]["image_size"] == 64

@@ -72,7 +72,7 @@ def test_apply_tags_trains_on_decisions_and_leaves_data_untouched(trained, tmp_p
     work = trained["work"]
     r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path / "runs"), "--run-id", "tagged",
                 "--cache-dir", str(work / "cache"), "--epochs", "2", "--folds", "2", "--crossfit-epochs", "2",
-                "--test-fraction", "0.2", "--apply-tags", "--tag-log", str(tags))
+                "--min-steps", "0", "--test-fraction", "0.2", "--apply-tags", "--tag-log", str(tags))
     assert r.returncode == 0, r.stderr[-3000:]
     assert "1 labels replaced, 1 dropped, 1 kept" in r.stderr
     run_dir = tmp_path / "runs" / "tagged"
