@@ -81,6 +81,23 @@ def test_epochs_shrink_past_the_row_budget_so_cost_per_painting_stays_flat():
     assert epochs_for(10, 100_000, 100_000, min_steps=60, batch_size=64) == 1   # the cap still wins at scale
 
 
+def test_every_short_schedule_trains(tmp_path):
+    """Schedules of 1 to 25 steps all train: torch's OneCycleLR divides by zero when its 10% warm-up
+    ends at step 0 (exactly 10 steps), which the step floor's short schedules reach."""
+    import torch
+    from trainer.model import CRNNClassifier
+    from trainer.train import TrainConfig, cached_batcher, fit
+    rng = np.random.default_rng(0)
+    views = {"orig": rng.normal(size=(8, 16, 3, 3)).astype(np.float32)}
+    labels = {"style": rng.integers(0, 3, 8)}
+    for steps in (1, 2, 3, 10, 25):
+        torch.manual_seed(0)
+        model = CRNNClassifier("rowcol_bigru", 16, {"style": 3})
+        res = fit(model, cached_batcher(views, 0), labels, np.arange(8), None, TrainConfig(batch_size=8), steps, None,
+                  log_epochs=False)
+        assert len(res.history) == steps and np.isfinite(res.history[-1]["train_loss"])
+
+
 def test_maps_read_per_batch_and_decode_workers_give_the_same_features(tmp_path):
     """Above the in-memory budget a run gets MapArrays (final maps through the tail per batch); a
     decode worker process gives the same maps and names a corrupt image once."""
