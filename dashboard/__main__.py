@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise UserError(f"no store at {cfg.store}: run `make train embed` first")
     cmd, env = command(cfg)
     print(f"artlens dashboard on http://{cfg.host}:{cfg.port}  (store {cfg.store}; Ctrl-C stops it)", flush=True)
-    raise SystemExit(subprocess.call(cmd, env=env))
+    # Become Streamlit rather than wait on it: a SIGTERM (a service manager, a test's terminate())
+    # then stops the server itself, where a waiting parent died and left it holding the port.
+    os.execve(sys.executable, cmd, env)
 
 
 if __name__ == "__main__":

@@ -227,3 +227,18 @@ def test_spot_check_samples_every_depth_and_refines_the_estimate(app_env):
         assert not set(app.spot_check_queue("style", 30)["path"]) & set(queue["path"])   # it moves on
     finally:
         app.close()
+
+
+def test_stopping_the_dashboard_frees_its_port(store):
+    """`python -m dashboard` is the Streamlit server itself (exec), so one SIGTERM stops the server
+    and frees the port; a waiting wrapper died alone and left Streamlit listening."""
+    import socket
+    from bench.browser import start_dashboard
+    proc, url = start_dashboard(store["store"], store["tags"])
+    port = int(url.rsplit(":", 1)[1])
+    assert "streamlit" in " ".join(open(f"/proc/{proc.pid}/cmdline").read().split("\0"))
+    proc.terminate()
+    proc.wait(timeout=30)
+    with socket.socket() as s:   # nothing listens any more: the port binds again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
