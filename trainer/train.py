@@ -580,15 +580,15 @@ def train(cfg: TrainConfig) -> Path:
     def log_eta(row: dict) -> None:
         if row["epoch"] != (resume_state or {}).get("epoch", 0) + 1:
             return   # once, after the first epoch: it measures this machine's speed on this data
-        n_cf = int((ok & np.any([labels[t] >= 0 for t in tasks], axis=0)).sum())
         per_row = row["seconds"] / max(1, len(fit_rows))
         head = row["seconds"] * (epochs - row["epoch"])
-        cf_epochs = epochs_for(cfg.crossfit_epochs or epochs, n_cf * (cfg.folds - 1) // max(cfg.folds, 1),
-                               cfg.rows_per_head, cfg.min_steps, cfg.batch_size)
-        crossfit = per_row * n_cf * (cfg.folds - 1) * cf_epochs if cfg.folds >= 2 else 0
-        log.info("estimate: at %.1fs an epoch, %s %.0fs more for the final model and about %.0fs of cross-fitting "
-                 "(%d folds x %d epochs over %d paintings)", row["seconds"],
-                 "at most" if stop_rows is not None else "about", head, crossfit, cfg.folds, cf_epochs, n_cf)
+        crossfit = "no cross-fitting (--folds < 2)"
+        if cfg.folds >= 2:   # the plan run_crossfit will follow, with the planned epochs for the best one
+            cf_rows, cf_epochs, _ = crossfit_plan(cfg, labels, ok, epochs)
+            crossfit = (f"about {per_row * len(cf_rows) * (cfg.folds - 1) * cf_epochs:.0f}s of cross-fitting "
+                        f"({cfg.folds} folds x {cf_epochs} epochs over {len(cf_rows)} paintings)")
+        log.info("estimate: at %.1fs an epoch, %s %.0fs more for the final model and %s", row["seconds"],
+                 "at most" if stop_rows is not None else "about", head, crossfit)
 
     epochs = epochs_for(cfg.epochs, len(fit_rows), cfg.rows_per_head, cfg.min_steps, cfg.batch_size)
     if epochs != cfg.epochs:
