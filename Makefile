@@ -15,7 +15,7 @@ export MALLOC_TRIM_THRESHOLD_ := 100000000000
 export PYTHONPATH := $(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv ray train embed dashboard test bench bench-noise bench-loop bench-ablation clean
+.PHONY: venv ray train embed dashboard test bench bench-noise bench-audit bench-loop bench-ablation clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt
@@ -54,6 +54,10 @@ $(RAY_STAMP): requirements-ray.txt $(STAMP)
 
 bench-noise: $(STAMP) $(BENCH_STAMP)
 	$(PY) -m embeddings.noise_bench $(ARGS)
+
+# The store's rankings against a blind panel's verdicts on real labels (../shared/data/wikiart-mini/audit.csv).
+bench-audit: $(STAMP)
+	$(PY) -m bench.audit $(ARGS)
 
 # One round of the review loop on the noisy copy: perfect review of the top 100, --apply-tags, re-embed.
 bench-loop: $(STAMP)

@@ -39,7 +39,12 @@ DETECTOR_HELP = {
     "confident_learning": "confident learning (per-class thresholds), flagged first",
     "consensus": "mean percentile rank over all single detectors",
     "ensemble": "mean percentile rank of one detector per kind of evidence: centroid_margin (cross-fitted model), "
-                "knn_backbone (label-free features), cross_task (other labels); the Review default",
+                "knn_backbone (label-free features), cross_task (other labels)",
+    "artist": "log(likeliest other class / given class) among the artist's other paintings, nearer dates weigh more",
+    "period": "log(likeliest other class / given class) among other paintings dated near this one",
+    "title": "log(likeliest other class / given class) from a cross-fitted text model over titles",
+    "evidence": "the kinds of evidence (look, artist, period, title) combined: high only where several agree "
+                "another label fits better; the Review default",
 }
 MAX_POINTS = 30_000  # scatter points drawn at once; more are sampled (the rest stay queryable)
 
@@ -390,6 +395,11 @@ def page_review(app: Artlens, task: str, reviewer: str):
     right.markdown(f"**given {task}:** {r['given']}")
     top = app.top3_text(task, r)
     right.markdown("**model (top 3):**  \n" + "  \n".join(f"{n}: {p:.2f}" for n, p in top))
+    lines, summary = app.evidence_card(int(r["image_id"]), task)
+    if lines:
+        right.markdown(f"**Why it is here:** {summary}")
+        mark = {"against": "✗ against", "supports": "✓ supports", "mixed": "~ mixed"}
+        right.markdown("  \n".join(f"{mark.get(v, v)} · {line}" for v, line in lines))
     right.caption((f"spot check · rank {r['rank']} in the {app.review_default} ranking" if spot else
                    f"{detector} score {r['score']:.3f} · rank {r['rank']}") + f" · probabilities: {r['source']}")
     d, suggested, note, skip = decision_form(right, "rv", r["image_id"], app.class_names(task), top, shortcuts=True)

@@ -12,7 +12,8 @@ STORE_TABLES = {
         created TIMESTAMP, metrics JSON, benchmark JSON)""",
     "images": """CREATE TABLE images (
         image_id INTEGER PRIMARY KEY, path VARCHAR NOT NULL UNIQUE, sha1 VARCHAR, width INTEGER,
-        height INTEGER, split VARCHAR)""",
+        height INTEGER, split VARCHAR, artist_name VARCHAR, title VARCHAR, year_lo DOUBLE, year_hi DOUBLE,
+        date_text VARCHAR)""",
     "classes": """CREATE TABLE classes (task VARCHAR, class_index INTEGER, name VARCHAR,
         PRIMARY KEY (task, class_index))""",
     # class_index: the label as given in the data; training_index: the label the run trained on
@@ -32,6 +33,10 @@ STORE_TABLES = {
         similarity FLOAT, conflicting_tasks VARCHAR, PRIMARY KEY (group_id, image_id))""",
     "wrong_label_estimates": """CREATE TABLE wrong_label_estimates (task VARCHAR, class_index INTEGER,
         labelled INTEGER, estimated_wrong DOUBLE, low DOUBLE, high DOUBLE)""",
+    # One row per (painting, task, kind of evidence): what that evidence alone says of the label
+    # (embeddings.evidence_table); verdict: supports | mixed | against; line: the Review card's words.
+    "evidence": """CREATE TABLE evidence (image_id INTEGER, task VARCHAR, kind VARCHAR, p_given DOUBLE,
+        best INTEGER, p_best DOUBLE, verdict VARCHAR, line VARCHAR, PRIMARY KEY (image_id, task, kind))""",
     "store_info": """CREATE TABLE store_info (key VARCHAR PRIMARY KEY, value VARCHAR)""",
 }
 

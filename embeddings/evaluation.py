@@ -110,3 +110,30 @@ def flip_labels(labels: np.ndarray, fraction: float, rng: np.random.Generator, n
     flipped = np.zeros(len(labels), bool)
     flipped[rows] = True
     return noisy, flipped
+
+
+def artist_flips(labels: np.ndarray, artist: np.ndarray, fraction: float, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Catalogue-style noise: `fraction` of the labelled rows get a label their own artist carries
+    elsewhere in the collection (labels assigned at artist level, the commonest real failure of
+    catalogues built from artist pages). A row is drawn only where its artist has another label to
+    give; the new label is drawn in proportion to how often the artist's other paintings carry it.
+    Fewer rows are flipped when fewer are eligible.
+
+    labels (N,) int (-1 = none), artist (N,) int artist id (-1 = unknown). Returns (noisy (N,), flipped (N,) bool).
+    """
+    noisy = labels.copy()
+    known = labels >= 0
+    choices: dict[int, np.ndarray] = {}
+    for a in np.unique(artist[(artist >= 0) & known]):
+        choices[int(a)] = labels[(artist == a) & known]
+    eligible = np.array([r for r in np.flatnonzero(known & (artist >= 0))
+                         if (choices[int(artist[r])] != labels[r]).any()], dtype=np.int64)
+    k = min(int(round(fraction * known.sum())), len(eligible))
+    rows = rng.choice(eligible, size=k, replace=False) if k else np.array([], dtype=np.int64)
+    for r in rows:
+        pool = choices[int(artist[r])]
+        noisy[r] = int(rng.choice(pool[pool != labels[r]]))   # the artist's labels, by their frequency
+    flipped = np.zeros(len(labels), bool)
+    flipped[rows] = True
+    return noisy, flipped

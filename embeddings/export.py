@@ -24,10 +24,11 @@ from PIL import Image
 from db.store import Paths, StoreError, TagLog, build_store
 from embeddings import duplicates as dup
 from embeddings.index import build_index, neighbours_excluding_self, save_index
-from embeddings.prevalence import wrong_label_weights
 from embeddings.project import pca_2d, umap_2d
-from embeddings.scores import (EMBEDDING_DETECTORS, REVIEW_DEFAULT, cross_task_table, detector_table, neighbour_labels,
-                               rank_descending, reference_scores, wrong_label_interval)
+from embeddings.evidence import against_scores, count_interval, wrong_count, wrong_log_odds
+from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
+from embeddings.scores import (EMBEDDING_DETECTORS, METADATA_DETECTORS, REVIEW_DEFAULT, cross_task_table,
+                               detector_table, neighbour_labels, rank_descending, reference_scores)
 from trainer.backbones import build_backbone
 from trainer.cache import pooled_means
 from trainer.texture import packed_channels
@@ -159,7 +160,8 @@ def merge_crossfit(run_dir: Path, paths: list[str], labels: dict[str, np.ndarray
                 probs[t][rows[hit]] = cf.probs[t][hit]
                 source[t][rows[hit]] = "cross-fit"
                 for d in EMBEDDING_DETECTORS:
-                    scores[t][d][rows[hit]] = cf.scores[t][d][hit]
+                    if d in cf.scores[t]:   # a run trained before a detector existed has no column for it
+                        scores[t][d][rows[hit]] = cf.scores[t][d][hit]
         log.info("scores are cross-fitted for %d of %d paintings (%d folds)", int(hit.sum()), n, int(cf.fold.max()) + 1)
     else:
         log.warning("%s has no cross-fitted scores (trained with --folds 0): every painting is scored by the final "
@@ -198,36 +200,72 @@ def backbone_pooled_features(root: Path, paths: list[str], meta: dict, cfg: "Emb
 
 def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
                 emb_scores: dict[str, dict[str, np.ndarray]], pooled: np.ndarray, n_classes: dict[str, int],
-                knn_k: int, exact_limit: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every detector per task, and the estimate of wrong labels, as the store's two tables.
+                knn_k: int, exact_limit: int, md: Metadata | None = None,
+                class_names: dict[str, list[str]] | None = None) -> "Scored":
+    """Every detector per task, the evidence lines and the count of wrong labels: the store's
+    `scores`, `wrong_label_estimates` and `evidence` tables, and each painting's wrong weight.
 
     labels {task: (N,)}, probs {task: (N, C)} cross-fitted, emb_scores from `merge_crossfit`,
-    pooled (N, C') frozen-backbone features for the label-free kNN. Rows are image_ids 0..N-1.
+    pooled (N, C') frozen-backbone features for the label-free kNN, md the paintings' metadata
+    (none: the metadata kinds say nothing). Rows are image_ids 0..N-1.
     """
     image_ids = np.arange(len(pooled), dtype=np.int64)
+    md = md or Metadata.from_frame(pd.DataFrame(index=image_ids))
     bb_index, _ = build_index(pooled, image_ids, exact_limit=exact_limit)
-    bb_nb, _ = neighbours_excluding_self(bb_index, pooled, image_ids, knn_k)
+    bb_nb, bb_sim = neighbours_excluding_self(bb_index, pooled, image_ids, knn_k)
     cross = cross_task_table(labels, n_classes)
-    score_rows, wrong_rows = [], []
+    score_rows, wrong_rows, evidence_rows_, weights = [], [], [], {}
     for t in labels:
-        scores, flags = detector_table(labels[t], probs[t], emb_scores[t], neighbour_labels(labels[t], bb_nb),
-                                       cross.get(t))
+        y = labels[t]
+        ev = task_evidence(y, probs[t], bb_nb, bb_sim, md, n_classes[t])
+        ev_scores = {k: against_scores(y, ev.kinds[k], ev.prior) for k in METADATA_DETECTORS}
+        ev_scores["evidence"] = wrong_log_odds(y, ev.posterior)
+        scores, flags = detector_table(y, probs[t], emb_scores[t], neighbour_labels(y, bb_nb), cross.get(t),
+                                       ev_scores)
+        # equal kNN shares (10 neighbours give 11 levels) are ordered by the similarity-weighted vote
+        nb_given = np.where(y >= 0, ev.neighbour_probs[np.arange(len(y)), np.maximum(y, 0)], np.nan)
+        tiebreak = {"knn_backbone": -nb_given}
         for det, sc in scores.items():
             scored = ~np.isnan(sc)   # unlabelled, or a detector with nothing to say (cross_task without artist)
             score_rows.append(pd.DataFrame({"image_id": image_ids[scored], "task": t, "detector": det,
-                                            "score": sc[scored], "rank": rank_descending(sc)[scored],
+                                            "score": sc[scored], "rank": rank_descending(sc, tiebreak.get(det))[scored],
                                             "flag": flags[det][scored]}))
-        known = labels[t] >= 0
-        if known.any():   # how many labels look wrong, from the cross-fitted probabilities
-            est, lo, hi = wrong_label_interval(labels[t][known], probs[t][known])
-            counts = np.bincount(labels[t][known], minlength=n_classes[t])
-            wrong_rows.append(pd.DataFrame({"task": t, "class_index": pd.array(np.flatnonzero(counts), "Int64"),
-                                            "labelled": counts[counts > 0], "estimated_wrong": est[counts > 0],
-                                            "low": np.nan, "high": np.nan}))
-            wrong_rows.append(pd.DataFrame([{"task": t, "class_index": pd.NA, "labelled": int(known.sum()),
-                                             "estimated_wrong": float(est.sum()), "low": lo, "high": hi}]))
+        names = (class_names or {}).get(t) or [str(i) for i in range(n_classes[t])]
+        evidence_rows_.append(evidence_rows(t, y, probs[t], bb_nb, ev, md, names))
+        wrong_rows.append(wrong_count_rows(t, y, ev, n_classes[t]))
+        weights[t] = np.where(y >= 0, wrong_count(y, ev.posterior, ev.kinds, ev.prior)[0].astype(float), np.nan)
     wrong = pd.concat(wrong_rows).astype({"class_index": "Int64"}) if wrong_rows else pd.DataFrame()
-    return pd.concat(score_rows), wrong
+    return Scored(pd.concat(score_rows), wrong, pd.concat(evidence_rows_), weights)
+
+
+@dataclass
+class Scored:
+    """The score stage's tables; wrong_weight {task: (N,)}: 1 where the painting is counted as
+    wrongly labelled, 0 where not, NaN unlabelled (the review refines the count from these)."""
+    scores: pd.DataFrame
+    wrong: pd.DataFrame
+    evidence: pd.DataFrame
+    wrong_weight: dict[str, np.ndarray]
+
+
+def wrong_count_rows(task: str, y: np.ndarray, ev, n_classes: int) -> pd.DataFrame:
+    """The `wrong_label_estimates` rows of one task: per class and in all, the paintings where
+    independent kinds of evidence agree the label is wrong (embeddings.evidence.wrong_count). The
+    total's interval spans the stricter and looser readings of agreement and the count's 95%
+    sampling interval."""
+    known = y >= 0
+    if not known.any():
+        return pd.DataFrame(columns=["task", "class_index", "labelled", "estimated_wrong", "low", "high"])
+    wrong, strict, loose = wrong_count(y, ev.posterior, ev.kinds, ev.prior)
+    est = np.bincount(y[wrong], minlength=n_classes).astype(float)
+    lo, hi = count_interval(wrong[known])
+    lo, hi = min(lo, strict), max(hi, loose)
+    counts = np.bincount(y[known], minlength=n_classes)
+    return pd.concat([
+        pd.DataFrame({"task": task, "class_index": pd.array(np.flatnonzero(counts), "Int64"),
+                      "labelled": counts[counts > 0], "estimated_wrong": est[counts > 0], "low": np.nan, "high": np.nan}),
+        pd.DataFrame([{"task": task, "class_index": pd.NA, "labelled": int(known.sum()),
+                       "estimated_wrong": float(est.sum()), "low": lo, "high": hi}])])
 
 
 @dataclass
@@ -338,8 +376,9 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, meta: dict, root: Path, fw: For
     t0 = time.time()
     probs, emb_scores, source = merge_crossfit(run_dir, frame["path"].tolist(), labels, fw.probs, emb, nb_ids,
                                                n_classes)
-    score_df, wrong_df = score_stage(labels, probs, emb_scores, fw.pooled, n_classes, meta.get("knn_k", 10),
-                                     cfg.exact_limit)
+    scored = score_stage(labels, probs, emb_scores, fw.pooled, n_classes,
+                                                  meta.get("knn_k", 10), cfg.exact_limit, Metadata.from_frame(frame),
+                                                  meta["classes"])
     times["scores"] = time.time() - t0
 
     t0 = time.time()
@@ -365,8 +404,7 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, meta: dict, root: Path, fw: For
     times["projection"] = time.time() - t0
 
     t0 = time.time()
-    tables = store_tables(run_dir, meta, root, frame, sha1s, emb, given, labels, probs, source, score_df, wrong_df,
-                          proj, dup_df)
+    tables = store_tables(run_dir, meta, root, frame, sha1s, emb, given, labels, probs, source, scored, proj, dup_df)
     info = {"run_id": meta["run_id"], "run_dir": str(run_dir.resolve()), "data_root": str(root.resolve()),
             "index_path": str(index_path.resolve()), "index_kind": index_report["kind"],
             "index_recall_at_10": f"{index_report['recall_at_10']:.4f}", "embedding_dim": str(emb.shape[1]),
@@ -389,7 +427,7 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, meta: dict, root: Path, fw: For
     return times
 
 
-def store_tables(run_dir, meta, root, frame, sha1s, emb, given, labels, probs, source, score_df, wrong_df, proj,
+def store_tables(run_dir, meta, root, frame, sha1s, emb, given, labels, probs, source, scored: Scored, proj,
                  dup_df) -> dict[str, pd.DataFrame]:
     """The store's tables (db/schema.py) as DataFrames."""
     n = len(frame)
@@ -403,7 +441,7 @@ def store_tables(run_dir, meta, root, frame, sha1s, emb, given, labels, probs, s
         pred_rows.append(pd.DataFrame({"image_id": image_ids, "task": t, "probs": list(probs[t].astype(np.float32)),
                                        "predicted": probs[t].argmax(1).astype(np.int32), "p_given": pg,
                                        "top3": list(t3.astype(np.int32)), "top3_probs": list(p3.astype(np.float32)),
-                                       "source": source[t], "wrong_weight": wrong_label_weights(y, probs[t])}))
+                                       "source": source[t], "wrong_weight": scored.wrong_weight[t]}))
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text())["metrics"] if metrics_path.is_file() else {}
     bench_path = run_dir / "noise.json"
@@ -418,7 +456,7 @@ def store_tables(run_dir, meta, root, frame, sha1s, emb, given, labels, probs, s
                                "benchmark": json.dumps(benchmark)}]),
         "images": pd.DataFrame({"image_id": image_ids, "path": frame["path"], "sha1": sha1s,
                                 "width": [s[0] for s in sizes], "height": [s[1] for s in sizes],
-                                "split": frame["split"]}),
+                                "split": frame["split"], **metadata_columns(frame)}),
         "classes": pd.DataFrame([{"task": t, "class_index": i, "name": c} for t in meta["tasks"]
                                  for i, c in enumerate(meta["classes"][t])]),
         "labels": pd.concat([pd.DataFrame({"image_id": image_ids, "task": t,
@@ -427,11 +465,23 @@ def store_tables(run_dir, meta, root, frame, sha1s, emb, given, labels, probs, s
                              for t in meta["tasks"]]),
         "predictions": pd.concat(pred_rows),
         "embeddings": pd.DataFrame({"image_id": image_ids, "faiss_id": image_ids, "vector": list(emb.astype(np.float32))}),
-        "scores": score_df,
+        "scores": scored.scores,
         "projections": pd.concat(proj),
         "duplicate_groups": dup_df,
-        "wrong_label_estimates": wrong_df,
+        "wrong_label_estimates": scored.wrong,
+        "evidence": scored.evidence,
     }
+
+
+def metadata_columns(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """The images table's metadata columns (artist_name, title, year_lo, year_hi, date_text)."""
+    n = len(frame)
+    empty = pd.Series([""] * n, dtype=object)
+    return {"artist_name": frame.get("artist_name", empty).fillna("").astype(str),
+            "title": frame.get("title", empty).fillna("").astype(str),
+            "year_lo": frame.get("year_lo", pd.Series(np.full(n, np.nan))).astype(float),
+            "year_hi": frame.get("year_hi", pd.Series(np.full(n, np.nan))).astype(float),
+            "date_text": frame.get("date_text", empty).fillna("").astype(str)}
 
 
 def _image_size(path: Path) -> tuple[int, int]:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from db.store import Store, read_info
-from embeddings.evaluation import flip_labels, grade_ranking, pr_curve
+from embeddings.evaluation import artist_flips, flip_labels, grade_ranking, pr_curve
 from embeddings.export import EmbedConfig, embed, load_checkpoint
 from trainer.cli import UserError, field, parse_config
 from trainer.crossfit import CrossFit
@@ -32,7 +32,7 @@ from trainer.data import TASKS, PaintingSet, load_paintings
 from trainer.train import resolve_run_dir, saved_config, train
 
 log = logging.getLogger("embeddings.noise_bench")
-MODES = ("uniform", "confusable")
+MODES = ("uniform", "confusable", "artist")
 
 
 @dataclass
@@ -40,14 +40,18 @@ class NoiseBenchConfig:
     run: str = field("", "clean run whose data and training settings to use (default runs/latest)")
     runs_dir: str = field("runs", "where runs are kept")
     fraction: float = field(0.1, "share of each task's labels to flip")
-    modes: list[str] = field(list(MODES), "flip kinds: uniform and/or confusable")
+    modes: list[str] = field(list(MODES), "flip kinds: uniform (to any other class), confusable (to the class a "
+                                          "cross-fitted head of the clean run likes next), artist (to a label the "
+                                          "painting's own artist carries elsewhere)")
     tasks: list[str] = field(["style", "genre"], "tasks to flip and grade")
     seed: int = field(1, "seed of the flips (the training seed stays the clean run's)")
     work_dir: str = field("bench/noise", "where the noisy copies, their runs and stores go")
     cache_dir: str = field("cache", "feature-map cache folder (shared with make train)")
     out: str = field("bench/noise.json", "result file (PR curves are written beside it)")
     grade_only: bool = field(False, "re-grade the stores an earlier run left in --work-dir (same seed) without "
-                                    "retraining, e.g. after changing a detector's combination in embed")
+                                    "retraining or re-embedding")
+    reembed: bool = field(False, "run `make embed` again on the runs an earlier run left in --work-dir (same seed) "
+                                 "and grade: after changing the score stage, without retraining")
     bootstrap: int = field(200, "bootstrap resamples for the 95% intervals of AUROC and precision@k (0 = none)")
 
 
@@ -151,22 +155,32 @@ def peer_rankings(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray
 
 
 def noisy_store(ps: PaintingSet, run_dir: Path, clean_cfg: dict, mode: str, seed: int, fraction: float,
-                tasks: list[str], work: Path, cache_dir: str, reuse: bool = False) -> tuple[Path, dict[str, set[str]]]:
+                tasks: list[str], work: Path, cache_dir: str, reuse: str = "") -> tuple[Path, dict[str, set[str]]]:
     """Flip `fraction` of each task's labels (seeded), write the noisy copy under work/<mode>-seed<S>/
     and run `make train embed`'s functions on it with the clean run's settings. Returns (the store,
-    {task: flipped paths}). reuse: take the store and flips an earlier call left there instead."""
+    {task: flipped paths}). reuse "grade": take the store and flips an earlier call left there;
+    "embed": embed that call's run again first (the score stage changed, the training did not)."""
     paths = ps.frame["path"].tolist()
     name = f"{mode}-seed{seed}"
     store = work / name / "artlens.duckdb"
     if reuse:
+        if not (work / name / "flips.json").is_file():
+            raise UserError(f"no noisy copy at {work / name}: run `make bench-noise ARGS=\"--seed {seed}\"` first")
+        if reuse == "embed":
+            embed(EmbedConfig(run=str(work / name / "runs" / "run"), store=str(store), cache_dir=cache_dir,
+                              projection="pca"))
         if not store.is_file():
             raise UserError(f"no store at {store}: run `make bench-noise ARGS=\"--seed {seed}\"` first")
         return store, {t: set(v) for t, v in json.loads((work / name / "flips.json").read_text()).items()}
     rng = np.random.default_rng(seed)
     guide = confusable_probs(run_dir, paths) if mode == "confusable" else {}
+    artist_ids = pd.factorize(ps.frame["artist_name"].replace("", None))[0] if mode == "artist" else None
     noisy, flipped = {}, {}
     for t in tasks:
-        noisy[t], is_flipped = flip_labels(ps.labels(t), fraction, rng, len(ps.classes[t]), guide.get(t))
+        if mode == "artist":
+            noisy[t], is_flipped = artist_flips(ps.labels(t), artist_ids, fraction, rng)
+        else:
+            noisy[t], is_flipped = flip_labels(ps.labels(t), fraction, rng, len(ps.classes[t]), guide.get(t))
         flipped[t] = set(np.array(paths)[is_flipped])
     manifest = write_noisy_copy(ps, noisy, work / name / "data")
     (work / name / "flips.json").write_text(json.dumps({t: sorted(v) for t, v in flipped.items()}, indent=0))
@@ -196,7 +210,7 @@ def run_bench(cfg: NoiseBenchConfig) -> dict:
     t_start = time.time()
     bad = [m for m in cfg.modes if m not in MODES]
     if bad:
-        raise UserError(f"unknown --modes {bad}: choose uniform and/or confusable")
+        raise UserError(f"unknown --modes {bad}: choose from {', '.join(MODES)}")
     run_dir, meta, clean_cfg, tasks, ps = clean_run(cfg.run, cfg.runs_dir, cfg.tasks)
     paths = ps.frame["path"].tolist()
     work = Path(cfg.work_dir)
@@ -206,7 +220,7 @@ def run_bench(cfg: NoiseBenchConfig) -> dict:
     for mode in cfg.modes:
         t0 = time.time()
         store, flipped = noisy_store(ps, run_dir, clean_cfg, mode, cfg.seed, cfg.fraction, tasks, work,
-                                     cfg.cache_dir, reuse=cfg.grade_only)
+                                     cfg.cache_dir, reuse="embed" if cfg.reembed else "grade" if cfg.grade_only else "")
         graded, pr = grade_store(store, flipped, cfg.bootstrap)
         result[mode] = graded
         result["seconds"][mode] = time.time() - t0

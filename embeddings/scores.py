@@ -12,17 +12,23 @@ from scipy.stats import rankdata
 # On cross-fitted softmax (each painting's probabilities from a head that never saw its label).
 PROBABILITY_DETECTORS = ("confidence", "margin", "confident_learning")
 # On the cross-fitting head's embedding, against that fold's training paintings (`reference_scores`).
-EMBEDDING_DETECTORS = ("centroid", "centroid_margin", "mahalanobis", "zscore", "knn")
+# mahalanobis measures how unusual a painting is (an outlier score); mahalanobis_margin whether its
+# label fits: own class's distance minus the nearest other class's, as centroid_margin does.
+EMBEDDING_DETECTORS = ("centroid", "centroid_margin", "mahalanobis", "mahalanobis_margin", "zscore", "knn")
 # knn_backbone: kNN over frozen backbone features no label touched; cross_task: label co-occurrence.
-SINGLE_DETECTORS = (*PROBABILITY_DETECTORS, *EMBEDDING_DETECTORS, "knn_backbone", "cross_task")
+# artist / period / title: the metadata evidence of embeddings.evidence, one kind each.
+METADATA_DETECTORS = ("artist", "period", "title")
+SINGLE_DETECTORS = (*PROBABILITY_DETECTORS, *EMBEDDING_DETECTORS, "knn_backbone", "cross_task", *METADATA_DETECTORS)
 # ensemble: one detector per independent kind of evidence, rank-averaged: the cross-fitted head
 # (its softmax and embedding are two readings of one model; centroid_margin read it best on flip
 # seed 1), label-free visual neighbours, and the painting's other labels. A rule, not a search:
 # averaging many detectors of one kind (consensus) lets their shared blind spots outvote the others.
 ENSEMBLE_OF = ("centroid_margin", "knn_backbone", "cross_task")
-DETECTORS = (*SINGLE_DETECTORS, "consensus", "ensemble")
+# evidence: the kinds of evidence (look, artist, period, title) combined as likelihood ratios
+# (embeddings.evidence.combine_evidence): a painting tops it only where several kinds agree.
+DETECTORS = (*SINGLE_DETECTORS, "consensus", "ensemble", "evidence")
 # The ranking the Review page opens with (store_info.review_default).
-REVIEW_DEFAULT = "ensemble"
+REVIEW_DEFAULT = "evidence"
 # Which task's label is the context of each task's cross-task score: a style is judged by the
 # artist's other works, a genre by the style's, an artist by how its given style fits that artist.
 CROSS_TASK_CONTEXT = {"style": ("style", "artist"), "genre": ("genre", "style"), "artist": ("style", "artist")}
@@ -109,12 +115,14 @@ def reference_scores(ref_labels: np.ndarray, ref_emb: np.ndarray, labels: np.nda
     ref_labels (R,) int, ref_emb (R, D): reference paintings (labelled rows only are used).
     labels (N,) int (-1 = none), emb (N, D): the paintings to score.
     neighbour_labels (N, k): labels of each scored painting's k nearest reference paintings (-1 = none).
-    Returns {centroid, centroid_margin, zscore, mahalanobis, knn}: (N,) float, NaN where labels < 0.
+    Returns {centroid, centroid_margin, zscore, mahalanobis, mahalanobis_margin, knn}: (N,) float,
+    NaN where labels < 0.
     """
     keep = ref_labels >= 0
     ref_labels, ref_emb = ref_labels[keep], ref_emb[keep]
     known = labels >= 0
-    out = {k: np.full(len(labels), np.nan) for k in ("centroid", "centroid_margin", "zscore", "mahalanobis")}
+    out = {k: np.full(len(labels), np.nan) for k in ("centroid", "centroid_margin", "zscore", "mahalanobis",
+                                                      "mahalanobis_margin")}
     out["knn"] = knn_disagreement_scores(labels, neighbour_labels)
     if len(ref_labels) == 0 or not known.any():
         return out
@@ -136,10 +144,18 @@ def reference_scores(ref_labels: np.ndarray, ref_emb: np.ndarray, labels: np.nda
     q = l2_normalize(emb[known]) - centre
     if proj is not None:
         q = q @ proj
-    diff = q - means[labels[known]]
-    m = np.sqrt(np.maximum(np.einsum("nd,de,ne->n", diff, precision, diff), 0))
+    # squared distance to every class mean at once: q'Pq - 2 q'P mu_c + mu_c'P mu_c, (n, C)
+    qp = q @ precision
+    d2 = (np.einsum("nd,nd->n", qp, q)[:, None] - 2 * qp @ means.T
+          + np.einsum("cd,de,ce->c", means, precision, means)[None, :])
+    d = np.sqrt(np.maximum(d2, 0))
+    d[:, np.isnan(cent[:, 0])] = np.inf          # classes with no reference painting are never "nearest"
+    rows = np.arange(len(q))
+    m = d[rows, labels[known]].copy()
+    d[rows, labels[known]] = np.inf
     m[absent[known]] = np.inf
     out["mahalanobis"][known] = m
+    out["mahalanobis_margin"][known] = np.where(absent[known], np.inf, m - d.min(1))
     for k in ("centroid", "centroid_margin"):
         out[k][known & absent] = np.inf
     return out
@@ -247,11 +263,14 @@ def wrong_label_interval(labels: np.ndarray, probs: np.ndarray, n_boot: int = 20
     return wrong_label_estimate(labels, probs), lo, hi
 
 
-def rank_descending(scores: np.ndarray) -> np.ndarray:
-    """1 = highest score; NaN scores get rank 0 (unranked). (N,) int"""
+def rank_descending(scores: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
+    """1 = highest score; NaN scores get rank 0 (unranked). Equal scores are ordered by `tiebreak`
+    (N,), higher first, where given (NaN last), else by position. (N,) int"""
     out = np.zeros(len(scores), dtype=np.int64)
-    ok = ~np.isnan(scores)
-    out[ok] = rankdata(-scores[ok], method="ordinal")
+    ok = np.flatnonzero(~np.isnan(scores))
+    second = np.zeros(len(ok)) if tiebreak is None else -np.nan_to_num(tiebreak[ok], nan=-np.inf)
+    order = np.lexsort((np.arange(len(ok)), second, -scores[ok]))
+    out[ok[order]] = np.arange(1, len(ok) + 1)
     return out
 
 
@@ -285,7 +304,10 @@ def cross_task_table(labels: dict[str, np.ndarray], n_classes: dict[str, int]) -
 def detector_flags(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """{detector: (N,) bool}: the detector's own threshold, or its top 5% where it has none."""
     thresholds = {"confidence": 0.5,   # p(given) below 0.5: the seeds' review threshold
-                  "margin": 0.0, "centroid_margin": 0.0, "zscore": 3.0, "knn": 0.5, "knn_backbone": 0.5}
+                  "margin": 0.0, "centroid_margin": 0.0, "zscore": 3.0, "knn": 0.5, "knn_backbone": 0.5,
+                  # evidence: the combined evidence prefers another class; a metadata kind: another
+                  # class at least twice as likely as the given one (embeddings.evidence.AGAINST_RATIO)
+                  "evidence": 0.0, **{k: float(np.log(2.0)) for k in METADATA_DETECTORS}}
     flags = {}
     with np.errstate(invalid="ignore"):
         for name, s in scores.items():
@@ -298,21 +320,25 @@ def detector_flags(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def detector_table(labels: np.ndarray, probs: np.ndarray, embedding_scores: dict[str, np.ndarray],
-                   backbone_neighbour_labels: np.ndarray, cross_task: np.ndarray | None = None
+                   backbone_neighbour_labels: np.ndarray, cross_task: np.ndarray | None = None,
+                   evidence_scores: dict[str, np.ndarray] | None = None
                    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Every detector for one task: ({detector: score (N,)}, {detector: flag (N,) bool}).
 
     labels (N,) int (-1 = none); probs (N, C) cross-fitted softmax; embedding_scores: the
     EMBEDDING_DETECTORS from `reference_scores` (cross-fitted); backbone_neighbour_labels (N, k):
     labels of each painting's nearest paintings in frozen-backbone feature space; cross_task (N,)
-    or None. Scores are NaN where the painting has no label.
+    or None; evidence_scores: the METADATA_DETECTORS and `evidence` (embeddings.evidence_table),
+    NaN throughout where not given. Scores are NaN where the painting has no label.
     """
     scores = {"confidence": confidence_scores(labels, probs), "margin": margin_scores(labels, probs)}
     cl_flag, scores["confident_learning"] = confident_learning(labels, probs)
     scores.update({k: embedding_scores[k] for k in EMBEDDING_DETECTORS})
     scores["knn_backbone"] = knn_disagreement_scores(labels, backbone_neighbour_labels)
     scores["cross_task"] = cross_task if cross_task is not None else np.full(len(labels), np.nan)
-    scores["consensus"] = mean_percentile_rank({k: scores[k] for k in SINGLE_DETECTORS})
+    for k in (*METADATA_DETECTORS, "evidence"):
+        scores[k] = (evidence_scores or {}).get(k, np.full(len(labels), np.nan)).astype(float).copy()
+    scores["consensus"] = mean_percentile_rank({k: scores[k] for k in SINGLE_DETECTORS if k not in METADATA_DETECTORS})
     scores["ensemble"] = mean_percentile_rank({k: scores[k] for k in ENSEMBLE_OF})
     for s in scores.values():
         s[labels < 0] = np.nan

@@ -102,6 +102,28 @@ class Artlens:
             return []
         return [(names[int(c)], float(p)) for c, p in zip(row["top3"], row["top3_probs"])]
 
+    def evidence_card(self, image_id: int, task: str) -> tuple[list[tuple[str, str]], str]:
+        """Why a painting is in the queue: ([(verdict, line)] one per kind of evidence, model and
+        look-alikes first; a summary: which kinds are against the label and which support it).
+        Empty for a store written before the evidence table."""
+        ev = self.store.evidence_of(image_id, task)
+        if ev.empty:
+            return [], ""
+        lines = [(r.verdict, r.line) for r in ev.itertuples() if r.line]
+        kinds = ev[ev["kind"].isin(["look", "artist", "period", "title"])]
+        name = {"look": "the look"}
+        against = [name.get(k, k) for k in kinds.loc[kinds["verdict"] == "against", "kind"]]
+        support = [name.get(k, k) for k in kinds.loc[kinds["verdict"] == "supports", "kind"]]
+        parts = []
+        if against:
+            parts.append(f"against the label: {', '.join(against)}")
+        if support:
+            parts.append(f"for it: {', '.join(support)}")
+        summary = "; ".join(parts) if parts else "no kind of evidence is clearly for or against the label"
+        if against and not support and len(against) == 1 and against == ["the look"]:
+            summary += " (only the look is odd: check the metadata before calling it wrong)"
+        return lines, summary[0].upper() + summary[1:]
+
     def class_names(self, task: str) -> list[str]:
         return self.store.class_names(task)
 

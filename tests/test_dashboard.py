@@ -83,9 +83,15 @@ def test_review_tag_persists_across_restart(app_env):
     top = con.execute("""SELECT i.path FROM scores s JOIN images i USING (image_id)
                          WHERE s.task = 'style' AND s.detector = ? AND s.rank = 1""", [default]).fetchone()[0]
     con.close()
-    assert default == "ensemble" and at.selectbox(key="rv_detector").value == default
+    assert default == "evidence" and at.selectbox(key="rv_detector").value == default
     first = next(m.value for m in at.markdown if m.value.startswith("### #"))
     assert first.split("`")[1] == top
+    # the card says why: one line per kind of evidence, each marked for or against the label
+    why = next(m.value for m in at.markdown if m.value.startswith("**Why it is here:**"))
+    assert "against the label" in why
+    lines = next(m.value for m in at.markdown if "Model (never saw this label)" in m.value)
+    assert "Look-alikes:" in lines and "Artist (" in lines
+    assert re.search(r"[✗✓~] (against|supports|mixed) · Model", lines)
     path = first.split("`")[1]
     image_id = re.search(r"#(\d+)", first).group(1)
     at.text_input(key=f"rv_note_{image_id}").set_value("odd palette")

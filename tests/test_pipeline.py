@@ -101,7 +101,7 @@ def test_store_contents(store):
     assert q("SELECT count(*) FROM labels")[0][0] == 3 * n
     assert q("SELECT count(*) FROM predictions")[0][0] == 3 * n
     assert q("SELECT min(len(vector)), max(len(vector)) FROM embeddings")[0] == (1216, 1216)
-    assert q("SELECT count(DISTINCT detector) FROM scores")[0][0] == 12
+    assert q("SELECT count(DISTINCT detector) FROM scores")[0][0] == 17
     assert q("SELECT count(*) FROM projections WHERE method = 'pca'")[0][0] == n
     # softmax rows sum to one, width = class count of the task
     assert q("""SELECT bool_and(abs(list_sum(probs) - 1) < 1e-3) FROM predictions""")[0][0]
@@ -119,6 +119,16 @@ def test_store_contents(store):
             FROM wrong_label_estimates GROUP BY task"""):
         assert lo <= total <= hi and total == pytest.approx(parts), task
     assert q("SELECT count(DISTINCT task) FROM wrong_label_estimates")[0][0] == 3
+    # metadata from the WikiArt file names, and one evidence row per labelled painting, task and kind
+    assert q("SELECT count(*) FROM images WHERE artist_name <> '' AND title <> ''")[0][0] == n
+    assert q("SELECT count(*) FROM images WHERE year_lo IS NOT NULL")[0][0] > n // 3
+    assert q("""SELECT count(*) FROM evidence e JOIN labels l USING (image_id, task)
+                WHERE e.kind = 'model' AND l.training_index IS NOT NULL""")[0][0] == \
+        q("SELECT count(*) FROM labels WHERE training_index IS NOT NULL")[0][0]
+    assert {r[0] for r in q("SELECT DISTINCT kind FROM evidence")} == {"model", "neighbours", "look", "artist",
+                                                                       "period", "title"}
+    assert {r[0] for r in q("SELECT DISTINCT verdict FROM evidence")} <= {"supports", "mixed", "against"}
+    assert q("SELECT count(*) FROM evidence WHERE kind <> 'look' AND line = ''")[0][0] == 0
     index = faiss.read_index(str(store["index"]))
     assert index.ntotal == n and index.d == 1216
     vec = np.array(q("SELECT vector FROM embeddings WHERE image_id = 7")[0][0], dtype=np.float32)

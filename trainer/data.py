@@ -17,6 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from trainer.cli import UserError
+from trainer.metadata import add_metadata
 
 log = logging.getLogger("trainer.data")
 
@@ -58,11 +59,15 @@ class PaintingSet:
         return h.hexdigest()
 
 
-def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0) -> PaintingSet:
-    """Read `data`: an ArtGAN-layout folder, or a manifest CSV (`path,artist,genre,style[,split]`).
+def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
+                   parse_names: bool = True) -> PaintingSet:
+    """Read `data`: an ArtGAN-layout folder, or a manifest CSV (`path,artist,genre,style[,split]`,
+    optional `title` and `year` or `date`).
 
     Paintings whose split is not given become train; `test_fraction` of train (stratified by
     style, then genre, seeded) becomes the held-out test split used for reported numbers.
+    The frame also carries trainer.metadata.METADATA_COLUMNS (artist, title, year), from the
+    manifest's columns and, with parse_names, from WikiArt-style file names.
     """
     data = Path(data)
     if not data.exists():
@@ -71,6 +76,8 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0)
         ps = _read_artgan(data)
     else:
         ps = _read_manifest(data)
+    meta_cols = ps.frame.attrs.pop("metadata_columns", {})
+    ps.frame = add_metadata(ps.frame, meta_cols, parse_names, ps.classes.get("artist"), f" of {data}")
     if len(ps.frame) == 0:
         raise UserError(f"{data}: no usable paintings (empty data set)" +
                         (f"; first problem: {ps.problems[0]}" if ps.problems else ""))
@@ -222,6 +229,7 @@ def _read_manifest(path: Path) -> PaintingSet:
         raise UserError(f"{path}: manifest is missing column(s) {', '.join(missing)}; found {', '.join(cols)}"
                         " (expected path,artist,genre,style[,split])")
     classes = {t: sorted({v.strip() for v in df[t] if v.strip()}) for t in TASKS}
+    extra = [c for c in ("title", "year", "date") if c in cols]
     problems: list[str] = []
     out = []
     for i, r in enumerate(df.itertuples(index=False), 2):  # line 1 is the header
@@ -234,9 +242,12 @@ def _read_manifest(path: Path) -> PaintingSet:
         if split not in SPLITS:
             raise UserError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
         labels = {t: (classes[t].index(getattr(r, t).strip()) if getattr(r, t).strip() else -1) for t in TASKS}
-        out.append({"path": rel, **labels, "split": split})
+        out.append({"path": rel, **labels, "split": split, **{c: getattr(r, c) for c in extra}})
     _log_problems(problems)
-    frame = pd.DataFrame(out, columns=["path", *TASKS, "split"]).drop_duplicates("path")
+    frame = pd.DataFrame(out, columns=["path", *TASKS, "split", *extra]).drop_duplicates("path")
+    frame = frame.reset_index(drop=True)
+    # title / year / date travel to add_metadata beside the frame, not as label columns
+    frame.attrs["metadata_columns"] = {c: frame.pop(c) for c in extra}
     return PaintingSet(root=root, frame=frame, classes={t: c for t, c in classes.items() if c}, problems=problems)
 
 

@@ -1,0 +1,126 @@
+"""`python -m bench.audit` (`make bench-audit`): how many of each ranking's top paintings a blind
+panel found really mislabelled, on a store `make train embed` built from real labels.
+
+Injected flips measure a detector; this measures the product: for every ranking stored in the
+`scores` table, the paintings in its top k (k = 20, 50) that the audit calls wrong, plainly right
+or debatable, and how many nobody audited (never counted as either). Beside it, the store's count
+of wrong labels and the audit's own estimate. The audit is a check, never training data: nothing
+in the product reads it.
+
+Audit file: `path,task,given_label,verdict,...` (verdict: wrong | right | debatable), e.g.
+../shared/data/wikiart-mini/audit.csv. Writes bench/audit.json and bench/audit.md.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from db.store import Store, StoreError
+from trainer.cli import UserError, field, parse_config
+
+log = logging.getLogger("bench.audit")
+VERDICTS = ("wrong", "right", "debatable")
+
+
+@dataclass
+class AuditConfig:
+    store: str = field("artlens.duckdb", "store built by `make train embed` on the collection's real labels")
+    audit: str = field("../shared/data/wikiart-mini/audit.csv", "panel verdicts: path,task,given_label,verdict")
+    top: list[int] = field([20, 50], "depths of the queue to grade")
+    out: str = field("bench/audit.json", "result file (a markdown table is written beside it)")
+
+
+def read_audit(path: str | Path) -> pd.DataFrame:
+    """The audit's rows (path, task, given_label, verdict), checked: one clear error for a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"no audit file at {path}")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError) as e:
+        raise UserError(f"{path}: cannot read the audit CSV ({str(e).strip()[:120]})") from None
+    missing = [c for c in ("path", "task", "verdict") if c not in df.columns]
+    if missing:
+        raise UserError(f"{path}: audit is missing column(s) {', '.join(missing)}; found {', '.join(df.columns)}")
+    bad = sorted(set(df["verdict"]) - set(VERDICTS))
+    if bad:
+        raise UserError(f"{path}: unknown verdict(s) {bad[:3]}; expected one of {', '.join(VERDICTS)}")
+    return df
+
+
+def grade_top(ranked_paths: list[str], verdict_of: dict[str, str], k: int) -> dict:
+    """{wrong, right, debatable, unaudited, k} among the first k paths of a ranking."""
+    top = ranked_paths[:k]
+    v = [verdict_of.get(p, "unaudited") for p in top]
+    return {**{x: v.count(x) for x in (*VERDICTS, "unaudited")}, "k": len(top)}
+
+
+def audit_store(cfg: AuditConfig) -> dict:
+    audit = read_audit(cfg.audit)
+    try:
+        store = Store(cfg.store)
+    except StoreError as e:
+        raise UserError(str(e)) from None
+    try:
+        info = store.info()
+        result = {"store": str(cfg.store), "audit": str(cfg.audit), "run_id": info.get("run_id"),
+                  "review_default": info.get("review_default"), "command": "make bench-audit", "tasks": {}}
+        for task in sorted(set(audit["task"]) & set(store.tasks())):
+            verdict_of = dict(audit.loc[audit["task"] == task, ["path", "verdict"]].itertuples(index=False))
+            scores = store.detector_scores(task)   # image_id, path, detector, score, rank
+            rankings = {}
+            for det, g in scores.groupby("detector"):
+                paths = g.sort_values("rank")["path"].tolist()
+                rankings[det] = {str(k): grade_top(paths, verdict_of, k) for k in cfg.top}
+            w = store.wrong_labels(task)
+            result["tasks"][task] = {"rankings": rankings, "audited": len(verdict_of),
+                                     "store_count": {k: w.get(k) for k in ("estimate", "low", "high", "labelled")}}
+    finally:
+        store.close()
+    return result
+
+
+def markdown(result: dict, top: Sequence[int]) -> str:
+    """One table per task: wrong / right / debatable / unaudited in each ranking's top k."""
+    default = result.get("review_default")
+    out = [f"`make bench-audit` on {result['store']} (run {result['run_id']}), audit {result['audit']}"]
+    for task, r in result["tasks"].items():
+        c = r["store_count"]
+        out += ["", f"**{task}**: the store counts {c['estimate']:.0f} wrong labels "
+                    f"({c['low']:.0f}-{c['high']:.0f}) of {c['labelled']}" if c.get("estimate") is not None else "",
+                "", "| ranking | " + " | ".join(f"top {k}: wrong / right / debatable / unaudited" for k in top) + " |",
+                "|---|" + "---|" * len(top)]
+        order = sorted(r["rankings"], key=lambda d: (-r["rankings"][d][str(top[0])]["wrong"],
+                                                     r["rankings"][d][str(top[0])]["right"], d))
+        for det in order:
+            g = r["rankings"][det]
+            name = f"**{det}** (default)" if det == default else f"`{det}`"
+            out.append(f"| {name} | " + " | ".join(f"{g[str(k)]['wrong']} / {g[str(k)]['right']} / "
+                                                    f"{g[str(k)]['debatable']} / {g[str(k)]['unaudited']}"
+                                                    for k in top) + " |")
+    return "\n".join(out) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    cfg = parse_config(AuditConfig, argv, "python -m bench.audit", __doc__.split("\n\n")[0])
+    result = audit_store(cfg)
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    md = markdown(result, cfg.top)
+    out.with_suffix(".md").write_text(md)
+    print(md)
+    return result
+
+
+if __name__ == "__main__":
+    import sys
+
+    from trainer.cli import run_cli
+    sys.exit(run_cli(main))

@@ -1,0 +1,306 @@
+"""Kinds of evidence about a label, each as a distribution over classes, and their combination.
+
+A real catalogue error looks plausible (a painting filed under its artist's usual style, a date
+outside the movement): the picture alone rarely gives it away, its metadata and the agreement of
+several kinds of evidence do. Each kind below says, for every painting, how likely each class is
+from one kind of evidence only, never from the painting's own label (leave-one-out or
+cross-fitted):
+
+- look:    the cross-fitted classifier and the label-free visual neighbours (two readings of the
+           picture, so they count as one kind);
+- artist:  the labels of the artist's other paintings, the nearer in date the more weight;
+- period:  the labels of other paintings dated near this one;
+- title:   a text model over titles, cross-fitted.
+
+`combine_evidence` multiplies the kinds' likelihood ratios (naive Bayes, one vote per kind, each
+kind's distribution mixed with the prior so no single kind can veto). A painting rises to the top
+of the queue only when several kinds agree that another class fits better.
+
+All functions are numpy in, numpy out: labels (N,) int (-1 = none), probability tables (N, C)
+with NaN rows where a kind has nothing to say about a painting.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+KINDS = ("look", "artist", "period", "title")
+# Kernel widths in years: an artist's manner changes within a decade (Picasso 1901 vs 1907); a
+# movement's share of the paintings of a year changes over a generation.
+ARTIST_SPAN, PERIOD_SPAN = 8.0, 15.0
+# An undated painting of the same artist counts this much (it may come from any part of the career).
+UNDATED_WEIGHT = 0.5
+# Each kind's distribution is mixed with the prior by this much before combining: no single kind,
+# however sure, outvotes all the others (a bound of about log(1/0.1) on its log-likelihood ratio).
+MIX = 0.1
+
+
+def label_prior(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C,) add-one-smoothed share of each class among the labelled paintings."""
+    counts = np.bincount(labels[labels >= 0], minlength=n_classes).astype(float)
+    return (counts + 1) / (counts.sum() + n_classes)
+
+
+def _smoothed(weighted_counts: np.ndarray, total: np.ndarray, prior: np.ndarray, alpha: float) -> np.ndarray:
+    """(N, C): (counts + alpha * prior) / (total + alpha), NaN rows where total is 0."""
+    p = (weighted_counts + alpha * prior[None, :]) / (total[:, None] + alpha)
+    p[total <= 0] = np.nan
+    return p
+
+
+def neighbour_evidence(labels: np.ndarray, neighbor_ids: np.ndarray, neighbor_sim: np.ndarray, n_classes: int,
+                       alpha: float = 1.0) -> np.ndarray:
+    """(N, C) similarity-weighted share of each class among a painting's labelled neighbours.
+
+    neighbor_ids (N, k) int (-1 = none, self excluded), neighbor_sim (N, k) cosine similarities.
+    """
+    nl = np.where(neighbor_ids >= 0, labels[np.maximum(neighbor_ids, 0)], -1)
+    w = np.where(nl >= 0, np.clip(neighbor_sim, 1e-3, None), 0.0)
+    counts = np.zeros((len(labels), n_classes))
+    rows = np.repeat(np.arange(len(labels)), nl.shape[1])
+    np.add.at(counts, (rows, np.maximum(nl, 0).ravel()), w.ravel())
+    return _smoothed(counts, w.sum(1), label_prior(labels, n_classes), alpha)
+
+
+def _group_kernel_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray, n_classes: int,
+                         span: float, undated: float) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-out weighted label counts over the other members of each painting's group:
+    (counts (N, C), total weight (N,)). Weight of a pair: Gaussian in the year difference with
+    width `span`, or `undated` when either painting has no year. group (N,) int, -1 = no group."""
+    n = len(labels)
+    counts = np.zeros((n, n_classes))
+    order = np.argsort(group, kind="stable")
+    g_sorted = group[order]
+    starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
+    ends = np.r_[starts[1:], n]
+    for s, e in zip(starts, ends):
+        if g_sorted[s] < 0:
+            continue
+        idx = order[s:e]
+        y = labels[idx]
+        keep = y >= 0
+        if not keep.any():
+            continue
+        yr = years[idx]
+        dy = yr[:, None] - yr[None, keep]
+        w = np.where(np.isnan(dy), undated, np.exp(-0.5 * (dy / span) ** 2))
+        w[np.flatnonzero(keep), np.arange(keep.sum())] = 0.0          # leave the painting itself out
+        np.add.at(counts, (np.repeat(idx, keep.sum()), np.tile(y[keep], len(idx))), w.ravel())
+    return counts, counts.sum(1)
+
+
+def artist_evidence(labels: np.ndarray, artist: np.ndarray, years: np.ndarray, n_classes: int,
+                    alpha: float = 1.0) -> np.ndarray:
+    """(N, C) how the artist's other paintings are labelled, weighted by nearness in date.
+
+    artist (N,) int artist id (-1 = unknown), years (N,) float (NaN = undated). NaN rows where the
+    artist has no other labelled painting."""
+    counts, total = _group_kernel_counts(labels, artist, years, n_classes, ARTIST_SPAN, UNDATED_WEIGHT)
+    return _smoothed(counts, total, label_prior(labels, n_classes), alpha)
+
+
+def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, alpha: float = 1.0) -> np.ndarray:
+    """(N, C) share of each class among the other dated paintings near this one's year (Gaussian
+    kernel, PERIOD_SPAN years, on whole years so it scales with the number of distinct years, not
+    of paintings). NaN rows for undated paintings."""
+    dated = ~np.isnan(years)
+    out = np.full((len(labels), n_classes), np.nan)
+    if not dated.any():
+        return out
+    yr = np.round(years[dated]).astype(int)
+    first = yr.min()
+    y_lab = labels[dated]
+    hist = np.zeros((yr.max() - first + 1, n_classes))
+    np.add.at(hist, (yr[y_lab >= 0] - first, y_lab[y_lab >= 0]), 1.0)
+    offsets = np.arange(len(hist))
+    kernel = np.exp(-0.5 * ((offsets[:, None] - offsets[None, :]) / PERIOD_SPAN) ** 2)   # (Y, Y)
+    near = kernel @ hist                                          # (Y, C) kernel-weighted counts
+    counts = near[yr - first]
+    own = np.flatnonzero(y_lab >= 0)
+    counts[own, y_lab[own]] -= 1.0                                # leave the painting itself out
+    counts = np.clip(counts, 0, None)
+    out[dated] = _smoothed(counts, counts.sum(1), label_prior(labels, n_classes), alpha)
+    return out
+
+
+def title_evidence(labels: np.ndarray, titles: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0,
+                   min_titles: int = 50) -> np.ndarray:
+    """(N, C) cross-fitted p(class | title): a TF-IDF + logistic-regression model per fold, each
+    painting predicted by the model that never saw its label. NaN rows for untitled paintings, and
+    everywhere when fewer than `min_titles` labelled paintings have a title."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold
+
+    titles = np.array(["" if t is None else str(t) for t in titles], dtype=object)
+    has = np.array([bool(t.strip()) for t in titles])
+    out = np.full((len(labels), n_classes), np.nan)
+    usable = np.flatnonzero(has & (labels >= 0))
+    if len(usable) < min_titles or len(np.unique(labels[usable])) < 2:
+        return out
+    prior = label_prior(labels, n_classes)
+    targets = np.flatnonzero(has)
+    fold_of = np.full(len(labels), -1)
+    for k, (_, test) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(targets)):
+        fold_of[targets[test]] = k
+    for k in range(folds):
+        fit = usable[fold_of[usable] != k]
+        pred = targets[fold_of[targets] == k]
+        if len(pred) == 0:
+            continue
+        if len(np.unique(labels[fit])) < 2:
+            out[pred] = prior
+            continue
+        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+        try:
+            x_fit = vec.fit_transform(titles[fit])
+        except ValueError:            # no word occurs twice: the titles say nothing here
+            out[pred] = prior
+            continue
+        clf = LogisticRegression(C=2.0, max_iter=500).fit(x_fit, labels[fit])
+        p = np.zeros((len(pred), n_classes))
+        p[:, clf.classes_] = clf.predict_proba(vec.transform(titles[pred]))
+        out[pred] = p
+    return out
+
+
+def look_evidence(model_probs: np.ndarray, neighbour_probs: np.ndarray) -> np.ndarray:
+    """(N, C) the picture's evidence: geometric mean of the cross-fitted classifier and the visual
+    neighbours (renormalised), the classifier alone where there are no neighbours."""
+    m = np.clip(model_probs, 1e-6, 1)
+    nb = np.where(np.isnan(neighbour_probs), m, np.clip(neighbour_probs, 1e-6, 1))
+    g = np.sqrt(m * nb)
+    return g / g.sum(1, keepdims=True)
+
+
+def combine_evidence(evidence: dict[str, np.ndarray], prior: np.ndarray, mix: float = MIX) -> np.ndarray:
+    """(N, C) posterior over classes: prior x the product over kinds of (mixed p_k / prior).
+
+    evidence {kind: (N, C)} with NaN rows where the kind says nothing (it then contributes 1).
+    """
+    n = len(next(iter(evidence.values())))
+    log_post = np.tile(np.log(prior), (n, 1))
+    for p in evidence.values():
+        have = ~np.isnan(p).any(1)
+        q = (1 - mix) * p[have] + mix * prior[None, :]
+        log_post[have] += np.log(q) - np.log(prior)[None, :]
+    log_post -= log_post.max(1, keepdims=True)
+    post = np.exp(log_post)
+    return post / post.sum(1, keepdims=True)
+
+
+def wrong_log_odds(labels: np.ndarray, post: np.ndarray) -> np.ndarray:
+    """(N,) log p(not the given label) - log p(given label): the evidence ranking's score (a smooth
+    scale without float ties near certainty). NaN where unlabelled."""
+    known = labels >= 0
+    out = np.full(len(labels), np.nan)
+    pg = np.clip(post[np.flatnonzero(known), labels[known]], 1e-300, 1)
+    out[known] = np.log(np.clip(1 - pg, 1e-300, 1)) - np.log(pg)
+    return out
+
+
+def bayes_factors(labels: np.ndarray, p: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """(N, C) log Bayes factor of each class against the given one from one kind alone:
+    log(p(c) / prior(c)) - log(p(given) / prior(given)). Measured against the prior so that a kind
+    which merely prefers the commonest class (a title model on a plain title) says little.
+    NaN rows where unlabelled or the kind has nothing to say."""
+    known = (labels >= 0) & ~np.isnan(p).any(1)
+    out = np.full(p.shape, np.nan)
+    rows = np.flatnonzero(known)
+    lr = np.log(np.clip(p[rows], 1e-12, None)) - np.log(prior)[None, :]
+    out[rows] = lr - lr[np.arange(len(rows)), labels[known]][:, None]
+    return out
+
+
+def against_scores(labels: np.ndarray, p: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """(N,) the largest log Bayes factor of another class against the given one (`bayes_factors`):
+    > 0 where this kind alone favours some other class, <= 0 where it favours none over the given one."""
+    bf = bayes_factors(labels, p, prior)
+    known = labels >= 0
+    bf[np.flatnonzero(known), labels[known]] = -np.inf
+    out = np.full(len(labels), np.nan)
+    ok = ~np.isnan(bf).any(1)
+    out[ok] = bf[ok].max(1)
+    return out
+
+
+# A kind is "against" the label where it favours another class by a Bayes factor of at least this
+# and makes the given class less likely than for a painting picked at random (below its prior).
+AGAINST_RATIO = 2.0
+
+
+def kind_verdicts(labels: np.ndarray, p: np.ndarray, prior: np.ndarray) -> np.ndarray:
+    """(N,) what one kind says of each label: 'against' (another class favoured by AGAINST_RATIO or
+    more, and the given class below its prior), 'supports' (the given class at or above its prior and
+    no class favoured that much), else 'mixed' (e.g. an artist who paints this genre as often as
+    anyone, but another more); '' where the kind says nothing."""
+    score = against_scores(labels, p, prior)
+    known = ~np.isnan(score)
+    rows = np.flatnonzero(known)
+    lowered = np.zeros(len(labels), bool)
+    lowered[rows] = p[rows, labels[known]] < prior[labels[known]]
+    v = np.full(len(labels), "", dtype=object)
+    strong = known & (np.nan_to_num(score, nan=-np.inf) >= np.log(AGAINST_RATIO))
+    v[known] = "mixed"
+    v[strong & lowered] = "against"
+    v[known & ~strong & ~lowered] = "supports"
+    return v
+
+
+def verdicts(labels: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray) -> dict[str, np.ndarray]:
+    """{kind: `kind_verdicts`} for every kind."""
+    return {kind: kind_verdicts(labels, p, prior) for kind, p in evidence.items()}
+
+
+# Before any evidence, a catalogue's label is taken to be right 9 times in 10: the label is itself
+# evidence. Weighing it, wrong is likelier than right only where the evidence alone gives the
+# given class a probability below this rate (e(1-q) > (1-e)q  <=>  q < e).
+CATALOGUE_ERROR_RATE = 0.1
+
+
+def agreeing_wrong(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray,
+                   min_kinds: int = 2, lowered: bool = True, below: float = CATALOGUE_ERROR_RATE) -> np.ndarray:
+    """(N,) bool: a painting counted as wrongly labelled. The combined evidence puts the given label
+    below `below` (see CATALOGUE_ERROR_RATE), and at least `min_kinds` independent kinds are against
+    it in favour of the same class (the posterior's first alternative): a Bayes factor of
+    AGAINST_RATIO or more for that class and, with `lowered`, the given class below its prior. The
+    classifier's confusions alone (one kind) never count, nor do kinds that disagree on what the
+    label should be."""
+    known = labels >= 0
+    rows = np.arange(len(labels))
+    g = np.maximum(labels, 0)
+    alt_post = post.copy()
+    alt_post[rows, g] = -1
+    alt = alt_post.argmax(1)
+    agree = np.zeros(len(labels), int)
+    for p in evidence.values():
+        bf = np.nan_to_num(bayes_factors(labels, p, prior)[rows, alt], nan=-np.inf)
+        ok = bf >= np.log(AGAINST_RATIO)
+        if lowered:
+            ok &= np.nan_to_num(p[rows, g], nan=1.0) < prior[g]
+        agree += ok
+    return known & (post[rows, g] < below) & (agree >= min_kinds)
+
+
+def wrong_count(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray
+                ) -> tuple[np.ndarray, int, int]:
+    """(counted (N,) bool, low, high): the paintings `agreeing_wrong` counts, and the count under a
+    stricter reading (three kinds against) and a looser one (two kinds favouring the same other
+    class, whether or not they lower the given one, and the given label merely below 1/2, as if the
+    catalogue's word counted for nothing): how much the number depends on what counts as agreement,
+    which is larger than its sampling error."""
+    counted = agreeing_wrong(labels, post, evidence, prior)
+    strict = agreeing_wrong(labels, post, evidence, prior, min_kinds=3)
+    loose = agreeing_wrong(labels, post, evidence, prior, lowered=False, below=0.5)
+    return counted, int(strict.sum()), int(loose.sum())
+
+
+def count_interval(counted: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+                   ) -> tuple[float, float]:
+    """Percentile bootstrap interval of counted.sum() over paintings resampled with replacement.
+    counted (N,) bool."""
+    if len(counted) == 0:
+        return 0.0, 0.0
+    rng = np.random.default_rng(seed)
+    sums = rng.binomial(len(counted), counted.mean(), n_boot)   # the sum of a resample is binomial
+    lo, hi = np.percentile(sums, [100 * (1 - level) / 2, 100 * (1 + level) / 2])
+    return float(lo), float(hi)

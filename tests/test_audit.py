@@ -1,0 +1,42 @@
+"""`make bench-audit`: a ranking's top k graded against panel verdicts, on the store the tests built."""
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pandas as pd
+
+from conftest import MINI, run_cli
+
+
+def test_audit_counts_each_rankings_top_k(store, tmp_path):
+    con = duckdb.connect(str(store["store"]), read_only=True)
+    top = con.execute("""SELECT i.path FROM scores s JOIN images i USING (image_id)
+                         WHERE s.task = 'style' AND s.detector = 'evidence' ORDER BY s.rank LIMIT 20""").df()["path"]
+    con.close()
+    # a panel that called the first 6 wrong, the next 4 right, 2 debatable, and never saw the rest
+    verdicts = ["wrong"] * 6 + ["right"] * 4 + ["debatable"] * 2
+    audit = pd.DataFrame({"path": top[:12], "task": "style", "given_label": "", "verdict": verdicts})
+    audit.to_csv(tmp_path / "audit.csv", index=False)
+    out = tmp_path / "audit.json"
+    r = run_cli("bench.audit", "--store", str(store["store"]), "--audit", str(tmp_path / "audit.csv"),
+                "--top", "10", "20", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    ev = res["tasks"]["style"]["rankings"]["evidence"]
+    assert ev["10"] == {"wrong": 6, "right": 4, "debatable": 0, "unaudited": 0, "k": 10}
+    assert ev["20"] == {"wrong": 6, "right": 4, "debatable": 2, "unaudited": 8, "k": 20}
+    assert res["review_default"] == "evidence" and "| **evidence** (default) | 6 / 4 / 0 / 0 |" in r.stdout
+    c = res["tasks"]["style"]["store_count"]
+    assert c["low"] <= c["estimate"] <= c["high"]
+
+
+def test_a_bad_audit_file_is_one_clear_line(store, tmp_path):
+    (tmp_path / "a.csv").write_text("path,task,label\nx.jpg,style,wrong\n")
+    r = run_cli("bench.audit", "--store", str(store["store"]), "--audit", str(tmp_path / "a.csv"),
+                "--out", str(tmp_path / "o.json"))
+    assert r.returncode == 2 and r.stderr.strip() == (f"error: {tmp_path / 'a.csv'}: audit is missing column(s) "
+                                                      "verdict; found path, task, label")
+    r = run_cli("bench.audit", "--store", str(tmp_path / "none.duckdb"), "--audit", str(MINI / "audit.csv"),
+                "--out", str(tmp_path / "o.json"))
+    assert r.returncode == 2 and "no store at" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,148 @@
+"""Metadata parsing and the kinds of evidence, as pure functions, on real wikiart-mini names and labels."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import MINI
+from embeddings import evidence as E
+from embeddings.evaluation import artist_flips
+from trainer.metadata import add_metadata, parse_date, parse_wikiart_name
+
+
+@pytest.mark.parametrize("text, want", [
+    ("1890", (1890, 1890)), ("c. 1890", (1890, 1890)), ("ca 1890", (1890, 1890)), ("1890-95", (1890, 1895)),
+    ("1890–1895", (1890, 1895)), ("1890s", (1890, 1899)), ("19th century", (1800, 1899)),
+    ("Painted 1764, retouched 1770", (1764, 1764)), ("1905-1", (1905, 1905)),
+    ("unknown", None), ("", None), ("no. 12", None)])
+def test_parse_date(text, want):
+    assert parse_date(text) == (None if want is None else tuple(float(x) for x in want))
+
+
+@pytest.mark.parametrize("name, artist, title, year", [
+    ("Baroque/joshua-reynolds_kitty-fisher-1764.jpg", "joshua-reynolds", "kitty fisher", 1764),
+    ("Baroque/joshua-reynolds_george-ashby.jpg", "joshua-reynolds", "george ashby", None),
+    ("Baroque/peter-paul-rubens_the-elevation-of-the-cross(1).jpg", "peter-paul-rubens", "the elevation of the cross",
+     None),
+    ("Abstract_Expressionism/clyfford-still_1947-h-no-3-1947.jpg", "clyfford-still", "1947 h no 3", 1947),
+    ("Pointillism/marevna-(marie-vorobieff)_senegal-solgier-1936.jpg", "marevna-(marie-vorobieff)",
+     "senegal solgier", 1936),
+    ("Ukiyo_e/utagawa-kuniyoshi_women-23.jpg", "utagawa-kuniyoshi", "women 23", None)])
+def test_parse_wikiart_name(name, artist, title, year):
+    got = parse_wikiart_name(name)
+    assert got["artist_name"] == artist and got["title"] == title
+    assert (np.isnan(got["year_lo"]) if year is None else got["year_lo"] == year)
+
+
+def test_names_without_the_wikiart_shape_give_nothing():
+    assert parse_wikiart_name("scans/IMG_0042.jpg") is None
+    assert parse_wikiart_name("folder/plain.jpg") is None
+
+
+def test_wikiart_mini_coverage_is_logged(caplog):
+    from trainer.data import load_paintings
+    with caplog.at_level(logging.INFO, logger="trainer.metadata"):
+        f = load_paintings(MINI, test_fraction=0).frame
+    assert (f["artist_name"] != "").all() and f["artist_name"].nunique() == 294
+    assert f["year_lo"].notna().sum() == 1409
+    assert "artist for 2546 of 2546 paintings (294 artists)" in caplog.text
+
+
+def test_manifest_columns_win_and_unreadable_dates_are_kept(tmp_path, caplog):
+    from trainer.data import load_paintings
+    src = "Baroque/joshua-reynolds_kitty-fisher-1764.jpg"
+    (tmp_path / "Baroque").mkdir()
+    (tmp_path / src).write_bytes((MINI / src).read_bytes())
+    (tmp_path / "a.jpg").write_bytes((MINI / src).read_bytes())
+    pd.DataFrame({"path": [src, "a.jpg"], "artist": ["", ""], "genre": ["portrait", "portrait"],
+                  "style": ["Rococo", "Rococo"], "title": ["Kitty Fisher", ""], "date": ["1763-64", "spring"]}
+                 ).to_csv(tmp_path / "m.csv", index=False)
+    with caplog.at_level(logging.INFO, logger="trainer.metadata"):
+        f = load_paintings(tmp_path / "m.csv", test_fraction=0).frame.set_index("path")
+    assert f.loc[src, "title"] == "Kitty Fisher" and (f.loc[src, "year_lo"], f.loc[src, "year_hi"]) == (1763, 1764)
+    assert f.loc[src, "artist_name"] == "joshua-reynolds"
+    assert np.isnan(f.loc["a.jpg", "year_lo"]) and f.loc["a.jpg", "date_text"] == "spring"
+    assert "1 dates could not be read" in caplog.text
+    off = load_paintings(tmp_path / "m.csv", test_fraction=0, parse_names=False).frame.set_index("path")
+    assert off.loc[src, "artist_name"] == "" and off.loc[src, "title"] == "Kitty Fisher"
+
+
+def _toy():
+    """Two artists, two classes: artist 0 paints class 0 in 1650-1660, artist 1 class 1 in 1760-1770;
+    painting 5 is artist 0's, dated 1655, but filed under class 1."""
+    labels = np.array([0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    artist = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
+    years = np.array([1650, 1652, 1655, 1658, 1660, 1655, 1760, 1762, 1765, 1768, 1770], float)
+    return labels, artist, years
+
+
+def test_artist_and_period_evidence_leave_the_painting_out():
+    labels, artist, years = _toy()
+    pa = E.artist_evidence(labels, artist, years, 2)
+    pp = E.period_evidence(labels, years, 2)
+    # the misfiled painting: its artist's other paintings and its year both say class 0
+    assert pa[5, 0] > 0.7 and pp[5, 0] > 0.7
+    # a painting's own label never counts for itself: a lone class-1 painting among class 0 gets no support
+    assert pa[5, 1] < 0.2
+    np.testing.assert_allclose(pa.sum(1), 1) and np.testing.assert_allclose(pp.sum(1), 1)
+    lonely = E.artist_evidence(np.array([0, 1]), np.array([0, 1]), np.array([np.nan, np.nan]), 2)
+    assert np.isnan(lonely).all()          # no other painting of the artist: nothing to say
+    undated = E.period_evidence(labels, np.full(len(labels), np.nan), 2)
+    assert np.isnan(undated).all()
+
+
+def test_artist_evidence_follows_the_career():
+    """An artist who changes style: the nearer paintings in date weigh more."""
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    artist = np.zeros(7, int)
+    years = np.array([1901, 1902, 1903, 1915, 1916, 1917, 1902], float)
+    p = E.artist_evidence(labels, artist, years, 2)
+    flat = E.artist_evidence(labels, artist, np.full(7, np.nan), 2)
+    # filed under class 1 in 1902, when this artist painted class 0; undated, the career is a tie
+    assert p[6, 0] > 0.7 and flat[6, 0] == pytest.approx(0.5, abs=0.05)
+
+
+def test_title_evidence_is_cross_fitted():
+    rng = np.random.default_rng(0)
+    words = {0: ["portrait of", "madame", "lady"], 1: ["still life with", "apples", "flowers"]}
+    labels = rng.integers(0, 2, 200)
+    titles = np.array([f"{rng.choice(words[y])} {i}" for i, y in enumerate(labels)], dtype=object)
+    titles[:5] = ""
+    p = E.title_evidence(labels, titles, 2)
+    assert np.isnan(p[:5]).all() and not np.isnan(p[5:]).any()
+    assert (p[5:].argmax(1) == labels[5:]).mean() > 0.9
+    # a painting whose title is unique to it (leave-one-out): the model cannot have memorised its label
+    labels2 = labels.copy()
+    labels2[10] = 1 - labels2[10]
+    p2 = E.title_evidence(labels2, titles, 2)
+    assert p2[10, labels2[10]] < 0.5
+
+
+def test_combined_evidence_needs_agreement():
+    """One kind against the label (the look) does not outrank two kinds against it."""
+    prior = np.array([0.5, 0.5])
+    look = np.array([[0.05, 0.95], [0.3, 0.7], [0.5, 0.5]])
+    artist = np.array([[0.9, 0.1], [0.1, 0.9], [np.nan, np.nan]])
+    labels = np.array([0, 0, 0])
+    post = E.combine_evidence({"look": look, "artist": artist}, prior)
+    s = E.wrong_log_odds(labels, post)
+    assert s[1] > s[0]                  # look mildly against + artist against beats look strongly against alone
+    np.testing.assert_allclose(post[2], [0.5, 0.5])   # no evidence: the prior
+    votes = E.verdicts(labels, {"look": look, "artist": artist}, prior)
+    assert list(votes["look"]) == ["against", "against", "supports"] and list(votes["artist"]) == ["supports", "against", ""]
+    counted, strict, loose = E.wrong_count(labels, post, {"look": look, "artist": artist}, prior)
+    assert list(counted) == [False, True, False] and strict == 0 and loose == 1
+
+
+def test_artist_flips_use_the_artists_other_labels():
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 0, 1, 2, 2, 2, -1, 3])
+    artist = np.array([0, 0, 0, 1, 1, 1, 1, 2])
+    noisy, flipped = artist_flips(labels, artist, 0.5, rng)
+    assert flipped.sum() == 3                  # 7 labelled -> round(3.5) = 4, but artist 1 is all class 2
+    for r in np.flatnonzero(flipped):
+        assert noisy[r] != labels[r] and noisy[r] in labels[(artist == artist[r]) & (np.arange(8) != r)]
+    assert not flipped[[3, 4, 5, 6, 7]].any()

@@ -1,0 +1,132 @@
+"""A painting's metadata (artist, title, date) from manifest columns or WikiArt-style file names.
+
+Real catalogue errors look plausible to the eye (a painting filed under its artist's usual style,
+a date outside the movement); the metadata is what gives them away, so every collection carries
+it where it can: a manifest's `title` and `year`/`date` columns, else the file name
+`<artist-slug>_<title-slug>[-<year>].jpg` (the WikiArt naming every ArtGAN download uses).
+
+Pure functions; `add_metadata` is the one entry point the loader calls.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger("trainer.metadata")
+
+# Dates outside this range are not painting dates (a catalogue number, a title like "1000 eyes").
+YEAR_MIN, YEAR_MAX = 1000, 2100
+METADATA_COLUMNS = ("artist_name", "title", "year_lo", "year_hi", "date_text")
+
+_YEAR = r"(1[0-9]{3}|20[0-9]{2})"
+_RANGE = re.compile(_YEAR + r"\s*(?:-|–|—|/|to)\s*([0-9]{2,4})")
+_DECADE = re.compile(_YEAR[:-1] + r")\s*'?s\b")
+_CENTURY = re.compile(r"\b(1[0-9]|20|[1-9])(?:st|nd|rd|th)\s+c(?:entury|\.)", re.I)
+_SINGLE = re.compile(_YEAR)
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9.'()-]*$")
+_NAME_YEAR = re.compile(r"^(.*?)-(1[0-9]{3}|20[0-9]{2})(?:-[0-9]{1,2})?(?:\(\d+\))?$")
+
+
+def parse_date(text: str) -> tuple[float, float] | None:
+    """(first year, last year) of a free-text date, or None when it names no year.
+
+    "1890", "c. 1890", "ca 1890" -> (1890, 1890); "1890-95", "1890-1895" -> (1890, 1895);
+    "1890s" -> (1890, 1899); "19th century" -> (1800, 1899). The first date in the text wins.
+    """
+    text = str(text or "").strip()
+    if not text:
+        return None
+    m = _RANGE.search(text)
+    if m:
+        lo, end = int(m.group(1)), m.group(2)
+        hi = int(str(lo)[: 4 - len(end)] + end) if len(end) < 4 else int(end)
+        if hi >= lo and hi - lo <= 100:
+            return float(lo), float(hi)
+        return float(lo), float(lo)
+    m = _DECADE.search(text)
+    if m:
+        lo = int(m.group(1))
+        return (float(lo), float(lo + 9)) if lo % 10 == 0 else (float(lo), float(lo))
+    m = _SINGLE.search(text)
+    if m:
+        return float(m.group(1)), float(m.group(1))
+    m = _CENTURY.search(text)
+    if m:
+        c = int(m.group(1))
+        return float((c - 1) * 100), float((c - 1) * 100 + 99)
+    return None
+
+
+def parse_wikiart_name(path: str) -> dict | None:
+    """{artist_name, title, year_lo, year_hi} from `<artist-slug>_<title-slug>[-<year>].<ext>`, or
+    None when the file name does not have that shape. A copy suffix ("(1)") is ignored; the year is
+    taken only from the end of the name (a year inside a title is part of the title)."""
+    stem = str(path).replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if "_" not in stem:
+        return None
+    artist, title = stem.split("_", 1)
+    if not _SLUG.match(artist) or "-" not in artist and len(artist) < 3 or not title:
+        return None
+    out = {"artist_name": artist, "title": title, "year_lo": np.nan, "year_hi": np.nan}
+    m = _NAME_YEAR.match(title)
+    if m and YEAR_MIN <= int(m.group(2)) <= YEAR_MAX:
+        out["title"], out["year_lo"] = m.group(1), float(m.group(2))
+        out["year_hi"] = out["year_lo"]
+    out["title"] = re.sub(r"\(\d+\)$", "", out["title"]).replace("-", " ").replace("_", " ").strip()
+    return out
+
+
+def add_metadata(frame: pd.DataFrame, columns: dict[str, pd.Series] | None = None, parse_names: bool = True,
+                 artist_labels: list[str] | None = None, where: str = "") -> pd.DataFrame:
+    """`frame` with METADATA_COLUMNS added (NaN / "" where unknown).
+
+    columns: a manifest's own `title`, `year` or `date` columns (aligned with frame); they win over
+    the file name. parse_names: read artist, title and year from WikiArt-style file names.
+    artist_labels: the artist task's class names, used as the artist where the file name gives none.
+    Logs the coverage, and how many dates could not be read (kept as text in `date_text`).
+    """
+    columns = columns or {}
+    n = len(frame)
+    out = frame.copy()
+    parsed = [parse_wikiart_name(p) if parse_names else None for p in frame["path"]]
+    artist = np.array([p["artist_name"] if p else "" for p in parsed], dtype=object)
+    if artist_labels is not None and "artist" in frame:
+        y = frame["artist"].to_numpy()
+        fill = (artist == "") & (y >= 0)
+        artist[fill] = [artist_labels[i] for i in y[fill]]
+    title = np.array([p["title"] if p else "" for p in parsed], dtype=object)
+    lo = np.array([p["year_lo"] if p else np.nan for p in parsed], dtype=float)
+    hi = np.array([p["year_hi"] if p else np.nan for p in parsed], dtype=float)
+    date_text = np.full(n, "", dtype=object)
+    if "title" in columns:
+        given = columns["title"].fillna("").astype(str).str.strip().to_numpy()
+        title = np.where(given != "", given, title)
+    date_col = columns.get("year", columns.get("date"))
+    unreadable = 0
+    if date_col is not None:
+        for i, text in enumerate(date_col.fillna("").astype(str)):
+            if not text.strip():
+                continue
+            date_text[i] = text.strip()
+            d = parse_date(text)
+            if d is None:
+                unreadable += 1
+            else:
+                lo[i], hi[i] = d
+    out["artist_name"], out["title"], out["year_lo"], out["year_hi"], out["date_text"] = artist, title, lo, hi, date_text
+    if n:
+        log.info("metadata%s: artist for %d of %d paintings (%d artists), title for %d, year for %d%s", where,
+                 int((artist != "").sum()), n, len(set(artist) - {""}), int((title != "").sum()),
+                 int((~np.isnan(lo)).sum()), f"; {unreadable} dates could not be read (kept as text)"
+                 if unreadable else "")
+    return out
+
+
+def mid_year(frame: pd.DataFrame) -> np.ndarray:
+    """(N,) float: the middle of each painting's date range, NaN where undated."""
+    if "year_lo" not in frame:
+        return np.full(len(frame), np.nan)
+    return (frame["year_lo"].to_numpy(float) + frame["year_hi"].to_numpy(float)) / 2
