@@ -154,6 +154,24 @@ def peer_rankings(labels: np.ndarray, probs: np.ndarray) -> dict[str, np.ndarray
     return out
 
 
+def make_flips(ps: PaintingSet, run_dir: Path, mode: str, seed: int, fraction: float, tasks: list[str]
+               ) -> tuple[dict[str, np.ndarray], dict[str, set[str]]]:
+    """({task: noisy labels (N,)}, {task: flipped paths}) of one flip mode (MODES), seeded. The artist
+    mode reads the painting's artist from its metadata (file name or manifest), as the product does."""
+    paths = ps.frame["path"].tolist()
+    rng = np.random.default_rng(seed)
+    guide = confusable_probs(run_dir, paths) if mode == "confusable" else {}
+    artist_ids = pd.factorize(ps.frame["artist_name"].replace("", None))[0] if mode == "artist" else None
+    noisy, flipped = {}, {}
+    for t in tasks:
+        if mode == "artist":
+            noisy[t], is_flipped = artist_flips(ps.labels(t), artist_ids, fraction, rng)
+        else:
+            noisy[t], is_flipped = flip_labels(ps.labels(t), fraction, rng, len(ps.classes[t]), guide.get(t))
+        flipped[t] = set(np.array(paths)[is_flipped])
+    return noisy, flipped
+
+
 def noisy_store(ps: PaintingSet, run_dir: Path, clean_cfg: dict, mode: str, seed: int, fraction: float,
                 tasks: list[str], work: Path, cache_dir: str, reuse: str = "") -> tuple[Path, dict[str, set[str]]]:
     """Flip `fraction` of each task's labels (seeded), write the noisy copy under work/<mode>-seed<S>/
@@ -172,16 +190,7 @@ def noisy_store(ps: PaintingSet, run_dir: Path, clean_cfg: dict, mode: str, seed
         if not store.is_file():
             raise UserError(f"no store at {store}: run `make bench-noise ARGS=\"--seed {seed}\"` first")
         return store, {t: set(v) for t, v in json.loads((work / name / "flips.json").read_text()).items()}
-    rng = np.random.default_rng(seed)
-    guide = confusable_probs(run_dir, paths) if mode == "confusable" else {}
-    artist_ids = pd.factorize(ps.frame["artist_name"].replace("", None))[0] if mode == "artist" else None
-    noisy, flipped = {}, {}
-    for t in tasks:
-        if mode == "artist":
-            noisy[t], is_flipped = artist_flips(ps.labels(t), artist_ids, fraction, rng)
-        else:
-            noisy[t], is_flipped = flip_labels(ps.labels(t), fraction, rng, len(ps.classes[t]), guide.get(t))
-        flipped[t] = set(np.array(paths)[is_flipped])
+    noisy, flipped = make_flips(ps, run_dir, mode, seed, fraction, tasks)
     manifest = write_noisy_copy(ps, noisy, work / name / "data")
     (work / name / "flips.json").write_text(json.dumps({t: sorted(v) for t, v in flipped.items()}, indent=0))
     log.info("%s: %s flipped; training and embedding it as `make train embed` does", name,

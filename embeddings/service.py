@@ -252,13 +252,15 @@ class Artlens:
         if not w:
             return "", None
         text = (f"About **{w['estimate']:,.0f}** of {w['labelled']:,} {task} labels look wrong "
-                f"(95% interval {w['low']:,.0f}–{w['high']:,.0f}")
+                f"(range {w['low']:,.0f}–{w['high']:,.0f}")
         if w["refined"]:
-            text += (f"; the model alone said {w['model_estimate']:,.0f}, refined by your {w['reviewed']:,} decisions "
-                     "at each depth of the review queue)")
+            text += (f"; the evidence alone said {w['model_estimate']:,.0f}, refined by your {w['reviewed']:,} "
+                     "decisions at each depth of the review queue)")
         else:
-            text += ("; confident learning on the cross-fitted probabilities, which also counts the classifier's own "
-                     "confusions, so read it as an upper end until you review)")
+            text += ("; counted where at least two independent kinds of evidence (the look, the artist's other "
+                     "paintings, the date, the title) agree on another label and, weighing the catalogue's own "
+                     "word, wrong is likelier than right; the range runs from three kinds agreeing to two "
+                     "merely preferring another label. The classifier's own confusions are not counted)")
         if w["reviewed"]:
             text += (f"; your review so far confirms {w['confirmed']} of {w['reviewed']} reviewed "
                      f"({w['confirmed'] / w['reviewed']:.0%})")

@@ -57,6 +57,14 @@ def test_noise_bench_grades_the_store_make_train_embed_builds(trained, tmp_path)
     assert again["auroc"] == dets["confidence"]["auroc"]
     assert (tmp_path / "noise_pr.png").stat().st_size > 10_000 and (tmp_path / "noise_pr.html").is_file()
     assert (trained["run_dir"] / "noise.json").is_file() and "AUROC" in r.stdout
+    assert dets["evidence"]["auroc"] > 0.75 and res["review_default"] == "evidence"
+    # --reembed: the same noisy run embedded again (a changed score stage, no retraining) grades the same
+    r2 = run_cli("embeddings.noise_bench", "--run", str(trained["run_dir"]), "--cache-dir",
+                 str(trained["work"] / "cache"), "--modes", "uniform", "--tasks", "style", "--work-dir", str(work),
+                 "--out", str(tmp_path / "again.json"), "--seed", "5", "--reembed", "--bootstrap", "0")
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    again2 = json.loads((tmp_path / "again.json").read_text())["uniform"]["style"]
+    assert again2["evidence"]["auroc"] == dets["evidence"]["auroc"] and "trainer:" not in r2.stderr
     # the store built after a benchmark carries its AUROC, and the Outliers page shows it by the detector name
     store = tmp_path / "s" / "artlens.duckdb"
     r = run_cli("embeddings", "--run", str(trained["run_dir"]), "--store", str(store), "--cache-dir",
@@ -100,6 +108,22 @@ def test_confusable_flips_follow_the_clean_runs_cross_fitted_softmax(trained):
     masked[np.arange(20), labels] = -1
     masked[:, ~np.isin(np.arange(p.shape[1]), labels)] = -1   # only classes the labels use
     assert flipped.sum() == 10 and (noisy[flipped] == masked[flipped].argmax(1)).all()
+
+
+def test_artist_flips_give_a_label_the_artist_uses_elsewhere(trained):
+    """The artist mode on the subset: each flipped painting gets a style another painting by the same
+    artist (read from the file name) carries, and the share flipped is the asked fraction."""
+    from embeddings.noise_bench import make_flips
+    from trainer.data import load_paintings
+    ps = load_paintings(trained["manifest"], 0.2, 0)
+    noisy, flipped = make_flips(ps, trained["run_dir"], "artist", 3, 0.1, ["style"])
+    f = ps.frame.assign(noisy=noisy["style"])
+    hit = f[f["path"].isin(flipped["style"])]
+    assert len(hit) == round(0.1 * (f["style"] >= 0).sum())
+    for r in hit.itertuples():
+        others = f[(f["artist_name"] == r.artist_name) & (f["path"] != r.path)]
+        assert r.noisy != r.style and r.noisy in set(others["style"])
+    assert (f.loc[~f["path"].isin(flipped["style"]), "noisy"] == f.loc[~f["path"].isin(flipped["style"]), "style"]).all()
 
 
 def test_product_never_imports_the_benchmark_only_peer():
