@@ -17,11 +17,21 @@ from embeddings.evidence import (_group_kernel_counts, artist_evidence, combine_
 
 @dataclass
 class Metadata:
-    """Per painting (N,): artist id (-1 unknown) and name, mid year (NaN undated), title ("" none)."""
+    """Per painting (N,): artist id (-1 unknown) and name, mid year (NaN undated), title ("" none),
+    and whether the artist was taken from the artist label (not independent of that label)."""
     artist_id: np.ndarray
     artist_name: np.ndarray
     year: np.ndarray
     title: np.ndarray
+    artist_from_label: np.ndarray
+
+    def for_task(self, task: str) -> "Metadata":
+        """The metadata that is evidence about `task`'s labels: for the artist task, an artist read
+        from the artist label itself would only repeat it, so those paintings have no artist."""
+        if task != "artist" or not self.artist_from_label.any():
+            return self
+        return Metadata(np.where(self.artist_from_label, -1, self.artist_id), self.artist_name, self.year,
+                        self.title, self.artist_from_label)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> "Metadata":
@@ -31,7 +41,8 @@ class Metadata:
         year = ((frame["year_lo"].to_numpy(float) + frame["year_hi"].to_numpy(float)) / 2
                 if "year_lo" in frame else np.full(n, np.nan))
         title = frame["title"].fillna("").astype(str).to_numpy() if "title" in frame else np.full(n, "")
-        return cls(codes.astype(np.int64), names.astype(object), year, title.astype(object))
+        from_label = (frame["artist_source"].to_numpy() == "label") if "artist_source" in frame else np.zeros(n, bool)
+        return cls(codes.astype(np.int64), names.astype(object), year, title.astype(object), from_label)
 
 
 @dataclass

@@ -66,6 +66,9 @@ class EmbedConfig:
     shard_dir: str = field("", "--engine ray: where the Parquet shards go (a path every node can write); "
                                "default <store stem>.shards/")
     batch_size: int = field(64, "images per forward pass")
+    parse_names: bool = field(True, "read artist, title and year from WikiArt-style file names "
+                                    "(<artist-slug>_<title-slug>[-<year>].jpg) where the data has no such columns; "
+                                    "they are evidence for the review queue (--no-parse-names: the picture alone)")
 
 
 def load_checkpoint(run_dir: Path) -> dict:
@@ -217,7 +220,7 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
     score_rows, wrong_rows, evidence_rows_, weights = [], [], [], {}
     for t in labels:
         y = labels[t]
-        ev = task_evidence(y, probs[t], bb_nb, bb_sim, md, n_classes[t])
+        ev = task_evidence(y, probs[t], bb_nb, bb_sim, md.for_task(t), n_classes[t])
         ev_scores = {k: against_scores(y, ev.kinds[k], ev.prior) for k in METADATA_DETECTORS}
         ev_scores["evidence"] = wrong_log_odds(y, ev.posterior)
         scores, flags = detector_table(y, probs[t], emb_scores[t], neighbour_labels(y, bb_nb), cross.get(t),
@@ -231,7 +234,7 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
                                             "score": sc[scored], "rank": rank_descending(sc, tiebreak.get(det))[scored],
                                             "flag": flags[det][scored]}))
         names = (class_names or {}).get(t) or [str(i) for i in range(n_classes[t])]
-        evidence_rows_.append(evidence_rows(t, y, probs[t], bb_nb, ev, md, names))
+        evidence_rows_.append(evidence_rows(t, y, probs[t], bb_nb, ev, md.for_task(t), names))
         wrong_rows.append(wrong_count_rows(t, y, ev, n_classes[t]))
         weights[t] = np.where(y >= 0, wrong_count(y, ev.posterior, ev.kinds, ev.prior)[0].astype(float), np.nan)
     wrong = pd.concat(wrong_rows).astype({"class_index": "Int64"}) if wrong_rows else pd.DataFrame()
@@ -335,7 +338,7 @@ def embed(cfg: EmbedConfig) -> Path:
         except OSError as e:
             raise UserError(f"cannot write to {parent}: {e.strerror or e}") from None
     data = cfg.data or meta["data"]
-    ps = load_paintings(data, tcfg["test_fraction"], tcfg["seed"])
+    ps = load_paintings(data, tcfg["test_fraction"], tcfg["seed"], cfg.parse_names)
     check_classes(meta, ps)
     if meta["data_hash"] != ps.data_hash():
         log.warning("data set differs from the one %s was trained on (labels or files changed)", run_dir.name)

@@ -146,3 +146,13 @@ def test_artist_flips_use_the_artists_other_labels():
     for r in np.flatnonzero(flipped):
         assert noisy[r] != labels[r] and noisy[r] in labels[(artist == artist[r]) & (np.arange(8) != r)]
     assert not flipped[[3, 4, 5, 6, 7]].any()
+
+
+def test_an_artist_read_from_the_artist_label_is_no_evidence_about_that_label():
+    from embeddings.evidence_table import Metadata
+    frame = add_metadata(pd.DataFrame({"path": ["a/x.jpg", "a/y.jpg", "a/z.jpg", "a/jan-steen_feast-1660.jpg"],
+                                       "artist": [0, 0, 1, -1]}), parse_names=True, artist_labels=["Degas", "Cassatt"])
+    md = Metadata.from_frame(frame)
+    assert list(frame["artist_source"]) == ["label", "label", "label", "name"]
+    assert (md.for_task("style").artist_id == md.artist_id).all()
+    assert list(md.for_task("artist").artist_id[:3]) == [-1, -1, -1] and md.for_task("artist").artist_id[3] >= 0

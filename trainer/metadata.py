@@ -19,7 +19,7 @@ log = logging.getLogger("trainer.metadata")
 
 # Dates outside this range are not painting dates (a catalogue number, a title like "1000 eyes").
 YEAR_MIN, YEAR_MAX = 1000, 2100
-METADATA_COLUMNS = ("artist_name", "title", "year_lo", "year_hi", "date_text")
+METADATA_COLUMNS = ("artist_name", "artist_source", "title", "year_lo", "year_hi", "date_text")
 
 _YEAR = r"(1[0-9]{3}|20[0-9]{2})"
 _RANGE = re.compile(_YEAR + r"\s*(?:-|–|—|/|to)\s*([0-9]{2,4})")
@@ -93,10 +93,12 @@ def add_metadata(frame: pd.DataFrame, columns: dict[str, pd.Series] | None = Non
     out = frame.copy()
     parsed = [parse_wikiart_name(p) if parse_names else None for p in frame["path"]]
     artist = np.array([p["artist_name"] if p else "" for p in parsed], dtype=object)
+    source = np.where(artist != "", "name", "").astype(object)
     if artist_labels is not None and "artist" in frame:
         y = frame["artist"].to_numpy()
         fill = (artist == "") & (y >= 0)
         artist[fill] = [artist_labels[i] for i in y[fill]]
+        source[fill] = "label"     # no independent evidence about the artist label itself
     title = np.array([p["title"] if p else "" for p in parsed], dtype=object)
     lo = np.array([p["year_lo"] if p else np.nan for p in parsed], dtype=float)
     hi = np.array([p["year_hi"] if p else np.nan for p in parsed], dtype=float)
@@ -116,7 +118,8 @@ def add_metadata(frame: pd.DataFrame, columns: dict[str, pd.Series] | None = Non
                 unreadable += 1
             else:
                 lo[i], hi[i] = d
-    out["artist_name"], out["title"], out["year_lo"], out["year_hi"], out["date_text"] = artist, title, lo, hi, date_text
+    out["artist_name"], out["artist_source"], out["title"] = artist, source, title
+    out["year_lo"], out["year_hi"], out["date_text"] = lo, hi, date_text
     if n:
         log.info("metadata%s: artist for %d of %d paintings (%d artists), title for %d, year for %d%s", where,
                  int((artist != "").sum()), n, len(set(artist) - {""}), int((title != "").sum()),
