@@ -61,6 +61,21 @@ def grade_top(ranked_paths: list[str], verdict_of: dict[str, str], k: int) -> di
     return {**{x: v.count(x) for x in (*VERDICTS, "unaudited")}, "k": len(top)}
 
 
+def unaudited_evidence(store: Store, task: str, scores: pd.DataFrame, verdict_of: dict[str, str], ranking: str,
+                       k: int) -> list[dict]:
+    """The paintings in `ranking`'s top k that nobody audited, each with the evidence lines that put
+    it there (they are the next ones to audit): [{rank, path, given, lines: [verdict: line]}]."""
+    top = scores[scores["detector"] == ranking].sort_values("rank").head(k)
+    out = []
+    for r in top.itertuples():
+        if r.path in verdict_of:
+            continue
+        ev = store.evidence_of(int(r.image_id), task)
+        out.append({"rank": int(r.rank), "path": r.path,
+                    "lines": [f"{e.verdict}: {e.line}" for e in ev.itertuples() if e.line]})
+    return out
+
+
 def audit_store(cfg: AuditConfig) -> dict:
     audit = read_audit(cfg.audit)
     try:
@@ -80,7 +95,9 @@ def audit_store(cfg: AuditConfig) -> dict:
                 rankings[det] = {str(k): grade_top(paths, verdict_of, k) for k in cfg.top}
             w = store.wrong_labels(task)
             result["tasks"][task] = {"rankings": rankings, "audited": len(verdict_of),
-                                     "store_count": {k: w.get(k) for k in ("estimate", "low", "high", "labelled")}}
+                                     "store_count": {k: w.get(k) for k in ("estimate", "low", "high", "labelled")},
+                                     "unaudited_in_default": unaudited_evidence(store, task, scores, verdict_of,
+                                                                                result["review_default"], max(cfg.top[:1]))}
     finally:
         store.close()
     return result
@@ -104,6 +121,12 @@ def markdown(result: dict, top: Sequence[int]) -> str:
             out.append(f"| {name} | " + " | ".join(f"{g[str(k)]['wrong']} / {g[str(k)]['right']} / "
                                                     f"{g[str(k)]['debatable']} / {g[str(k)]['unaudited']}"
                                                     for k in top) + " |")
+        un = r.get("unaudited_in_default") or []
+        if un:
+            out += ["", f"Not audited in the top {top[0]} of `{default}` ({task}), with the evidence that put them there:", ""]
+            for u in un:
+                out.append(f"- {u['rank']}. `{u['path']}`")
+                out += [f"  - {line}" for line in u["lines"]]
     return "\n".join(out) + "\n"
 
 

@@ -398,7 +398,7 @@ def page_review(app: Artlens, task: str, reviewer: str):
     lines, summary = app.evidence_card(int(r["image_id"]), task)
     if lines:
         right.markdown(f"**Why it is here:** {summary}")
-        mark = {"against": "✗ against", "supports": "✓ supports", "mixed": "~ mixed"}
+        mark = {"against": ":red[✗ against]", "supports": ":green[✓ supports]", "mixed": ":orange[~ mixed]"}
         right.markdown("  \n".join(f"{mark.get(v, v)} · {line}" for v, line in lines))
     right.caption((f"spot check · rank {r['rank']} in the {app.review_default} ranking" if spot else
                    f"{detector} score {r['score']:.3f} · rank {r['rank']}") + f" · probabilities: {r['source']}")

@@ -330,8 +330,8 @@ class Store:
             cur.close()
 
     def detector_scores(self, task: str) -> pd.DataFrame:
-        """Every painting's score per detector for `task` (long form): path, split, detector, score, rank."""
-        return self._q("""SELECT i.path, i.split, s.detector, s.score, s.rank FROM scores s JOIN images i USING (image_id)
+        """Every painting's score per detector for `task` (long form): image_id, path, split, detector, score, rank."""
+        return self._q("""SELECT s.image_id, i.path, i.split, s.detector, s.score, s.rank FROM scores s JOIN images i USING (image_id)
             WHERE s.task = ? ORDER BY s.detector, i.image_id""", [task])
 
     def label_probabilities(self, task: str) -> tuple[pd.DataFrame, np.ndarray]:

@@ -91,7 +91,7 @@ def test_review_tag_persists_across_restart(app_env):
     assert "against the label" in why
     lines = next(m.value for m in at.markdown if "Model (never saw this label)" in m.value)
     assert "Look-alikes:" in lines and "Artist (" in lines
-    assert re.search(r"[✗✓~] (against|supports|mixed) · Model", lines)
+    assert re.search(r":(red|green|orange)\[[✗✓~] (against|supports|mixed)\] · Model", lines)
     path = first.split("`")[1]
     image_id = re.search(r"#(\d+)", first).group(1)
     at.text_input(key=f"rv_note_{image_id}").set_value("odd palette")
