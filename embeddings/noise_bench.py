@@ -118,15 +118,21 @@ def grade_store(store_path: Path, flipped_paths: dict[str, set[str]], n_boot: in
 
 
 def wrong_label_check(store_path: Path, flipped: dict[str, set[str]]) -> dict[str, dict]:
-    """{task: {estimate, low, high, flips}}: the store's estimate of wrong labels next to the flips
-    injected (the estimate should hold the flips plus the labels that were already wrong)."""
+    """{task: {estimate, low, high, flips, confident_learning}}: the store's count of wrong labels
+    next to the flips injected (its range should hold the flips plus the labels that were already
+    wrong), and the confident-learning estimate on the same cross-fitted probabilities (the count
+    the store showed before v5, which also counts the classifier's own confusions)."""
+    from embeddings.scores import wrong_label_estimate
     store = Store(store_path)
     try:
         out = {}
         for t, v in flipped.items():
             w = store.wrong_labels(t)
             if w:
-                out[t] = {"estimate": w["estimate"], "low": w["low"], "high": w["high"], "flips": len(v)}
+                frame, probs = store.label_probabilities(t)
+                cl = float(wrong_label_estimate(frame["label"].to_numpy(np.int64), probs).sum())
+                out[t] = {"estimate": w["estimate"], "low": w["low"], "high": w["high"], "flips": len(v),
+                          "confident_learning": cl}
         return out
     finally:
         store.close()
@@ -243,7 +249,7 @@ def run_bench(cfg: NoiseBenchConfig) -> dict:
     for mode, tasks_ in result.get("wrong_label_estimates", {}).items():
         for t, w in tasks_.items():
             print(f"{mode} {t}: about {w['estimate']:.0f} wrong labels ({w['low']:.0f}-{w['high']:.0f}), "
-                  f"{w['flips']} flipped")
+                  f"{w['flips']} flipped; confident learning would say {w.get('confident_learning', float('nan')):.0f}")
     return result
 
 
