@@ -285,13 +285,16 @@ def agreeing_wrong(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.
 def wrong_count(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray
                 ) -> tuple[np.ndarray, int, int]:
     """(counted (N,) bool, low, high): the paintings `agreeing_wrong` counts, and the count under a
-    stricter reading (three kinds against) and a looser one (two kinds favouring the same other
-    class, whether or not they lower the given one, and the given label merely below 1/2, as if the
-    catalogue's word counted for nothing): how much the number depends on what counts as agreement,
-    which is larger than its sampling error."""
+    stricter reading (three kinds against) and the loosest one (the combined evidence finds another
+    label likelier than the given one, whether or not two kinds agree and as if the catalogue's word
+    counted for nothing; the classifier's own confusions are in this end). The range says how much
+    the number depends on what counts as agreement, which is more than its sampling error: errors
+    of a kind the kinds do not agree on (labels assigned at artist level, which the artist kind
+    supports) fall between the count and the high end."""
     counted = agreeing_wrong(labels, post, evidence, prior)
     strict = agreeing_wrong(labels, post, evidence, prior, min_kinds=3)
-    loose = agreeing_wrong(labels, post, evidence, prior, lowered=False, below=0.5)
+    known = labels >= 0
+    loose = known & (post[np.arange(len(labels)), np.maximum(labels, 0)] < 0.5)
     return counted, int(strict.sum()), int(loose.sum())
 
 

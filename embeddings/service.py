@@ -259,8 +259,9 @@ class Artlens:
         else:
             text += ("; counted where at least two independent kinds of evidence (the look, the artist's other "
                      "paintings, the date, the title) agree on another label and, weighing the catalogue's own "
-                     "word, wrong is likelier than right; the range runs from three kinds agreeing to two "
-                     "merely preferring another label. The classifier's own confusions are not counted)")
+                     "word, wrong is likelier than right. The range runs from three kinds agreeing to every "
+                     "label the evidence as a whole finds less likely than another; only that high end "
+                     "counts the classifier's own confusions)")
         if w["reviewed"]:
             text += (f"; your review so far confirms {w['confirmed']} of {w['reviewed']} reviewed "
                      f"({w['confirmed'] / w['reviewed']:.0%})")
