@@ -128,8 +128,11 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, nb_ids: np.n
             text = f"Artist ({_pretty(md.artist_name[i])}): {int(cnt[g])} of {tot} other paintings here are {given}"
             if a_top != g and cnt[a_top] > 0:
                 text += f"; {int(cnt[a_top])} are {names[a_top]}"
-            if not np.isnan(md.year[i]) and int(np.argmax(pa)) != a_top:
-                text += f" (near {md.year[i]:.0f}: mostly {names[int(np.argmax(pa))]})"
+            if not np.isnan(md.year[i]):   # the evidence weighs the artist's paintings near this date more
+                near_top = int(np.argmax(pa))
+                text += f"; weighing those near {md.year[i]:.0f} more: {given} {pa[g]:.0%}"
+                if near_top != g:
+                    text += f", {names[near_top]} {pa[near_top]:.0%}"
             add("artist", i, pa, text)
         pp = ev.kinds["period"][i]
         if not np.isnan(pp).any():
