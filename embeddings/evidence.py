@@ -230,20 +230,22 @@ AGAINST_RATIO = 2.0
 
 
 def kind_verdicts(labels: np.ndarray, p: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """(N,) what one kind says of each label: 'against' (another class favoured by AGAINST_RATIO or
-    more, and the given class below its prior), 'supports' (the given class at or above its prior and
-    no class favoured that much), else 'mixed' (e.g. an artist who paints this genre as often as
-    anyone, but another more); '' where the kind says nothing."""
+    """(N,) what one kind says of each label, in the Review card's words: 'against' (another class
+    favoured by a Bayes factor of AGAINST_RATIO or more, and the given class below its prior),
+    'supports' (the given class is this kind's likeliest), else 'mixed' (e.g. an artist who paints
+    this genre as often as anyone, but another one more); '' where the kind says nothing."""
     score = against_scores(labels, p, prior)
     known = ~np.isnan(score)
     rows = np.flatnonzero(known)
     lowered = np.zeros(len(labels), bool)
     lowered[rows] = p[rows, labels[known]] < prior[labels[known]]
+    first = np.zeros(len(labels), bool)
+    first[rows] = p[rows, labels[known]] >= p[rows].max(1)
     v = np.full(len(labels), "", dtype=object)
     strong = known & (np.nan_to_num(score, nan=-np.inf) >= np.log(AGAINST_RATIO))
     v[known] = "mixed"
     v[strong & lowered] = "against"
-    v[known & ~strong & ~lowered] = "supports"
+    v[known & first] = "supports"
     return v
 
 
