@@ -66,8 +66,9 @@ def test_review_in_chromium_tags_one_painting(server, browser):
     heading = wait_for(browser, "//h3[starts-with(normalize-space(.), '#')]")
     path = heading.find_element("xpath", "following::code[1]").text
     # the card says why the painting is there, one line per kind of evidence
-    wait_for(browser, "//p[contains(., 'Why it is here:')]")
+    why = wait_for(browser, "//p[contains(., 'Why it is here:')]")
     wait_for(browser, "//p[contains(., 'Model (never saw this label)')]")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", why)
     settle(browser, 2)
     browser.save_screenshot(str(SHOTS / "review.png"))
     wait_for(browser, "//button[.//p[text()='mislabel']]").click()
