@@ -44,7 +44,9 @@ def button(at: AppTest, label: str):
 def test_every_page_renders(app_env):
     at = open_page("Overview")
     assert [m.label for m in at.metric][:1] == ["paintings"] and at.metric[0].value == f"{app_env['n']:,}"
-    assert any("style labels look wrong (95% interval" in m.value for m in at.markdown)
+    # the count of wrong labels says what it counts: agreement of independent kinds of evidence
+    assert any("style labels look wrong (range" in m.value and "two independent kinds of evidence" in m.value
+               for m in at.markdown)
     assert len(at.dataframe) >= 1  # per-task test metrics
     at = open_page("Outliers")
     cards = [m.value for m in at.markdown if m.value.startswith("**given:**")]

@@ -157,3 +157,16 @@ def test_an_artist_read_from_the_artist_label_is_no_evidence_about_that_label():
     assert list(frame["artist_source"]) == ["label", "label", "label", "name"]
     assert (md.for_task("style").artist_id == md.artist_id).all()
     assert list(md.for_task("artist").artist_id[:3]) == [-1, -1, -1] and md.for_task("artist").artist_id[3] >= 0
+
+
+def test_title_evidence_does_not_depend_on_the_global_random_state():
+    """Embedding twice (a re-embed, another process) gives the same title evidence and so the same ranking."""
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 300)
+    titles = np.array([f"{['portrait', 'landscape', 'still life'][y]} {rng.integers(0, 50)}" for y in labels],
+                      dtype=object)
+    np.random.seed(1)
+    a = E.title_evidence(labels, titles, 3)
+    np.random.seed(2)
+    b = E.title_evidence(labels, titles, 3)
+    np.testing.assert_array_equal(a, b)

@@ -31,7 +31,8 @@ def test_training_writes_run_and_beats_chance(trained):
     assert len(cf.paths) == sum(m["splits"].values()) == trained["n"]
     assert sorted(set(cf.fold)) == [0, 1, 2]
     assert np.allclose(cf.probs["style"].sum(1), 1, atol=1e-4)
-    assert set(cf.scores["style"]) == {"centroid", "centroid_margin", "mahalanobis", "zscore", "knn"}
+    assert set(cf.scores["style"]) == {"centroid", "centroid_margin", "mahalanobis", "mahalanobis_margin", "zscore",
+                                       "knn"}
     assert "test style" in trained["train_log"]
     # the cross-fitted heads' own accuracy, over every painting they scored (the flipped labels included)
     assert set(m["metrics"]["crossfit"]) == set(m["tasks"]) and "cross-fitted style" in trained["train_log"]
