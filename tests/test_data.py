@@ -149,7 +149,7 @@ def test_non_utf8_csv_and_class_with_one_image(tmp_path):
 
 
 CLIS = ["trainer", "embeddings", "embeddings.noise_bench", "embeddings.loop_bench", "embeddings.explain", "bench.run",
-        "bench.ablation", "bench.paired", "dashboard", "dashboard.export"]
+        "bench.ablation", "bench.paired", "bench.audit", "dashboard", "dashboard.export"]
 
 
 def test_every_cli_has_help():
