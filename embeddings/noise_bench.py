@@ -184,7 +184,6 @@ def noisy_store(ps: PaintingSet, run_dir: Path, clean_cfg: dict, mode: str, seed
     and run `make train embed`'s functions on it with the clean run's settings. Returns (the store,
     {task: flipped paths}). reuse "grade": take the store and flips an earlier call left there;
     "embed": embed that call's run again first (the score stage changed, the training did not)."""
-    paths = ps.frame["path"].tolist()
     name = f"{mode}-seed{seed}"
     store = work / name / "artlens.duckdb"
     if reuse:
