@@ -261,15 +261,11 @@ def verdicts(labels: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndar
 CATALOGUE_ERROR_RATE = 0.1
 
 
-def agreeing_wrong(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray,
-                   min_kinds: int = 2, lowered: bool = True, below: float = CATALOGUE_ERROR_RATE) -> np.ndarray:
-    """(N,) bool: a painting counted as wrongly labelled. The combined evidence puts the given label
-    below `below` (see CATALOGUE_ERROR_RATE), and at least `min_kinds` independent kinds are against
-    it in favour of the same class (the posterior's first alternative): a Bayes factor of
-    AGAINST_RATIO or more for that class and, with `lowered`, the given class below its prior. The
-    classifier's confusions alone (one kind) never count, nor do kinds that disagree on what the
-    label should be."""
-    known = labels >= 0
+def agreeing_kinds(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray
+                   ) -> np.ndarray:
+    """(N,) int: how many independent kinds are against the given label in favour of the same class,
+    the posterior's first alternative: a Bayes factor of AGAINST_RATIO or more for that class, and
+    the given class below its prior. Kinds that disagree on what the label should be do not add up."""
     rows = np.arange(len(labels))
     g = np.maximum(labels, 0)
     alt_post = post.copy()
@@ -278,26 +274,28 @@ def agreeing_wrong(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.
     agree = np.zeros(len(labels), int)
     for p in evidence.values():
         bf = np.nan_to_num(bayes_factors(labels, p, prior)[rows, alt], nan=-np.inf)
-        ok = bf >= np.log(AGAINST_RATIO)
-        if lowered:
-            ok &= np.nan_to_num(p[rows, g], nan=1.0) < prior[g]
-        agree += ok
-    return known & (post[rows, g] < below) & (agree >= min_kinds)
+        agree += (bf >= np.log(AGAINST_RATIO)) & (np.nan_to_num(p[rows, g], nan=1.0) < prior[g])
+    return agree
 
 
 def wrong_count(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray
                 ) -> tuple[np.ndarray, int, int]:
-    """(counted (N,) bool, low, high): the paintings `agreeing_wrong` counts, and the count under a
-    stricter reading (three kinds against) and the loosest one (the combined evidence finds another
-    label likelier than the given one, whether or not two kinds agree and as if the catalogue's word
-    counted for nothing; the classifier's own confusions are in this end). The range says how much
-    the number depends on what counts as agreement, which is more than its sampling error: errors
-    of a kind the kinds do not agree on (labels assigned at artist level, which the artist kind
-    supports) fall between the count and the high end."""
-    counted = agreeing_wrong(labels, post, evidence, prior)
-    strict = agreeing_wrong(labels, post, evidence, prior, min_kinds=3)
+    """(counted (N,) bool, low, high). A painting is counted as wrongly labelled where the combined
+    evidence puts the given label below CATALOGUE_ERROR_RATE and at least two kinds agree against it
+    (`agreeing_kinds`): the classifier's confusions alone (one kind) never count. low: the count
+    under a stricter reading (three kinds); high: the loosest one (the combined evidence finds
+    another label likelier than the given one, whether or not two kinds agree and as if the
+    catalogue's word counted for nothing; the classifier's own confusions are in this end). The
+    range says how much the number depends on what counts as agreement, which is more than its
+    sampling error: errors of a kind the kinds do not agree on (labels assigned at artist level,
+    which the artist kind supports) fall between the count and the high end."""
     known = labels >= 0
-    loose = known & (post[np.arange(len(labels)), np.maximum(labels, 0)] < 0.5)
+    p_given = post[np.arange(len(labels)), np.maximum(labels, 0)]
+    agree = agreeing_kinds(labels, post, evidence, prior)
+    unlikely = known & (p_given < CATALOGUE_ERROR_RATE)
+    counted = unlikely & (agree >= 2)
+    strict = unlikely & (agree >= 3)
+    loose = known & (p_given < 0.5)
     return counted, int(strict.sum()), int(loose.sum())
 
 

@@ -235,8 +235,9 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
                                             "flag": flags[det][scored]}))
         names = (class_names or {}).get(t) or [str(i) for i in range(n_classes[t])]
         evidence_rows_.append(evidence_rows(t, y, probs[t], bb_nb, ev, md.for_task(t), names))
-        wrong_rows.append(wrong_count_rows(t, y, ev, n_classes[t]))
-        weights[t] = np.where(y >= 0, wrong_count(y, ev.posterior, ev.kinds, ev.prior)[0].astype(float), np.nan)
+        counted, strict, loose = wrong_count(y, ev.posterior, ev.kinds, ev.prior)
+        wrong_rows.append(wrong_count_rows(t, y, counted, strict, loose, n_classes[t]))
+        weights[t] = np.where(y >= 0, counted.astype(float), np.nan)
     wrong = pd.concat(wrong_rows).astype({"class_index": "Int64"}) if wrong_rows else pd.DataFrame()
     return Scored(pd.concat(score_rows), wrong, pd.concat(evidence_rows_), weights)
 
@@ -251,15 +252,15 @@ class Scored:
     wrong_weight: dict[str, np.ndarray]
 
 
-def wrong_count_rows(task: str, y: np.ndarray, ev, n_classes: int) -> pd.DataFrame:
-    """The `wrong_label_estimates` rows of one task: per class and in all, the paintings where
-    independent kinds of evidence agree the label is wrong (embeddings.evidence.wrong_count). The
-    total's interval spans the stricter and looser readings of agreement and the count's 95%
-    sampling interval."""
+def wrong_count_rows(task: str, y: np.ndarray, wrong: np.ndarray, strict: int, loose: int, n_classes: int
+                     ) -> pd.DataFrame:
+    """The `wrong_label_estimates` rows of one task from `embeddings.evidence.wrong_count`: per class
+    and in all, the paintings where independent kinds of evidence agree the label is wrong (wrong
+    (N,) bool). The total's interval spans the stricter and looser readings of agreement and the
+    count's 95% sampling interval."""
     known = y >= 0
     if not known.any():
         return pd.DataFrame(columns=["task", "class_index", "labelled", "estimated_wrong", "low", "high"])
-    wrong, strict, loose = wrong_count(y, ev.posterior, ev.kinds, ev.prior)
     est = np.bincount(y[wrong], minlength=n_classes).astype(float)
     lo, hi = count_interval(wrong[known])
     lo, hi = min(lo, strict), max(hi, loose)
