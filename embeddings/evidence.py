@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from embeddings.scores import neighbour_labels
+
 KINDS = ("look", "artist", "period", "title")
 # Kernel widths in years: an artist's manner changes within a decade (Picasso 1901 vs 1907); a
 # movement's share of the paintings of a year changes over a generation.
@@ -53,7 +55,7 @@ def neighbour_evidence(labels: np.ndarray, neighbor_ids: np.ndarray, neighbor_si
 
     neighbor_ids (N, k) int (-1 = none, self excluded), neighbor_sim (N, k) cosine similarities.
     """
-    nl = np.where(neighbor_ids >= 0, labels[np.maximum(neighbor_ids, 0)], -1)
+    nl = neighbour_labels(labels, neighbor_ids)
     w = np.where(nl >= 0, np.clip(neighbor_sim, 1e-3, None), 0.0)
     counts = np.zeros((len(labels), n_classes))
     rows = np.repeat(np.arange(len(labels)), nl.shape[1])
@@ -61,7 +63,7 @@ def neighbour_evidence(labels: np.ndarray, neighbor_ids: np.ndarray, neighbor_si
     return _smoothed(counts, w.sum(1), label_prior(labels, n_classes), alpha)
 
 
-def _group_kernel_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray, n_classes: int,
+def group_label_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray, n_classes: int,
                          span: float, undated: float) -> tuple[np.ndarray, np.ndarray]:
     """Leave-one-out weighted label counts over the other members of each painting's group:
     (counts (N, C), total weight (N,)). Weight of a pair: Gaussian in the year difference with
@@ -94,7 +96,7 @@ def artist_evidence(labels: np.ndarray, artist: np.ndarray, years: np.ndarray, n
 
     artist (N,) int artist id (-1 = unknown), years (N,) float (NaN = undated). NaN rows where the
     artist has no other labelled painting."""
-    counts, total = _group_kernel_counts(labels, artist, years, n_classes, ARTIST_SPAN, UNDATED_WEIGHT)
+    counts, total = group_label_counts(labels, artist, years, n_classes, ARTIST_SPAN, UNDATED_WEIGHT)
     return _smoothed(counts, total, label_prior(labels, n_classes), alpha)
 
 

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from embeddings.evidence import (_group_kernel_counts, artist_evidence, combine_evidence, label_prior, look_evidence,
-                                 neighbour_evidence, period_evidence, title_evidence, kind_verdicts, verdicts)
+from embeddings.evidence import (artist_evidence, combine_evidence, group_label_counts, label_prior,
+                                 look_evidence, neighbour_evidence, period_evidence, title_evidence, verdicts)
+from embeddings.scores import neighbour_labels
+from trainer.metadata import mid_year
 
 
 @dataclass
@@ -37,9 +39,8 @@ class Metadata:
     def from_frame(cls, frame: pd.DataFrame) -> "Metadata":
         n = len(frame)
         names = frame["artist_name"].fillna("").astype(str).to_numpy() if "artist_name" in frame else np.full(n, "")
-        codes, uniques = pd.factorize(pd.Series(names).replace("", None))
-        year = ((frame["year_lo"].to_numpy(float) + frame["year_hi"].to_numpy(float)) / 2
-                if "year_lo" in frame else np.full(n, np.nan))
+        codes, _ = pd.factorize(pd.Series(names).replace("", None))
+        year = mid_year(frame)
         title = frame["title"].fillna("").astype(str).to_numpy() if "title" in frame else np.full(n, "")
         from_label = (frame["artist_source"].to_numpy() == "label") if "artist_source" in frame else np.zeros(n, bool)
         return cls(codes.astype(np.int64), names.astype(object), year, title.astype(object), from_label)
@@ -48,7 +49,8 @@ class Metadata:
 @dataclass
 class TaskEvidence:
     """One task's evidence: kinds {kind: (N, C)}, neighbour_probs (N, C), posterior (N, C), votes
-    {kind: (N,) verdict}, prior (C,)."""
+    {kind: (N,) verdict} for the kinds and for the look's two readings (`model`, `neighbours`),
+    prior (C,)."""
     kinds: dict[str, np.ndarray]
     neighbour_probs: np.ndarray
     posterior: np.ndarray
@@ -67,7 +69,8 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
              "title": title_evidence(labels, md.title, n_classes, seed=seed)}
     prior = label_prior(labels, n_classes)
     post = combine_evidence(kinds, prior)
-    return TaskEvidence(kinds, nb, post, verdicts(labels, kinds, prior), prior)
+    votes = verdicts(labels, {**kinds, "model": probs, "neighbours": nb}, prior)
+    return TaskEvidence(kinds, nb, post, votes, prior)
 
 
 def _pretty(slug: str) -> str:
@@ -88,19 +91,19 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, nb_ids: np.n
                   md: Metadata, names: list[str]) -> pd.DataFrame:
     """The store's evidence rows for the labelled paintings of one task, with a line of words per
     kind (model and neighbours are two lines of the one `look` kind)."""
-    n, C = probs.shape
+    C = probs.shape[1]
     known = np.flatnonzero(labels >= 0)
     y = labels[known]
-    nl = np.where(nb_ids >= 0, labels[np.maximum(nb_ids, 0)], -1)[known]
-    artist_counts, artist_total = _group_kernel_counts(labels, md.artist_id, md.year, C, np.inf, 1.0)
+    nl = neighbour_labels(labels, nb_ids)[known]
+    # plain counts for the words; the evidence itself weighs the artist's paintings by date
+    artist_counts, artist_total = group_label_counts(labels, md.artist_id, md.year, C, np.inf, 1.0)
     years_of = _class_years(labels, md.year, C)
     rows = []
 
     def add(kind, i, p, line):
         g = labels[i]
         best = int(np.argmax(p))
-        verdict = kind_verdicts(np.array([g]), p[None, :], ev.prior)[0]
-        rows.append((int(i), task, kind, float(p[g]), best, float(p[best]), verdict, line))
+        rows.append((int(i), task, kind, float(p[g]), best, float(p[best]), ev.votes[kind][i], line))
 
     for j, i in enumerate(known):
         g = y[j]

@@ -220,7 +220,8 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
     score_rows, wrong_rows, evidence_rows_, weights = [], [], [], {}
     for t in labels:
         y = labels[t]
-        ev = task_evidence(y, probs[t], bb_nb, bb_sim, md.for_task(t), n_classes[t])
+        md_t = md.for_task(t)
+        ev = task_evidence(y, probs[t], bb_nb, bb_sim, md_t, n_classes[t])
         ev_scores = {k: against_scores(y, ev.kinds[k], ev.prior) for k in METADATA_DETECTORS}
         ev_scores["evidence"] = wrong_log_odds(y, ev.posterior)
         scores, flags = detector_table(y, probs[t], emb_scores[t], neighbour_labels(y, bb_nb), cross.get(t),
@@ -234,7 +235,7 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
                                             "score": sc[scored], "rank": rank_descending(sc, tiebreak.get(det))[scored],
                                             "flag": flags[det][scored]}))
         names = (class_names or {}).get(t) or [str(i) for i in range(n_classes[t])]
-        evidence_rows_.append(evidence_rows(t, y, probs[t], bb_nb, ev, md.for_task(t), names))
+        evidence_rows_.append(evidence_rows(t, y, probs[t], bb_nb, ev, md_t, names))
         counted, strict, loose = wrong_count(y, ev.posterior, ev.kinds, ev.prior)
         wrong_rows.append(wrong_count_rows(t, y, counted, strict, loose, n_classes[t]))
         weights[t] = np.where(y >= 0, counted.astype(float), np.nan)
@@ -380,9 +381,8 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, meta: dict, root: Path, fw: For
     t0 = time.time()
     probs, emb_scores, source = merge_crossfit(run_dir, frame["path"].tolist(), labels, fw.probs, emb, nb_ids,
                                                n_classes)
-    scored = score_stage(labels, probs, emb_scores, fw.pooled, n_classes,
-                                                  meta.get("knn_k", 10), cfg.exact_limit, Metadata.from_frame(frame),
-                                                  meta["classes"])
+    scored = score_stage(labels, probs, emb_scores, fw.pooled, n_classes, meta.get("knn_k", 10), cfg.exact_limit,
+                         Metadata.from_frame(frame), meta["classes"])
     times["scores"] = time.time() - t0
 
     t0 = time.time()

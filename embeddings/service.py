@@ -15,6 +15,7 @@ import pandas as pd
 from PIL import Image
 
 from db.store import Paths, Store, StoreError, TagLog
+from embeddings.evidence import KINDS
 from embeddings.index import load_index, search
 from embeddings.scores import DETECTORS
 
@@ -110,7 +111,7 @@ class Artlens:
         if ev.empty:
             return [], ""
         lines = [(r.verdict, r.line) for r in ev.itertuples() if r.line]
-        kinds = ev[ev["kind"].isin(["look", "artist", "period", "title"])]
+        kinds = ev[ev["kind"].isin(KINDS)]
         name = {"look": "the look"}
         against = [name.get(k, k) for k in kinds.loc[kinds["verdict"] == "against", "kind"]]
         support = [name.get(k, k) for k in kinds.loc[kinds["verdict"] == "supports", "kind"]]
