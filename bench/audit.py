@@ -63,7 +63,7 @@ def grade_top(ranked_paths: list[str], verdict_of: dict[str, str], k: int) -> di
 def unaudited_evidence(store: Store, task: str, scores: pd.DataFrame, verdict_of: dict[str, str], ranking: str,
                        k: int) -> list[dict]:
     """The paintings in `ranking`'s top k that nobody audited, each with the evidence lines that put
-    it there (they are the next ones to audit): [{rank, path, given, lines: [verdict: line]}]."""
+    it there (they are the next ones to audit): [{rank, path, lines: ["verdict: line"]}]."""
     top = scores[scores["detector"] == ranking].sort_values("rank").head(k)
     out = []
     for r in top.itertuples():
@@ -96,7 +96,7 @@ def audit_store(cfg: AuditConfig) -> dict:
             result["tasks"][task] = {"rankings": rankings, "audited": len(verdict_of),
                                      "store_count": {k: w.get(k) for k in ("estimate", "low", "high", "labelled")},
                                      "unaudited_in_default": unaudited_evidence(store, task, scores, verdict_of,
-                                                                                result["review_default"], max(cfg.top[:1]))}
+                                                                                result["review_default"], cfg.top[0])}
     finally:
         store.close()
     return result

@@ -1,11 +1,13 @@
-"""How many labels are wrong: the model's estimate per painting, refined by what reviewers found.
+"""How many labels are wrong: the store's count per painting, refined by what reviewers found.
 
-The model's estimate is the calibrated confident joint on cross-fitted probabilities
-(`embeddings.scores.wrong_label_estimate`); `wrong_label_weights` spreads it over the paintings
-it counts, so any subset's expected number of wrong labels is a sum. A review replaces that
+Each painting carries a weight whose sum over any subset is its expected number of wrong labels:
+the store's `predictions.wrong_weight`, 1 where independent kinds of evidence agree the label is
+wrong (`embeddings.evidence.wrong_count`), else 0. `wrong_label_weights` is the older, model-only
+weighting (the calibrated confident joint spread over the paintings it counts), kept for the
+synthetic stores of the scale bench. A review replaces that
 guess where people looked: the queue is cut into depth strata (ranks 1-50, 51-100, 101-200, ...);
 in a stratum with enough decisions, the share tagged mislabel stands for its unreviewed rest;
-elsewhere the model's weights do. Reviewed paintings count as what they were found to be.
+elsewhere the weights do. Reviewed paintings count as what they were found to be.
 """
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ def refined_wrong_label_estimate(rank: np.ndarray, weight: np.ndarray, decision:
     """Wrong labels among N labelled paintings, from the model's weights and the review's decisions.
 
     rank (N,) int: position in the review ranking (1 = top; 0 = unranked, counted in the last
-    stratum); weight (N,) from `wrong_label_weights`; decision (N,) int: 1 mislabel, 0 correct,
+    stratum); weight (N,) the store's `wrong_weight` (or `wrong_label_weights`); decision (N,) int: 1 mislabel, 0 correct,
     -1 not reviewed (or unsure); model_low/high: the model estimate's interval (its relative width
     is the uncertainty of the model's part, one common factor per draw); sampled (N,) bool, default
     all: whether a decision was made on this ranking. Decisions that were not (made on an earlier

@@ -17,7 +17,7 @@ import pandas as pd
 from PIL import Image
 
 from trainer.cli import UserError
-from trainer.metadata import add_metadata
+from trainer.metadata import MANIFEST_COLUMNS, add_metadata
 
 log = logging.getLogger("trainer.data")
 
@@ -76,7 +76,7 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
         ps = _read_artgan(data)
     else:
         ps = _read_manifest(data)
-    meta_cols = ps.frame.attrs.pop("metadata_columns", {})
+    meta_cols = {c: ps.frame.pop(c) for c in MANIFEST_COLUMNS if c in ps.frame}
     ps.frame = add_metadata(ps.frame, meta_cols, parse_names, ps.classes.get("artist"), f" of {data}")
     if len(ps.frame) == 0:
         raise UserError(f"{data}: no usable paintings (empty data set)" +
@@ -229,7 +229,7 @@ def _read_manifest(path: Path) -> PaintingSet:
         raise UserError(f"{path}: manifest is missing column(s) {', '.join(missing)}; found {', '.join(cols)}"
                         " (expected path,artist,genre,style[,split])")
     classes = {t: sorted({v.strip() for v in df[t] if v.strip()}) for t in TASKS}
-    extra = [c for c in ("title", "year", "date") if c in cols]
+    extra = [c for c in MANIFEST_COLUMNS if c in cols]
     problems: list[str] = []
     out = []
     for i, r in enumerate(df.itertuples(index=False), 2):  # line 1 is the header
@@ -246,8 +246,6 @@ def _read_manifest(path: Path) -> PaintingSet:
     _log_problems(problems)
     frame = pd.DataFrame(out, columns=["path", *TASKS, "split", *extra]).drop_duplicates("path")
     frame = frame.reset_index(drop=True)
-    # title / year / date travel to add_metadata beside the frame, not as label columns
-    frame.attrs["metadata_columns"] = {c: frame.pop(c) for c in extra}
     return PaintingSet(root=root, frame=frame, classes={t: c for t, c in classes.items() if c}, problems=problems)
 
 

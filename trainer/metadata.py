@@ -20,6 +20,8 @@ log = logging.getLogger("trainer.metadata")
 # Dates outside this range are not painting dates (a catalogue number, a title like "1000 eyes").
 YEAR_MIN, YEAR_MAX = 1000, 2100
 METADATA_COLUMNS = ("artist_name", "artist_source", "title", "year_lo", "year_hi", "date_text")
+# A manifest's own metadata columns, read by add_metadata.
+MANIFEST_COLUMNS = ("title", "year", "date")
 
 _YEAR = r"(1[0-9]{3}|20[0-9]{2})"
 _RANGE = re.compile(_YEAR + r"\s*(?:-|–|—|/|to)\s*([0-9]{2,4})")
