@@ -30,19 +30,22 @@ DETECTOR_HELP = {
     "confidence": "1 − p(given label)", "margin": "best other class − p(given)",
     "centroid": "cosine distance to the given class centroid",
     "centroid_margin": "own-centroid distance − nearest other centroid",
-    "mahalanobis": "Mahalanobis distance to the class mean (shared Ledoit-Wolf covariance)",
+    "mahalanobis": "Mahalanobis distance to the class mean (shared Ledoit-Wolf covariance): how unusual, not "
+                   "whether the label fits",
+    "mahalanobis_margin": "Mahalanobis distance to the given class's mean − to the nearest other class's",
     "zscore": "z-score of the own-centroid distance (flag > 3)",
     "knn": "share of the 10 nearest neighbours (cross-fitted head's embedding) with another label",
     "knn_backbone": "share of the 10 nearest neighbours in frozen-backbone features (no label used) with another label",
     "cross_task": "−log p(given label | the painting's other label), from the other paintings only "
                   "(style given artist, genre given style)",
     "confident_learning": "confident learning (per-class thresholds), flagged first",
-    "consensus": "mean percentile rank over all single detectors",
+    "consensus": "mean percentile rank over the model and picture detectors (not artist, period, title)",
     "ensemble": "mean percentile rank of one detector per kind of evidence: centroid_margin (cross-fitted model), "
                 "knn_backbone (label-free features), cross_task (other labels)",
-    "artist": "log(likeliest other class / given class) among the artist's other paintings, nearer dates weigh more",
-    "period": "log(likeliest other class / given class) among other paintings dated near this one",
-    "title": "log(likeliest other class / given class) from a cross-fitted text model over titles",
+    "artist": "largest log Bayes factor of another class over the given one (each against its share of the "
+              "collection), from the artist's other paintings, nearer dates weighing more",
+    "period": "largest log Bayes factor of another class over the given one, from other paintings dated near this one",
+    "title": "largest log Bayes factor of another class over the given one, from a cross-fitted text model over titles",
     "evidence": "the kinds of evidence (look, artist, period, title) combined: high only where several agree "
                 "another label fits better; the Review default",
 }

@@ -306,7 +306,7 @@ def detector_flags(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     thresholds = {"confidence": 0.5,   # p(given) below 0.5: the seeds' review threshold
                   "margin": 0.0, "centroid_margin": 0.0, "zscore": 3.0, "knn": 0.5, "knn_backbone": 0.5,
                   # evidence: the combined evidence prefers another class; a metadata kind: another
-                  # class at least twice as likely as the given one (embeddings.evidence.AGAINST_RATIO)
+                  # class favoured by a Bayes factor of 2 or more (embeddings.evidence.AGAINST_RATIO)
                   "evidence": 0.0, **{k: float(np.log(2.0)) for k in METADATA_DETECTORS}}
     flags = {}
     with np.errstate(invalid="ignore"):

@@ -52,6 +52,9 @@ def test_every_page_renders(app_env):
     cards = [m.value for m in at.markdown if m.value.startswith("**given:**")]
     assert len(cards) == 24 and "rank 1" in cards[0]
     assert any("conflicting" in m.value for m in at.markdown)  # duplicate groups with conflicting labels
+    for det in ("mahalanobis_margin", "artist", "period", "title", "evidence"):   # the detectors v5 added
+        at.selectbox(key="out_detector").set_value(det).run()
+        assert not at.exception, (det, [e.value for e in at.exception])
     at = open_page("Explore")
     assert at.get("plotly_chart")
     at = open_page("Neighbours")
