@@ -1,7 +1,9 @@
-# artlens: `make train embed`, then `make dashboard`. `make test` runs the test suite.
+# artlens: `make train embed`, then `make dashboard`. `make test` runs every test, `make test-fast` the quick tier.
+# Every target runs the `artlens` command (artlens/cli.py), installed into .venv by `pip install -e .`.
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+ARTLENS := $(VENV)/bin/artlens
+STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 BENCH_STAMP := $(VENV)/.bench-$(shell sha1sum requirements-bench.txt | cut -c1-12)
 RAY_STAMP := $(VENV)/.ray-$(shell sha1sum requirements-ray.txt | cut -c1-12)
 DATA   ?= ../shared/data/wikiart-mini
@@ -12,32 +14,38 @@ ARGS   ?=
 # inference time ~3x on 2 cores (measured: Lite0 16 -> 54 img/s). Exported for every target.
 export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
-export PYTHONPATH := $(CURDIR)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv ray train embed dashboard test bench bench-noise bench-audit bench-loop bench-ablation clean
+.PHONY: venv ray train embed dashboard test test-fast bench bench-noise bench-audit bench-loop bench-ablation clean
 
 venv: $(STAMP)
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	# the project itself, editable: its dependencies are the pins just installed
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 train: $(STAMP)
-	$(PY) -m trainer --data $(DATA) $(ARGS)
+	$(ARTLENS) train --data $(DATA) $(ARGS)
 
 embed: $(STAMP)
-	$(PY) -m embeddings $(ARGS)
+	$(ARTLENS) embed $(ARGS)
 
 dashboard: $(STAMP)
-	$(PY) -m dashboard --port $(PORT) $(ARGS)
+	$(ARTLENS) dashboard --port $(PORT) $(ARGS)
 
+# Everything, including real training runs, the dashboard in AppTest and in Chromium, Ray.
 test: $(STAMP) $(BENCH_STAMP) $(RAY_STAMP)
 	$(PY) -m pytest -q tests $(ARGS)
 
+# The quick tier: pure-numpy maths, the store, data loading and CLI errors (no training run, no browser).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests $(ARGS)
+
 bench: $(STAMP)
-	$(PY) -m bench.run $(ARGS)
+	$(ARTLENS) bench run $(ARGS)
 
 # The benchmark-only extra (cleanlab, the peer the noise benchmark compares against).
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
@@ -53,19 +61,19 @@ $(RAY_STAMP): requirements-ray.txt $(STAMP)
 	touch $@
 
 bench-noise: $(STAMP) $(BENCH_STAMP)
-	$(PY) -m embeddings.noise_bench $(ARGS)
+	$(ARTLENS) bench noise $(ARGS)
 
 # The store's rankings against a blind panel's verdicts on real labels (../shared/data/wikiart-mini/audit.csv).
 bench-audit: $(STAMP)
-	$(PY) -m bench.audit $(ARGS)
+	$(ARTLENS) bench audit $(ARGS)
 
 # One round of the review loop on the noisy copy: perfect review of the top 100, --apply-tags, re-embed.
 bench-loop: $(STAMP)
-	$(PY) -m embeddings.loop_bench $(ARGS)
+	$(ARTLENS) bench loop $(ARGS)
+
+# The classifier ablation: each change on/off, one seed, real `artlens train` runs.
+bench-ablation: $(STAMP)
+	$(ARTLENS) bench ablation $(ARGS)
 
 clean:
 	rm -rf runs cache artlens.duckdb artlens.faiss bench/noise
-
-# The classifier ablation: each change on/off, one seed, real `python -m trainer` runs.
-bench-ablation: $(STAMP)
-	$(PY) -m bench.ablation $(ARGS)

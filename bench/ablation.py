@@ -1,6 +1,6 @@
 """`make bench-ablation`: the classifier ablation - each change on and off, same seed, same data.
 
-Every variant is a real `python -m trainer` run (the command `make train` runs) in its own
+Every variant is a real `artlens train` run (the command `make train` runs) in its own
 process, so its time is what a user would wait; the feature cache is shared, so a variant's
 features cost only the views that no earlier variant computed (the table says which were cold).
 Writes bench/ablation.json and bench/ablation.md (test top-1 per task with its 95% bootstrap
@@ -21,8 +21,7 @@ from typing import Sequence
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from trainer.cli import field, parse_config, run_cli  # noqa: E402
+from trainer.cli import field, parse_config, run_cli
 
 # v1-v3 trained the final model for up to 40 epochs on train, early-stopped on val; their rows pin that.
 OLD = ["--epochs", "40", "--fit-on", "train"]
@@ -69,7 +68,7 @@ def _run_id(name: str) -> str:
 def run_variant(cfg: AblationConfig, name: str, flags: list[str]) -> dict:
     run_id = _run_id(name)
     log = Path(cfg.out_dir) / f"{run_id}.log"
-    cmd = [sys.executable, "-m", "trainer", "--data", cfg.data, "--out-dir", cfg.out_dir, "--run-id", run_id,
+    cmd = [sys.executable, "-m", "artlens", "train", "--data", cfg.data, "--out-dir", cfg.out_dir, "--run-id", run_id,
            "--seed", str(cfg.seed), "--folds", str(cfg.folds), "--cache-dir", cfg.cache_dir, *flags]
     t0 = time.time()
     with open(log, "w") as f:
@@ -119,7 +118,7 @@ def table(rows: list[dict], cfg: AblationConfig) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    cfg = parse_config(AblationConfig, argv, "python -m bench.ablation", __doc__.split("\n\n")[0])
+    cfg = parse_config(AblationConfig, argv, "artlens bench ablation", __doc__.split("\n\n")[0])
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     unknown = [n for n in cfg.variants if n not in VARIANTS]
     if unknown:

@@ -1,4 +1,4 @@
-"""`python -m bench.audit` (`make bench-audit`): how many of each ranking's top paintings a blind
+"""`artlens bench audit` (`make bench-audit`): how many of each ranking's top paintings a blind
 panel found really mislabelled, on a store `make train embed` built from real labels.
 
 Injected flips measure a detector; this measures the product: for every ranking stored in the
@@ -130,7 +130,7 @@ def markdown(result: dict, top: Sequence[int]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    cfg = parse_config(AuditConfig, argv, "python -m bench.audit", __doc__.split("\n\n")[0])
+    cfg = parse_config(AuditConfig, argv, "artlens bench audit", __doc__.split("\n\n")[0])
     result = audit_store(cfg)
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,10 +32,10 @@ def free_port() -> int:
 
 
 def start_dashboard(store: Path, tags: Path, port: int | None = None, timeout: float = 120) -> tuple[subprocess.Popen, str]:
-    """`python -m dashboard` on `store` in a child process; returns (process, url) once healthy."""
+    """`artlens dashboard` on `store` in a child process; returns (process, url) once healthy."""
     port = port or free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "dashboard", "--store", str(store), "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "artlens", "dashboard", "--store", str(store), "--port", str(port),
                              "--tags", str(tags)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -80,7 +80,9 @@ def settle(driver, seconds: float = 1.5):
 
 
 def page_link(driver, page: str):
-    return wait_for(driver, f"//section[@data-testid='stSidebar']//label[.//p[text()='{page}']]")
+    """The sidebar's link to a page (st.navigation's page list)."""
+    return wait_for(driver, f"//section[@data-testid='stSidebar']//a[@data-testid='stSidebarNavLink']"
+                            f"[.//span[text()='{page}']]")
 
 
 def goto(driver, page: str):

@@ -1,4 +1,4 @@
-"""`python -m bench.paired --a RUN --b RUN`: two training runs' cross-fitted top-1 on the same
+"""`artlens bench paired --a RUN --b RUN`: two training runs' cross-fitted top-1 on the same
 paintings, and B's gain over A with a paired bootstrap interval.
 
 The cross-fitted softmax (runs/<id>/crossfit.npz, what `make train` writes and the detectors use)
@@ -17,8 +17,7 @@ from typing import Sequence
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from trainer.cli import UserError, field, parse_config, run_cli  # noqa: E402
+from trainer.cli import UserError, field, parse_config, run_cli
 
 
 @dataclass
@@ -78,7 +77,7 @@ def table(res: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    cfg = parse_config(PairedConfig, argv, "python -m bench.paired", __doc__.split("\n\n")[0])
+    cfg = parse_config(PairedConfig, argv, "artlens bench paired", __doc__.split("\n\n")[0])
     if not cfg.a or not cfg.b:
         raise UserError("give both runs: --a runs/<baseline> --b runs/<other>")
     res = compare(cfg)

@@ -22,8 +22,7 @@ from typing import Sequence
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from trainer.cli import field, parse_config  # noqa: E402
+from trainer.cli import field, parse_config
 
 MINI = ROOT / ".." / "shared" / "data" / "wikiart-mini"
 
@@ -54,7 +53,8 @@ def step_train(n: int) -> dict:
     from trainer.backbones import build_backbone
     from trainer.features import extract_features
     from trainer.model import CRNNClassifier
-    from trainer.train import TrainConfig, cached_batcher, fit, image_batcher
+    from trainer.config import TrainConfig
+    from trainer.loop import cached_batcher, fit, image_batcher
     torch.set_num_threads(os.cpu_count())
     ps = _subset(n)
     bb = build_backbone("efficientnet_lite0", with_texture=True)   # the default run's backbone
@@ -93,10 +93,11 @@ def step_embed(n: int) -> dict:
     import torch
 
     from trainer.backbones import build_backbone
-    from trainer.features import extract_features, image_tensor
+    from trainer.features import extract_features
+    from trainer.images import image_tensor
     from trainer.data import load_image
     from trainer.model import CRNNClassifier
-    from trainer.train import cached_batcher, predict
+    from trainer.loop import cached_batcher, predict
     torch.set_num_threads(os.cpu_count())
     ps = _subset(n)
     bb = build_backbone("efficientnet_lite0", with_texture=True)   # the default run's backbone
@@ -290,13 +291,12 @@ def step_gradcam(n: int) -> dict:
     import torch
 
     from embeddings.explain import deletion_drops, explanation_panels
-    from embeddings.export import Embedder
+    from trainer.checkpoint import Embedder, resolve_run_dir
     from trainer.data import load_image
-    from trainer.train import resolve_run_dir
     torch.set_num_threads(os.cpu_count())
     e = Embedder(resolve_run_dir(str(ROOT / "runs"), ""))
     ps = _subset(n)
-    names = e.meta["classes"]["style"]
+    names = e.record.classes["style"]
     times, hot, rnd = [], [], []
     explanation_panels(e, load_image(ps.root / ps.frame["path"].iloc[0]), "style", None)   # warm-up
     for path, y in zip(ps.frame["path"], ps.labels("style")):
@@ -308,7 +308,7 @@ def step_gradcam(n: int) -> dict:
         hot.append(h)
         rnd.append(r)
     hot, rnd = np.array(hot), np.array(rnd)
-    return {"paintings": len(times), "run": e.meta["run_id"], "classes": len(names),
+    return {"paintings": len(times), "run": e.record.run_id, "classes": len(names),
             "seconds_per_painting": float(np.median(times)), "seconds_p90": float(np.quantile(times, 0.9)),
             "faithful_share": float((hot > rnd).mean()), "drop_hot_mean": float(hot.mean()),
             "drop_random_mean": float(rnd.mean())}
@@ -349,7 +349,7 @@ def measure(fn_name: str, arg) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    cfg = parse_config(BenchConfig, argv, "python -m bench.run", __doc__.split("\n\n")[0])
+    cfg = parse_config(BenchConfig, argv, "artlens bench", __doc__.split("\n\n")[0])
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
                "python": platform.python_version(), "malloc_env": os.environ.get("MALLOC_MMAP_MAX_") == "0"}

@@ -128,14 +128,18 @@ def step_scale(n: int) -> dict:
     """Head epoch, one cross-fit fold, export forward and store stage at n paintings (drawn maps)."""
     import torch
 
-    from embeddings.export import EmbedConfig, Forward, store_stage
+    from embeddings.config import EmbedConfig, Forward
+    from embeddings.export import store_stage
+    from embeddings.scores import fold_scores
     from trainer.backbones import build_backbone
     from trainer.cache import FeatureCache, pooled_means
-    from trainer.crossfit import assign_folds, cross_fit_fold
+    from trainer.checkpoint import RunRecord
+    from trainer.config import TrainConfig
+    from trainer.crossfit import assign_folds, cross_fit_fold, crossfit_plan
     from trainer.features import apply_tail, maps_for_run
+    from trainer.loop import cached_batcher, class_weights, epochs_for, fit, predict
     from trainer.model import CRNNClassifier, TailHead
-    from trainer.train import (TrainConfig, cached_batcher, class_weights, crossfit_plan, epochs_for, final_rows, fit,
-                               predict)
+    from trainer.train import final_rows
     from db.store import Paths
     torch.set_num_threads(os.cpu_count())
     import resource
@@ -180,7 +184,7 @@ def step_scale(n: int) -> dict:
         cross_fit_fold(0, fold, make_model,
                        lambda m, r, d: fit(m, batch, labels, r, None, cfg, cf_epochs, cw, desc=d).model,
                        lambda m, r: predict(m, batch, r, cfg.device), {t: y[rows] for t, y in labels.items()}, rows,
-                       cfg.seed, cfg.knn_k, cfg.folds)
+                       cfg.seed, fold_scores, cfg.knn_k, cfg.folds)
         out["crossfit_fold_s"] = time.perf_counter() - t0
         out["crossfit_epochs"] = cf_epochs
         out["crossfit_s"] = out["crossfit_fold_s"] * cfg.folds
@@ -197,17 +201,17 @@ def step_scale(n: int) -> dict:
         run_dir = tmp / "run"
         run_dir.mkdir()
         torch.save({"bench": True}, run_dir / "model.pt")
-        meta = {"run_id": "scale", "arch": cfg.arch, "backbone": "efficientnet_lite0", "weights": "bench",
-                "image_size": 224, "embedding_dim": emb.shape[1], "data_root": str(tmp), "data_hash": "",
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "tasks": list(labels), "classes": classes,
-                "knn_k": cfg.knn_k, "folds": cfg.folds}
+        record = RunRecord(run_id="scale", arch=cfg.arch, backbone="efficientnet_lite0", weights="bench",
+                           image_size=224, embedding_dim=emb.shape[1], data_root=str(tmp), data_hash="",
+                           created=time.strftime("%Y-%m-%dT%H:%M:%S"), tasks=list(labels), classes=classes,
+                           in_channels=bb.channels, knn_k=cfg.knn_k, folds=cfg.folds)
         frame = pd.DataFrame({"path": [f"drawn/{s}.jpg" for s in sha1s], "split": "train", **labels})
         frame.loc[test, "split"], frame.loc[val, "split"] = "test", "val"
         fw = Forward(frame, sha1s, emb, probs, pooled, [])
         paths = Paths.from_store(tmp / "store" / "artlens.duckdb")
         paths.store.parent.mkdir()
         t0 = time.perf_counter()
-        parts = store_stage(EmbedConfig(projection="umap"), run_dir, meta, tmp, fw, paths)
+        parts = store_stage(EmbedConfig(projection="umap"), run_dir, record, tmp, fw, paths)
         out["store_stage_s"] = time.perf_counter() - t0
         out.update({f"store_{k}_s": v for k, v in parts.items()})
         mark("store_stage")

@@ -1,4 +1,4 @@
-"""`python -m bench.synthetic`: a synthetic store of N paintings for dashboard and query benchmarks.
+"""`artlens bench synthetic`: a synthetic store of N paintings for dashboard and query benchmarks.
 
 Clustered random embeddings (D dims), softmax from a noisy linear model, the real detectors,
 FAISS index (HNSW above 50k) and PCA projection, written through db.build_store like a real
@@ -19,7 +19,8 @@ from db.store import Paths, TagLog, build_store
 from embeddings.index import build_index, neighbours_excluding_self, save_index
 from embeddings.project import pca_2d
 from embeddings.prevalence import wrong_label_weights
-from embeddings.scores import cross_task_table, detector_table, neighbour_labels, rank_descending, reference_scores
+from embeddings.detectors import DetectorInputs, detector_table
+from embeddings.scores import cross_task_table, neighbour_labels, rank_descending, reference_scores
 from trainer.cli import field, parse_config
 
 log = logging.getLogger("bench.synthetic")
@@ -69,8 +70,8 @@ def make_store(cfg: SyntheticConfig) -> dict:
                                    "wrong_weight": wrong_label_weights(y, probs)}))
         given[t] = y
         nb_y = neighbour_labels(y, nb)   # synthetic: one embedding stands in for head and backbone
-        sc, fl = detector_table(y, probs, reference_scores(y, emb, y, emb, nb_y, c), nb_y,
-                                cross_task_table(given, tasks).get(t))
+        sc, fl = detector_table(DetectorInputs(y, probs, reference_scores(y, emb, y, emb, nb_y, c), nb_y,
+                                               cross_task_table(given, tasks).get(t)))
         for d, s in sc.items():
             ok = ~np.isnan(s)    # the store keeps scored rows only, as make embed does
             scores.append(pd.DataFrame({"image_id": ids[ok], "task": t, "detector": d, "score": s[ok],
@@ -97,7 +98,7 @@ def make_store(cfg: SyntheticConfig) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    return make_store(parse_config(SyntheticConfig, argv, "python -m bench.synthetic", __doc__.split("\n\n")[0]))
+    return make_store(parse_config(SyntheticConfig, argv, "artlens bench synthetic", __doc__.split("\n\n")[0]))
 
 
 if __name__ == "__main__":

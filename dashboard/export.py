@@ -1,4 +1,4 @@
-"""`python -m dashboard.export`: write the review tags and corrected ArtGAN label CSVs to a folder."""
+"""`artlens export`: write the review tags and corrected ArtGAN label CSVs to a folder."""
 from __future__ import annotations
 
 import sys
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from db.store import Paths, StoreError
-from embeddings.service import Artlens
+from dashboard.service import Artlens
 from trainer.cli import UserError, field, parse_config, run_cli
 
 
@@ -18,7 +18,7 @@ class ExportConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cfg = parse_config(ExportConfig, argv, "python -m dashboard.export", __doc__.split("\n")[0])
+    cfg = parse_config(ExportConfig, argv, "artlens export", __doc__.split("\n")[0])
     try:
         app = Artlens(Paths.from_store(cfg.store, None, cfg.tags or None))
     except StoreError as e:

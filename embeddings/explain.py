@@ -1,4 +1,4 @@
-"""Grad-CAM: where in a painting the model finds a class (`python -m embeddings.explain PATH --task style`).
+"""Grad-CAM: where in a painting the model finds a class (`artlens explain PATH --task style`).
 
 The gradient of one task's class logit with respect to the backbone's last convolutional map (the
 map the recurrent head reads), averaged per channel, weights that map; its positive part, scaled
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from trainer.cli import UserError, field, parse_config
-from trainer.features import centre_crop, image_tensor
+from trainer.images import centre_crop, image_tensor
 
 log = logging.getLogger("embeddings.explain")
 
@@ -70,7 +70,7 @@ class Explanation:
 def explain(embedder, image: Image.Image, task: str, classes: Sequence[int] | None = None) -> Explanation:
     """Grad-CAM of `classes` of `task` (default: the model's top class) for one painting, through the
     run's model (embeddings.export.Embedder). One backbone pass."""
-    size = embedder.meta["image_size"]
+    size = embedder.record.image_size
     crop = centre_crop(image.convert("RGB"), size)
     with torch.no_grad():
         fmap = embedder.bb.net.eval()(_normalise(embedder, crop)[None])[0]
@@ -128,7 +128,7 @@ def explanation_panels(embedder, image: Image.Image, task: str, given: int | Non
     cross-fitted prediction from the store; default the final model's own argmax. The two can differ:
     the final model trained on this painting's (possibly wrong) label, the cross-fitted one did not.
     Captions give the final model's probability of each class."""
-    names = embedder.meta["classes"][task]
+    names = embedder.record.classes[task]
     given = given if given is not None and given >= 0 else None
     top = None if top is None or top < 0 else int(top)
     first = [given] if given is not None else ([top] if top is not None else None)
@@ -173,19 +173,18 @@ class ExplainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    from embeddings.export import Embedder
+    from trainer.checkpoint import Embedder, resolve_run_dir
     from trainer.data import load_image
-    from trainer.train import resolve_run_dir
-    cfg = parse_config(ExplainConfig, argv, "python -m embeddings.explain", __doc__.split("\n\n")[0])
+    cfg = parse_config(ExplainConfig, argv, "artlens explain", __doc__.split("\n\n")[0])
     run_dir = Path(cfg.run) if cfg.run else resolve_run_dir(cfg.runs_dir, "")
     try:
         image = load_image(Path(cfg.path))
     except ValueError as e:
         raise UserError(f"{cfg.path}: {e}") from None
     embedder = Embedder(run_dir)
-    names = embedder.meta["classes"].get(cfg.task)
+    names = embedder.record.classes.get(cfg.task)
     if names is None:
-        raise UserError(f"--task {cfg.task}: the run {run_dir.name} has tasks {', '.join(embedder.meta['classes'])}")
+        raise UserError(f"--task {cfg.task}: the run {run_dir.name} has tasks {', '.join(embedder.record.classes)}")
     stored, top = _labels_in_store(cfg.store, Path(cfg.path), cfg.task)
     label = cfg.label or stored
     if label and label not in names:

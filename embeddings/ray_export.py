@@ -1,4 +1,4 @@
-"""`python -m embeddings --engine ray`: the forward stage as a Ray Data pipeline.
+"""`artlens embed --engine ray`: the forward stage as a Ray Data pipeline.
 
 Actors each hold the trained model (checkpoint shipped through Ray's object store) and map
 shards of image paths to what the store needs per painting: sha1, embedding, softmax per task
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.export import EmbedConfig, Forward, build_model, pretrained_backbone
+from embeddings.config import EmbedConfig, Forward
+from trainer.checkpoint import Checkpoint, build_model, pretrained_backbone
 from trainer.cli import UserError
 from trainer.ray_engine import RaySettings, actor_options, init_ray
 
@@ -26,27 +27,28 @@ log = logging.getLogger("embeddings.ray")
 class EmbedActor:
     """Ray actor: rows {row, path} -> {row, sha1, error, emb, probs__<task>, pooled} (float32 bytes)."""
 
-    def __init__(self, ckpt: dict, cache_dir: str, device: str):
+    def __init__(self, ckpt: "Checkpoint", cache_dir: str, device: str):
         import torch
         torch.set_num_threads(1)   # one core per actor
         from trainer.runtime import inference_fn
-        self.meta = ckpt["meta"]
+        self.record = ckpt.record
         self.head, self.bb = build_model(ckpt)
         self.head.to(device)
-        self.device, self.size = device, self.meta["image_size"]
+        self.device, self.size = device, self.record.image_size
         self.split = self.bb.stem is not None
         self.forward, _ = inference_fn(self.bb.stem if self.split else self.bb.net, self.size, cache_dir,
                                        "auto", device)
         # the label-free kNN reads the pretrained tail's maps when the run tuned its own tail
-        self.pretrained_tail = pretrained_backbone(self.meta).tail if ckpt.get("tail_state") else None
-        self.views = ("orig", "hflip") if self.meta.get("tta") else ("orig",)
+        self.pretrained_tail = pretrained_backbone(self.record).tail if ckpt.tail_state else None
+        self.views = ("orig", "hflip") if self.record.tta else ("orig",)
 
     def __call__(self, batch: dict) -> dict:
         import torch
 
         from trainer.cache import pooled_means
         from trainer.data import file_sha1, load_image
-        from trainer.features import apply_tail, image_tensor
+        from trainer.features import apply_tail
+        from trainer.images import image_tensor
         n = len(batch["row"])
         sha1s, errors, tensors, good = [""] * n, [""] * n, {v: [] for v in self.views}, []
         for j in range(n):
@@ -73,26 +75,26 @@ class EmbedActor:
                 probs.append({t: torch.softmax(lg.float(), 1).cpu().numpy() for t, lg in logits.items()})
                 if pooled is None:
                     base = apply_tail(maps, self.pretrained_tail) if self.pretrained_tail is not None else final
-                    pooled = pooled_means(base, np.arange(len(base)), self.meta["in_channels"])
+                    pooled = pooled_means(base, np.arange(len(base)), self.record.in_channels)
             cols = {"emb": np.mean(embs, 0), "pooled": pooled,
                     **{f"probs__{t}": np.mean([p[t] for p in probs], 0) for t in probs[0]}}
             for c, arr in cols.items():
                 blobs[c] = [b""] * n
                 for j, row in zip(good, arr.astype(np.float32)):
                     blobs[c][j] = row.tobytes()
-        for c in ["emb", "pooled", *[f"probs__{t}" for t in self.meta["tasks"]]]:
+        for c in ["emb", "pooled", *[f"probs__{t}" for t in self.record.tasks]]:
             out[c] = np.array(blobs.get(c, [b""] * n), dtype=object)
         return out
 
 
-def ray_forward_stage(cfg: EmbedConfig, run_dir: Path, ckpt: dict, ps) -> Forward:
+def ray_forward_stage(cfg: EmbedConfig, run_dir: Path, ckpt: "Checkpoint", ps) -> Forward:
     """The forward stage on Ray: same Forward as embeddings.export.forward_stage."""
     from db.store import Paths, read_parquet_shards
-    if ckpt.get("backbone_state"):
+    if ckpt.backbone_state:
         raise UserError("--engine ray embeds cached-feature runs; this run fine-tuned its backbone end to end "
                         "(--finetune): use the default engine")
     ray = init_ray(RaySettings(cfg.ray_address, cfg.ray_cpus, cfg.ray_gpus, cfg.ray_actors))
-    meta = ckpt["meta"]
+    meta = ckpt.record
     frame = ps.frame
     base = Path(cfg.shard_dir) if cfg.shard_dir else Paths.from_store(cfg.store).store.with_suffix(".shards")
     shard_dir = base / uuid.uuid4().hex[:12]
@@ -104,7 +106,7 @@ def ray_forward_stage(cfg: EmbedConfig, run_dir: Path, ckpt: dict, ps) -> Forwar
                         **actor_options(ray, RaySettings(cfg.ray_address, cfg.ray_cpus, cfg.ray_gpus, cfg.ray_actors)))
     log.info("Ray: embedding %d paintings on %s; shards in %s", len(items), ray.cluster_resources(), shard_dir)
     ds.write_parquet(str(shard_dir))
-    tasks = meta["tasks"]
+    tasks = meta.tasks
     cols = ["row", "sha1", "error", "emb", "pooled", *[f"probs__{t}" for t in tasks]]
     rows, sha1s, failed, parts = [], [], [], {c: [] for c in cols[3:]}
     try:

@@ -3,32 +3,15 @@
 Inputs: `labels` (N,) int class indices with -1 = no label; `probs` (N, C) softmax rows
 (out-of-fold where available); `emb` (N, D) embeddings. Each detector returns (N,) float64
 scores, higher = more suspicious, NaN where the painting has no label for the task.
+The registry that names them, says what each reads and combines them is embeddings/detectors.py.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy.stats import rankdata
 
-# On cross-fitted softmax (each painting's probabilities from a head that never saw its label).
-PROBABILITY_DETECTORS = ("confidence", "margin", "confident_learning")
-# On the cross-fitting head's embedding, against that fold's training paintings (`reference_scores`).
-# mahalanobis measures how unusual a painting is (an outlier score); mahalanobis_margin whether its
-# label fits: own class's distance minus the nearest other class's, as centroid_margin does.
-EMBEDDING_DETECTORS = ("centroid", "centroid_margin", "mahalanobis", "mahalanobis_margin", "zscore", "knn")
-# knn_backbone: kNN over frozen backbone features no label touched; cross_task: label co-occurrence.
-# artist / period / title: the metadata evidence of embeddings.evidence, one kind each.
-METADATA_DETECTORS = ("artist", "period", "title")
-SINGLE_DETECTORS = (*PROBABILITY_DETECTORS, *EMBEDDING_DETECTORS, "knn_backbone", "cross_task", *METADATA_DETECTORS)
-# ensemble: one detector per independent kind of evidence, rank-averaged: the cross-fitted head
-# (its softmax and embedding are two readings of one model; centroid_margin read it best on flip
-# seed 1), label-free visual neighbours, and the painting's other labels. A rule, not a search:
-# averaging many detectors of one kind (consensus) lets their shared blind spots outvote the others.
-ENSEMBLE_OF = ("centroid_margin", "knn_backbone", "cross_task")
-# evidence: the kinds of evidence (look, artist, period, title) combined as likelihood ratios
-# (embeddings.evidence.combine_evidence): a painting tops it only where several kinds agree.
-DETECTORS = (*SINGLE_DETECTORS, "consensus", "ensemble", "evidence")
-# The ranking the Review page opens with (store_info.review_default).
-REVIEW_DEFAULT = "evidence"
+from embeddings.index import build_index, search
+
 # Which task's label is the context of each task's cross-task score: a style is judged by the
 # artist's other works, a genre by the style's, an artist by how its given style fits that artist.
 CROSS_TASK_CONTEXT = {"style": ("style", "artist"), "genre": ("genre", "style"), "artist": ("style", "artist")}
@@ -252,17 +235,6 @@ def wrong_label_estimate(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return calibrated.sum(1) - np.diag(calibrated)
 
 
-def wrong_label_interval(labels: np.ndarray, probs: np.ndarray, n_boot: int = 200, seed: int = 0,
-                         level: float = 0.95) -> tuple[np.ndarray, float, float]:
-    """(per-class estimate (C,), low, high): `wrong_label_estimate` with a percentile bootstrap
-    interval of its total over paintings resampled with replacement (thresholds refitted each time)."""
-    from embeddings.evaluation import bootstrap_interval
-    known = labels >= 0
-    lo, hi = bootstrap_interval(labels[known], probs[known], lambda y, p: wrong_label_estimate(y, p).sum(),
-                                n_boot, seed, level) if n_boot else (np.nan, np.nan)
-    return wrong_label_estimate(labels, probs), lo, hi
-
-
 def rank_descending(scores: np.ndarray, tiebreak: np.ndarray | None = None) -> np.ndarray:
     """1 = highest score; NaN scores get rank 0 (unranked). Equal scores are ordered by `tiebreak`
     (N,), higher first, where given (NaN last), else by position. (N,) int"""
@@ -301,47 +273,14 @@ def cross_task_table(labels: dict[str, np.ndarray], n_classes: dict[str, int]) -
     return out
 
 
-def detector_flags(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """{detector: (N,) bool}: the detector's own threshold, or its top 5% where it has none."""
-    thresholds = {"confidence": 0.5,   # p(given) below 0.5: the seeds' review threshold
-                  "margin": 0.0, "centroid_margin": 0.0, "zscore": 3.0, "knn": 0.5, "knn_backbone": 0.5,
-                  # evidence: the combined evidence prefers another class; a metadata kind: another
-                  # class favoured by a Bayes factor of 2 or more (embeddings.evidence.AGAINST_RATIO)
-                  "evidence": 0.0, **{k: float(np.log(2.0)) for k in METADATA_DETECTORS}}
-    flags = {}
-    with np.errstate(invalid="ignore"):
-        for name, s in scores.items():
-            if name in thresholds:
-                flags[name] = s > thresholds[name]
-            else:
-                ok = ~np.isnan(s)
-                flags[name] = ok & (s >= np.nanquantile(s, 0.95)) if ok.any() else np.zeros(len(s), bool)
-    return flags
-
-
-def detector_table(labels: np.ndarray, probs: np.ndarray, embedding_scores: dict[str, np.ndarray],
-                   backbone_neighbour_labels: np.ndarray, cross_task: np.ndarray | None = None,
-                   evidence_scores: dict[str, np.ndarray] | None = None
-                   ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Every detector for one task: ({detector: score (N,)}, {detector: flag (N,) bool}).
-
-    labels (N,) int (-1 = none); probs (N, C) cross-fitted softmax; embedding_scores: the
-    EMBEDDING_DETECTORS from `reference_scores` (cross-fitted); backbone_neighbour_labels (N, k):
-    labels of each painting's nearest paintings in frozen-backbone feature space; cross_task (N,)
-    or None; evidence_scores: the METADATA_DETECTORS and `evidence` (embeddings.evidence_table),
-    NaN throughout where not given. Scores are NaN where the painting has no label.
-    """
-    scores = {"confidence": confidence_scores(labels, probs), "margin": margin_scores(labels, probs)}
-    cl_flag, scores["confident_learning"] = confident_learning(labels, probs)
-    scores.update({k: embedding_scores[k] for k in EMBEDDING_DETECTORS})
-    scores["knn_backbone"] = knn_disagreement_scores(labels, backbone_neighbour_labels)
-    scores["cross_task"] = cross_task if cross_task is not None else np.full(len(labels), np.nan)
-    for k in (*METADATA_DETECTORS, "evidence"):
-        scores[k] = (evidence_scores or {}).get(k, np.full(len(labels), np.nan)).astype(float).copy()
-    scores["consensus"] = mean_percentile_rank({k: scores[k] for k in SINGLE_DETECTORS if k not in METADATA_DETECTORS})
-    scores["ensemble"] = mean_percentile_rank({k: scores[k] for k in ENSEMBLE_OF})
-    for s in scores.values():
-        s[labels < 0] = np.nan
-    flags = detector_flags(scores)
-    flags["confident_learning"] = cl_flag
-    return scores, flags
+def fold_scores(labels: dict[str, np.ndarray], emb: np.ndarray, held: np.ndarray, ref: np.ndarray,
+                n_classes: dict[str, int], knn_k: int) -> dict[str, dict[str, np.ndarray]]:
+    """The embedding detectors for rows `held`, against reference rows `ref`, from one cross-fitting
+    fold head's embeddings emb (N, D) (trainer.crossfit's FoldScorer). Returns {task: {detector: (len(held),)}}."""
+    index, _ = build_index(emb[ref], np.arange(len(ref)))
+    _, nb = search(index, emb[held], min(knn_k, len(ref)))
+    out = {}
+    for t, y in labels.items():
+        nb_labels = neighbour_labels(y[ref], nb)
+        out[t] = reference_scores(y[ref], emb[ref], y[held], emb[held], nb_labels, n_classes[t])
+    return out

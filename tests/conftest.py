@@ -1,7 +1,6 @@
 """Shared fixtures: a small real subset of wikiart-mini with known label flips, trained and embedded once."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = (ROOT / ".." / "shared" / "data" / "wikiart-mini").resolve()
-sys.path.insert(0, str(ROOT))
 
 # Byte-identical files in wikiart-mini whose copies carry different labels (found by sha1).
 CONFLICTING_PAIRS = [
@@ -24,15 +22,15 @@ CONFLICTING_PAIRS = [
 N_FLIPS = 40   # about 12% of the subset, drawn from every split (a user's mislabels are not only in train)
 
 
-def start_cli(module: str, *args: str, cwd: Path = ROOT, capture: bool = True) -> subprocess.Popen:
-    """`python -m module args` started in the background (the project on PYTHONPATH)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def start_cli(command: str, *args: str, cwd: Path = ROOT, capture: bool = True) -> subprocess.Popen:
+    """`artlens <command> args` started in the background (command may be two words: "bench noise")."""
     out = subprocess.PIPE if capture else subprocess.DEVNULL
-    return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=env, stdout=out, stderr=out, text=True)
+    return subprocess.Popen([sys.executable, "-m", "artlens", *command.split(), *args], cwd=cwd, stdout=out,
+                            stderr=out, text=True)
 
 
-def run_cli(module: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
-    proc = start_cli(module, *args, cwd=cwd)
+def run_cli(command: str, *args: str, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    proc = start_cli(command, *args, cwd=cwd)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -77,7 +75,7 @@ def trained(subset, tmp_path_factory) -> dict:
     Its fold heads run 6 epochs without the step floor (the floor would give 15; the noise and loop
     bench tests retrain with this config, so that would cost make test a minute and a half)."""
     work = tmp_path_factory.mktemp("work")
-    r = run_cli("trainer", "--data", str(subset["manifest"]), "--out-dir", str(work / "runs"), "--run-id", "r1",
+    r = run_cli("train", "--data", str(subset["manifest"]), "--out-dir", str(work / "runs"), "--run-id", "r1",
                 "--cache-dir", str(work / "cache"), "--epochs", "12", "--folds", "3", "--test-fraction", "0.2",
                 "--crossfit-epochs", "6", "--min-steps", "0")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -90,7 +88,20 @@ def store(trained) -> dict:
     work = trained["work"]
     paths = {"store": work / "store" / "artlens.duckdb", "index": work / "store" / "artlens.faiss",
              "tags": work / "store" / "artlens.tags.duckdb"}
-    r = run_cli("embeddings", "--run", str(trained["run_dir"]), "--store", str(paths["store"]),
+    r = run_cli("embed", "--run", str(trained["run_dir"]), "--store", str(paths["store"]),
                 "--cache-dir", str(work / "cache"), "--projection", "pca")
     assert r.returncode == 0, r.stderr[-3000:]
     return {**trained, **paths, "embed_log": r.stderr}
+
+
+# `make test-fast` runs `-m "not slow"`: tests that train or embed a real run (through these
+# fixtures), start the dashboard or a browser, or run Ray are slow; a test that is slow without
+# them says so with @pytest.mark.slow.
+SLOW_FIXTURES = {"subset", "trained", "store", "app_env", "tail_runs", "server", "browser"}
+SLOW_MODULES = {"test_e2e", "test_ray"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

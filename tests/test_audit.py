@@ -19,7 +19,7 @@ def test_audit_counts_each_rankings_top_k(store, tmp_path):
     audit = pd.DataFrame({"path": top[:12], "task": "style", "given_label": "", "verdict": verdicts})
     audit.to_csv(tmp_path / "audit.csv", index=False)
     out = tmp_path / "audit.json"
-    r = run_cli("bench.audit", "--store", str(store["store"]), "--audit", str(tmp_path / "audit.csv"),
+    r = run_cli("bench audit", "--store", str(store["store"]), "--audit", str(tmp_path / "audit.csv"),
                 "--top", "10", "20", "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
@@ -33,10 +33,10 @@ def test_audit_counts_each_rankings_top_k(store, tmp_path):
 
 def test_a_bad_audit_file_is_one_clear_line(store, tmp_path):
     (tmp_path / "a.csv").write_text("path,task,label\nx.jpg,style,wrong\n")
-    r = run_cli("bench.audit", "--store", str(store["store"]), "--audit", str(tmp_path / "a.csv"),
+    r = run_cli("bench audit", "--store", str(store["store"]), "--audit", str(tmp_path / "a.csv"),
                 "--out", str(tmp_path / "o.json"))
     assert r.returncode == 2 and r.stderr.strip() == (f"error: {tmp_path / 'a.csv'}: audit is missing column(s) "
                                                       "verdict; found path, task, label")
-    r = run_cli("bench.audit", "--store", str(tmp_path / "none.duckdb"), "--audit", str(MINI / "audit.csv"),
+    r = run_cli("bench audit", "--store", str(tmp_path / "none.duckdb"), "--audit", str(MINI / "audit.csv"),
                 "--out", str(tmp_path / "o.json"))
     assert r.returncode == 2 and "no store at" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -66,7 +66,7 @@ def test_transform_and_pooled_means_read_in_chunks(tmp_path):
 
 
 def test_epochs_shrink_past_the_row_budget_so_cost_per_painting_stays_flat():
-    from trainer.train import epochs_for
+    from trainer.loop import epochs_for
     assert epochs_for(40, 1_800, 100_000) == 40          # wikiart-mini keeps every epoch
     assert epochs_for(6, 24_000, 100_000) == 4
     assert epochs_for(40, 76_000, 100_000) == 1          # 100k paintings: one pass
@@ -86,7 +86,8 @@ def test_every_short_schedule_trains(tmp_path):
     ends at step 0 (exactly 10 steps), which the step floor's short schedules reach."""
     import torch
     from trainer.model import CRNNClassifier
-    from trainer.train import TrainConfig, cached_batcher, fit
+    from trainer.config import TrainConfig
+    from trainer.loop import cached_batcher, fit
     rng = np.random.default_rng(0)
     views = {"orig": rng.normal(size=(8, 16, 3, 3)).astype(np.float32)}
     labels = {"style": rng.integers(0, 3, 8)}

@@ -22,7 +22,8 @@ def test_stage_cache_reproduces_the_frozen_features(tmp_path):
 
     from trainer.backbones import build_backbone
     from trainer.data import load_image, load_paintings
-    from trainer.features import extract_features, image_tensor
+    from trainer.features import extract_features
+    from trainer.images import image_tensor
     from trainer.model import CRNNClassifier, TailHead
     ps = load_paintings(MINI, test_fraction=0)
     paths = ps.frame["path"].iloc[::500].tolist()
@@ -126,7 +127,7 @@ def tail_runs(trained, tmp_path_factory) -> dict:
     work, out = trained["work"], tmp_path_factory.mktemp("tail_runs")
     runs = {}
     for name, flags in (("frozen", ["--no-tune-tail", "--no-texture"]), ("tail", ["--no-texture", "--refit"])):
-        r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(out), "--run-id", name,
+        r = run_cli("train", "--data", str(trained["manifest"]), "--out-dir", str(out), "--run-id", name,
                     "--cache-dir", str(work / "cache"), "--epochs", "6", "--folds", "0", "--test-fraction", "0.2",
                     "--patience", "99", "--fit-on", "train", "--min-steps", "0", *flags)
         assert r.returncode == 0, r.stderr[-2000:]
@@ -140,10 +141,11 @@ def test_short_tail_tuning_beats_the_frozen_head(tail_runs):
     best = {name: run["metrics"]["best_val_macro_f1"] for name, run in tail_runs.items()}
     assert tail_runs["frozen"]["metrics"]["feature_cache"]["misses"] > 0  # --no-texture: maps without statistics
     assert tail_runs["tail"]["metrics"]["feature_cache"]["misses"] == 0   # the frozen run's cache serves the tuned one
-    ckpt = torch.load(tail_runs["tail"]["dir"] / "model.pt", map_location="cpu", weights_only=False)
-    assert ckpt["tail_state"] and ckpt["meta"]["tune_tail"] and ckpt["meta"]["texture_dim"] == 0
-    frozen = torch.load(tail_runs["frozen"]["dir"] / "model.pt", map_location="cpu", weights_only=False)
-    assert not frozen["tail_state"] and frozen["meta"]["texture_dim"] == 0
+    from trainer.checkpoint import load_checkpoint
+    ckpt = load_checkpoint(tail_runs["tail"]["dir"])
+    assert ckpt.tail_state and ckpt.record.tune_tail and ckpt.record.texture_dim == 0
+    frozen = load_checkpoint(tail_runs["frozen"]["dir"])
+    assert not frozen.tail_state and frozen.record.texture_dim == 0
     assert best["tail"] > best["frozen"], best
 
 

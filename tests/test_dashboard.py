@@ -29,7 +29,7 @@ def app_env(store, monkeypatch):
 def open_page(page: str, reviewer: str | None = None) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
-    at.sidebar.radio(key="page").set_value(page)
+    at.switch_page(f"pages/{page.lower()}.py")
     if reviewer is not None:
         at.sidebar.text_input(key="reviewer").set_value(reviewer)
     at.run()
@@ -68,7 +68,7 @@ def test_every_page_renders(app_env):
 
 
 def test_unsafe_image_paths_are_refused(app_env, tmp_path):
-    from embeddings.service import safe_image_path
+    from dashboard.service import safe_image_path
     root = app_env["root"]
     some = next(p for p in root.rglob("*.jpg"))
     assert safe_image_path(root, str(some.relative_to(root))) == some.resolve()
@@ -138,7 +138,7 @@ def test_export_files_parse(app_env, tmp_path):
     TagLog(app_env["tags"]).add(sorted(p.relative_to(app_env["root"]).as_posix()
                                        for p in app_env["root"].rglob("*.jpg"))[0],
                                 "style", "mislabel", "exp", suggested_label="Rococo")
-    r = run_cli("dashboard.export", "--store", str(app_env["store"]), "--tags", str(app_env["tags"]),
+    r = run_cli("export", "--store", str(app_env["store"]), "--tags", str(app_env["tags"]),
                 "--out", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr
     classes = {}
@@ -223,7 +223,7 @@ def test_spot_check_samples_every_depth_and_refines_the_estimate(app_env):
     assert not at.exception, [e.value for e in at.exception]
     assert any("spot check · rank" in c.value for c in at.caption)
     from db.store import Paths
-    from embeddings.service import Artlens
+    from dashboard.service import Artlens
     app = Artlens(Paths.from_store(app_env["store"], tags=app_env["tags"]))
     try:
         queue = app.spot_check_queue("style", 30)
@@ -253,3 +253,20 @@ def test_stopping_the_dashboard_frees_its_port(store):
     with socket.socket() as s:   # nothing listens any more: the port binds again
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
+
+
+def test_a_shared_link_opens_its_task_and_painting(app_env):
+    """`/review?task=genre&painting=N` opens painting N for the genre task, on any page switch; the
+    Review card carries such a link for the painting it shows, and 'back to the queue' drops it."""
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["task"] = "genre"
+    at.query_params["painting"] = "5"
+    at.run()
+    at.switch_page("pages/review.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.sidebar.selectbox(key="task").value == "genre"
+    assert at.subheader[0].value.startswith("#5 · ")
+    button(at, "back to the queue").click().run()
+    assert "painting" not in at.query_params and at.query_params["task"] == "genre"
+    links = [c.value for c in at.caption if "link to this painting" in c.value]
+    assert links and re.search(r"\./review\?task=genre&painting=\d+", links[0]), links

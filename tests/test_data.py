@@ -122,13 +122,13 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
-    r = run_cli("trainer", "--data", str(tmp_path / "nowhere"))
+    r = run_cli("train", "--data", str(tmp_path / "nowhere"))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("error: data root")
     assert "Traceback" not in r.stderr
-    r = run_cli("trainer", "--arch", "transformer")
+    r = run_cli("train", "--arch", "transformer")
     assert r.returncode == 2 and "invalid choice: 'transformer'" in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("trainer", "--help")
+    r = run_cli("train", "--help")
     assert r.returncode == 0 and "--finetune" in r.stdout and "--folds" in r.stdout
 
 
@@ -148,8 +148,8 @@ def test_non_utf8_csv_and_class_with_one_image(tmp_path):
     assert (f["split"] == "test").sum() == 3  # half of the 6 Cubism paintings
 
 
-CLIS = ["trainer", "embeddings", "embeddings.noise_bench", "embeddings.loop_bench", "embeddings.explain", "bench.run",
-        "bench.ablation", "bench.paired", "bench.audit", "dashboard", "dashboard.export"]
+CLIS = ["", "train", "embed", "bench noise", "bench loop", "explain", "bench", "bench ablation", "bench paired",
+        "bench audit", "bench synthetic", "dashboard", "export"]
 
 
 def test_every_cli_has_help():
@@ -171,7 +171,7 @@ def test_ablation_rerun_of_one_variant_keeps_the_other_rows(tmp_path):
             "test": {"style": {"top1": 0.625, "ci95": [0.5, 0.75], "n": 8}}}
     other_seed = {**kept, "name": "+ 2 crop views", "seed": 1}
     out.with_suffix(".json").write_text(json.dumps([kept, other_seed]))
-    r = run_cli("bench.ablation", "--table-only", "--variants", "frozen (v1 default)", "--out", str(out),
+    r = run_cli("bench ablation", "--table-only", "--variants", "frozen (v1 default)", "--out", str(out),
                 "--out-dir", str(tmp_path / "runs"))
     assert r.returncode == 0, r.stderr[-1000:]
     md = out.with_suffix(".md").read_text()

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import MINI
 from embeddings import evidence as E
-from embeddings.evaluation import artist_flips
+from bench.evaluation import artist_flips
 from trainer.metadata import add_metadata, parse_date, parse_wikiart_name
 
 

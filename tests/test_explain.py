@@ -11,7 +11,7 @@ def test_gradcam_is_faithful_on_most_paintings(trained):
     """Blanking the hottest 10% of a painting lowers the model's top-class probability more than
     blanking a random 10% (blocks of the map's cell size), on most of a fixed set of paintings."""
     from embeddings.explain import deletion_drops, explain
-    from embeddings.export import Embedder
+    from trainer.checkpoint import Embedder
     from trainer.data import load_image
     e = Embedder(trained["run_dir"])
     paths = sorted(trained["root"].glob("*/*.jpg"))[::6][:40]
@@ -29,36 +29,36 @@ def test_gradcam_is_faithful_on_most_paintings(trained):
 
 def test_gradcam_shapes_and_classes(trained):
     from embeddings.explain import explain, explanation_panels
-    from embeddings.export import Embedder
+    from trainer.checkpoint import Embedder
     e = Embedder(trained["run_dir"])
     im = Image.new("RGB", (300, 200), (120, 60, 30))
     ex = explain(e, im, "genre", [0, 1])
-    S = e.meta["image_size"]
+    S = e.record.image_size
     assert ex.heats.shape == (2, S, S) and ex.crop.size == (S, S)
     assert ex.heats.min() >= 0 and ex.heats.max() <= 1 + 1e-6
     assert abs(ex.probs["genre"].sum() - 1) < 1e-4
     top = int(ex.probs["genre"].argmax())
-    other = (top + 1) % len(e.meta["classes"]["genre"])
+    other = (top + 1) % len(e.record.classes['genre'])
     panels = explanation_panels(e, im, "genre", other)
     assert [c.split(":")[0] for c, _ in panels] == ["given", "model's top"]
     assert len(explanation_panels(e, im, "genre", top)) == 1       # given = top: one heat map
     # the top class the pages show is the cross-fitted one, which may differ from the final model's
     both = explanation_panels(e, im, "genre", top, other)
     assert [c.split(":")[0] for c, _ in both] == ["given", "model's top"]
-    assert both[1][0].startswith(f"model's top: {e.meta['classes']['genre'][other]} ")
+    assert both[1][0].startswith(f"model's top: {e.record.classes['genre'][other]} ")
     assert [c.split(":")[0] for c, _ in explanation_panels(e, im, "genre", None, other)] == ["model's top"]
 
 
 def test_explain_cli_writes_png_and_refuses_bad_input(trained, tmp_path):
     img = sorted(trained["root"].glob("*/*.jpg"))[0]
     out = tmp_path / "cam.png"
-    r = run_cli("embeddings.explain", str(img), "--task", "style", "--run", str(trained["run_dir"]), "--out", str(out))
+    r = run_cli("explain", str(img), "--task", "style", "--run", str(trained["run_dir"]), "--out", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     with Image.open(out) as im:
         assert im.size[0] in (224, 448) and im.size[1] > 224     # one or two 224-px panels under captions
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not a jpeg")
-    r = run_cli("embeddings.explain", str(bad), "--run", str(trained["run_dir"]), "--out", str(tmp_path / "x.png"))
+    r = run_cli("explain", str(bad), "--run", str(trained["run_dir"]), "--out", str(tmp_path / "x.png"))
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(f"error: {bad}")
-    r = run_cli("embeddings.explain", str(img), "--task", "style", "--label", "Nope", "--run", str(trained["run_dir"]))
+    r = run_cli("explain", str(img), "--task", "style", "--label", "Nope", "--run", str(trained["run_dir"]))
     assert r.returncode == 2 and "is not a style class" in r.stderr

@@ -52,7 +52,7 @@ def test_pretrained_lite_labels_natural_photos(version, size, stage, photos):
     from torchvision.models import ResNet50_Weights
 
     from trainer.backbones import build_backbone, load_efficientnet_lite
-    from trainer.features import image_tensor
+    from trainer.images import image_tensor
     cats = ResNet50_Weights.IMAGENET1K_V1.meta["categories"]
     model = load_efficientnet_lite(version).eval()
     with torch.no_grad():

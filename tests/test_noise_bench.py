@@ -6,7 +6,7 @@ import json
 import numpy as np
 
 from conftest import run_cli
-from embeddings.evaluation import auroc, average_precision, flip_labels, precision_recall_at_k
+from bench.evaluation import auroc, average_precision, flip_labels, precision_recall_at_k
 
 
 def test_evaluation_metrics_on_known_rankings():
@@ -28,9 +28,9 @@ def test_noise_bench_grades_the_store_make_train_embed_builds(trained, tmp_path)
     """The benchmark writes a noisy copy, runs train + embed on it, and its numbers are the grades of
     that store's `scores` table: recomputed here from the store and the flips it wrote, they agree."""
     from db.store import Store
-    from embeddings.evaluation import grade_ranking
+    from bench.evaluation import grade_ranking
     out, work = tmp_path / "noise.json", tmp_path / "work"
-    r = run_cli("embeddings.noise_bench", "--run", str(trained["run_dir"]), "--cache-dir",
+    r = run_cli("bench noise", "--run", str(trained["run_dir"]), "--cache-dir",
                 str(trained["work"] / "cache"), "--modes", "uniform", "--tasks", "style",
                 "--work-dir", str(work), "--out", str(out), "--seed", "5")
     assert r.returncode == 0, r.stderr[-3000:]
@@ -59,7 +59,7 @@ def test_noise_bench_grades_the_store_make_train_embed_builds(trained, tmp_path)
     assert (trained["run_dir"] / "noise.json").is_file() and "AUROC" in r.stdout
     assert dets["evidence"]["auroc"] > 0.75 and res["review_default"] == "evidence"
     # --reembed: the same noisy run embedded again (a changed score stage, no retraining) grades the same
-    r2 = run_cli("embeddings.noise_bench", "--run", str(trained["run_dir"]), "--cache-dir",
+    r2 = run_cli("bench noise", "--run", str(trained["run_dir"]), "--cache-dir",
                  str(trained["work"] / "cache"), "--modes", "uniform", "--tasks", "style", "--work-dir", str(work),
                  "--out", str(tmp_path / "again.json"), "--seed", "5", "--reembed", "--bootstrap", "0")
     assert r2.returncode == 0, r2.stderr[-3000:]
@@ -67,7 +67,7 @@ def test_noise_bench_grades_the_store_make_train_embed_builds(trained, tmp_path)
     assert again2["evidence"]["auroc"] == dets["evidence"]["auroc"] and "trainer:" not in r2.stderr
     # the store built after a benchmark carries its AUROC, and the Outliers page shows it by the detector name
     store = tmp_path / "s" / "artlens.duckdb"
-    r = run_cli("embeddings", "--run", str(trained["run_dir"]), "--store", str(store), "--cache-dir",
+    r = run_cli("embed", "--run", str(trained["run_dir"]), "--store", str(store), "--cache-dir",
                 str(trained["work"] / "cache"), "--projection", "pca")
     assert r.returncode == 0, r.stderr[-2000:]
     s = Store(store)
@@ -84,7 +84,7 @@ def test_noise_bench_grades_the_store_make_train_embed_builds(trained, tmp_path)
         st.cache_resource.clear()
         at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
         at.run()
-        at.sidebar.radio(key="page").set_value("Outliers").run()
+        at.switch_page("pages/outliers.py").run()
         assert not at.exception
         assert "(AUROC" in at.selectbox(key="out_detector").format_func("consensus")
     finally:
@@ -95,7 +95,7 @@ def test_confusable_flips_follow_the_clean_runs_cross_fitted_softmax(trained):
     """The confusable mode's guide is the clean run's cross-fitted softmax, row for row (uniform for a
     painting the run did not score), and each confusable flip goes to that row's likeliest other
     class. (The end-to-end test above runs the uniform mode; train + embed are the same for both.)"""
-    from embeddings.noise_bench import confusable_probs
+    from bench.noise import confusable_probs
     from trainer.crossfit import CrossFit
     cf = CrossFit.load(trained["run_dir"] / "crossfit.npz")
     paths = [*cf.paths[:20].tolist(), "not/in/the/run.jpg"]
@@ -113,7 +113,7 @@ def test_confusable_flips_follow_the_clean_runs_cross_fitted_softmax(trained):
 def test_artist_flips_give_a_label_the_artist_uses_elsewhere(trained):
     """The artist mode on the subset: each flipped painting gets a style another painting by the same
     artist (read from the file name) carries, and the share flipped is the asked fraction."""
-    from embeddings.noise_bench import make_flips
+    from bench.noise import make_flips
     from trainer.data import load_paintings
     ps = load_paintings(trained["manifest"], 0.2, 0)
     noisy, flipped = make_flips(ps, trained["run_dir"], "artist", 3, 0.1, ["style"])
@@ -128,7 +128,7 @@ def test_artist_flips_give_a_label_the_artist_uses_elsewhere(trained):
 
 def test_product_never_imports_the_benchmark_only_peer():
     """cleanlab is a benchmark extra: `make train embed` and the dashboard must run without it."""
-    code = ("import sys; import trainer.train, embeddings.export, embeddings.service, dashboard.export; "
+    code = ("import sys; import trainer.train, embeddings.export, dashboard.service, dashboard.export; "
             "assert not any(m.startswith('cleanlab') for m in sys.modules), 'cleanlab imported'")
     r = run_cli_code(code)
     assert r.returncode == 0, r.stderr[-2000:]

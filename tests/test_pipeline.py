@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import CONFLICTING_PAIRS, N_FLIPS, run_cli, start_cli
+from trainer.checkpoint import load_checkpoint
 
 
 def test_training_writes_run_and_beats_chance(trained):
@@ -23,9 +24,9 @@ def test_training_writes_run_and_beats_chance(trained):
     chance = 1 / len([c for c in m["metrics"]["test"]["style"]["per_class_recall"]])
     assert style["top1"] > 3 * chance, style["top1"]
     assert set(style) >= {"top1", "top5", "macro_f1", "weighted_f1", "per_class_recall", "confusion_matrix", "report"}
-    ckpt = torch.load(run / "model.pt", map_location="cpu", weights_only=False)
-    assert ckpt["meta"]["backbone"] == "efficientnet_lite0" and "ImageNet" in ckpt["meta"]["weights"]
-    assert ckpt["meta"]["embedding_dim"] == 960 + 256 and len(ckpt["meta"]["data_hash"]) == 40
+    rec = load_checkpoint(run).record
+    assert rec.backbone == "efficientnet_lite0" and "ImageNet" in rec.weights
+    assert rec.embedding_dim == 960 + 256 and len(rec.data_hash) == 40
     from trainer.crossfit import CrossFit
     cf = CrossFit.load(run / "crossfit.npz")   # every labelled painting, whatever its split
     assert len(cf.paths) == sum(m["splits"].values()) == trained["n"]
@@ -49,20 +50,20 @@ def test_paired_comparison_reads_the_runs_cross_fit(trained, tmp_path):
     """`python -m bench.paired` scores a run's crossfit.npz as `make train` did (same top-1 as its
     metrics.json), gives a zero gain against itself, and refuses runs that held out other folds."""
     run = trained["run_dir"]
-    r = run_cli("bench.paired", "--a", str(run), "--b", str(run), "--out", str(tmp_path / "p.json"))
+    r = run_cli("bench paired", "--a", str(run), "--b", str(run), "--out", str(tmp_path / "p.json"))
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads((tmp_path / "p.json").read_text())
     m = json.loads((run / "metrics.json").read_text())["metrics"]["crossfit"]
     for t, row in res["tasks"].items():
         assert row["a_top1"] == pytest.approx(m[t]["top1"]) and row["n"] == m[t]["n"]
         assert row["gain"] == 0 and row["gain_ci95"] == [0, 0]
-    r = run_cli("bench.paired", "--a", str(run), "--b", str(tmp_path))
+    r = run_cli("bench paired", "--a", str(run), "--b", str(tmp_path))
     assert r.returncode == 2 and r.stderr.strip().startswith("error:") and "crossfit.npz" in r.stderr
 
 
 def test_feature_cache_is_hit_on_second_run(trained):
     work = trained["work"]
-    r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(work / "runs2"), "--run-id", "again",
+    r = run_cli("train", "--data", str(trained["manifest"]), "--out-dir", str(work / "runs2"), "--run-id", "again",
                 "--cache-dir", str(work / "cache"), "--epochs", "1", "--min-steps", "0", "--folds", "0",
                 "--test-fraction", "0.2")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -78,7 +79,7 @@ def test_resume_continues_a_killed_run(trained, tmp_path):
     args = ["--data", str(trained["manifest"]), "--out-dir", str(tmp_path), "--run-id", "k", "--batch-size", "16",
             "--cache-dir", str(work / "cache"), "--folds", "0", "--test-fraction", "0.2", "--patience", "100",
             "--epochs", "6"]
-    proc = start_cli("trainer", *args, capture=False)
+    proc = start_cli("train", *args, capture=False)
     last = tmp_path / "k" / "last.pt"
     deadline = time.time() + 300
     while not last.exists() and time.time() < deadline and proc.poll() is None:
@@ -87,7 +88,7 @@ def test_resume_continues_a_killed_run(trained, tmp_path):
     proc.wait()
     assert last.exists() and not (tmp_path / "k" / "model.pt").exists(), "run finished before it could be killed"
     done = torch.load(last, map_location="cpu", weights_only=False)["epoch"]
-    r = run_cli("trainer", "--out-dir", str(tmp_path), "--run-id", "k", "--resume")
+    r = run_cli("train", "--out-dir", str(tmp_path), "--run-id", "k", "--resume")
     assert r.returncode == 0, r.stderr[-2000:]
     assert f"resuming at epoch {done + 1}" in r.stderr
     m = json.loads((tmp_path / "k" / "metrics.json").read_text())
@@ -153,7 +154,7 @@ def test_top_of_every_ranking_is_drawn_from_the_splits_as_the_mislabels_are(stor
     neighbours, so the embedding detectors' top k was 95% val/test. Cross-fitted, each ranking's top
     k (k = flips) holds train and non-train paintings within 15 points of their share among the flips."""
     from db.store import Store
-    from embeddings.evaluation import grade_ranking
+    from bench.evaluation import grade_ranking
     s = Store(store["store"])
     frame, _ = s.label_probabilities("style")
     scores = s.detector_scores("style")
@@ -185,7 +186,7 @@ def test_tags_survive_reembed_and_bad_inputs_keep_store(store, tmp_path):
     tags = TagLog(store["tags"])
     tid = tags.add("Cubism/x.jpg", "style", "mislabel", "ana", suggested_label="Fauvism", note="re-embed test")
     before = store["store"].stat().st_ino
-    r = run_cli("embeddings", "--run", str(store["run_dir"]), "--store", str(store["store"]),
+    r = run_cli("embed", "--run", str(store["run_dir"]), "--store", str(store["store"]),
                 "--cache-dir", str(store["work"] / "cache"), "--projection", "pca")
     assert r.returncode == 0, r.stderr[-2000:]
     assert store["store"].stat().st_ino != before  # a new file was swapped in
@@ -194,7 +195,7 @@ def test_tags_survive_reembed_and_bad_inputs_keep_store(store, tmp_path):
 
     snapshot = store["store"].read_bytes()
     # missing checkpoint
-    r = run_cli("embeddings", "--run", str(tmp_path / "nope"), "--store", str(store["store"]))
+    r = run_cli("embed", "--run", str(tmp_path / "nope"), "--store", str(store["store"]))
     assert r.returncode == 2 and "no checkpoint" in r.stderr and "Traceback" not in r.stderr
     # checkpoint whose class count disagrees with the data
     bad = tmp_path / "bad"
@@ -202,7 +203,7 @@ def test_tags_survive_reembed_and_bad_inputs_keep_store(store, tmp_path):
     ckpt = torch.load(bad / "model.pt", map_location="cpu", weights_only=False)
     ckpt["meta"]["classes"]["style"] = ckpt["meta"]["classes"]["style"] + ["Extra"]
     torch.save(ckpt, bad / "model.pt")
-    r = run_cli("embeddings", "--run", str(bad), "--store", str(store["store"]))
+    r = run_cli("embed", "--run", str(bad), "--store", str(store["store"]))
     assert r.returncode == 2 and "classes but the data set" in r.stderr, r.stderr[-500:]
     assert store["store"].read_bytes() == snapshot
     s = Store(store["store"])
@@ -212,13 +213,13 @@ def test_tags_survive_reembed_and_bad_inputs_keep_store(store, tmp_path):
 
 def test_unwritable_output_is_one_clear_error(trained):
     work = trained["work"]
-    r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", "/proc/artlens-runs",
+    r = run_cli("train", "--data", str(trained["manifest"]), "--out-dir", "/proc/artlens-runs",
                 "--cache-dir", str(work / "cache"), "--epochs", "1", "--folds", "0")
     assert r.returncode == 2 and "cannot write to /proc/artlens-runs" in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(work / "runs-refit"), "--refit")
+    r = run_cli("train", "--data", str(trained["manifest"]), "--out-dir", str(work / "runs-refit"), "--refit")
     assert r.returncode == 2 and "--refit retrains after early stopping on val: add --fit-on train" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and not (work / "runs-refit").exists()
-    r = run_cli("embeddings", "--run", str(trained["run_dir"]), "--store", "/proc/artlens/artlens.duckdb",
+    r = run_cli("embed", "--run", str(trained["run_dir"]), "--store", "/proc/artlens/artlens.duckdb",
                 "--cache-dir", str(work / "cache"))
     assert r.returncode == 2 and "cannot write to /proc/artlens" in r.stderr and "Traceback" not in r.stderr
 
@@ -232,7 +233,7 @@ def test_kill_during_embed_keeps_previous_store_and_tags(store):
     tags = TagLog(store["tags"])
     tid = tags.add("Baroque/kill-test.jpg", "style", "unsure", "kill", note="before kill")
     for delay in (2.0, 4.0, 6.0):
-        proc = start_cli("embeddings", "--run", str(store["run_dir"]), "--store", str(store["store"]), "--cache-dir",
+        proc = start_cli("embed", "--run", str(store["run_dir"]), "--store", str(store["store"]), "--cache-dir",
                          str(store["work"] / "cache"), "--projection", "pca", capture=False)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
@@ -248,12 +249,12 @@ def test_kill_during_embed_keeps_previous_store_and_tags(store):
 
 def test_finetune_end_to_end_runs_on_cpu(trained, tmp_path):
     """--finetune trains backbone + head from JPEGs (meant for a GPU; tiny and fast here)."""
-    r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path), "--run-id", "ft",
+    r = run_cli("train", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path), "--run-id", "ft",
                 "--finetune", "--limit", "40", "--epochs", "1", "--folds", "2", "--crossfit-epochs", "1",
                 "--image-size", "64", "--batch-size", "16", "--min-steps", "0", "--cache-dir", str(tmp_path / "cache"))
     assert r.returncode == 0, r.stderr[-2000:]
-    ckpt = torch.load(tmp_path / "ft" / "model.pt", map_location="cpu", weights_only=False)
-    assert ckpt["backbone_state"] and ckpt["meta"]["finetune"] and ckpt["meta"]["image_size"] == 64
+    ckpt = load_checkpoint(tmp_path / "ft")
+    assert ckpt.backbone_state and ckpt.record.finetune and ckpt.record.image_size == 64
     # the fine-tuned backbone saw every train label, so the cross-fitted heads run on the frozen one's maps
     from trainer.crossfit import CrossFit
     cf = CrossFit.load(tmp_path / "ft" / "crossfit.npz")

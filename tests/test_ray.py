@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import MINI, run_cli
+from conftest import MINI, run_cli
 
 pytest.importorskip("ray", reason="the Ray extra: pip install -r requirements-ray.txt (make test installs it)")
 
@@ -22,7 +22,7 @@ def _table(path, sql):
 
 def test_ray_store_equals_the_default_store(store, tmp_path):
     ray_store = tmp_path / "ray" / "artlens.duckdb"
-    r = run_cli("embeddings", "--run", str(store["run_dir"]), "--store", str(ray_store), "--engine", "ray",
+    r = run_cli("embed", "--run", str(store["run_dir"]), "--store", str(ray_store), "--engine", "ray",
                 "--ray-cpus", "2", "--cache-dir", str(tmp_path / "cache"), "--projection", "pca", "--batch-size", "32")
     assert r.returncode == 0, r.stderr[-3000:]
     assert not any((tmp_path / "ray").glob("artlens.shards/*/*.parquet"))   # shards ingested, then removed

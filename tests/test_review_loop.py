@@ -54,7 +54,7 @@ def _folder_digest(root) -> str:
 
 def test_apply_tags_trains_on_decisions_and_leaves_data_untouched(trained, tmp_path):
     from db.store import Paths, Store, TagLog
-    from embeddings.service import Artlens
+    from dashboard.service import Artlens
     from trainer.data import load_paintings
     ps = load_paintings(trained["manifest"], test_fraction=0.2)
     names = ps.classes["style"]
@@ -70,7 +70,7 @@ def test_apply_tags_trains_on_decisions_and_leaves_data_untouched(trained, tmp_p
     before = _folder_digest(trained["root"])
 
     work = trained["work"]
-    r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path / "runs"), "--run-id", "tagged",
+    r = run_cli("train", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path / "runs"), "--run-id", "tagged",
                 "--cache-dir", str(work / "cache"), "--epochs", "2", "--folds", "2", "--crossfit-epochs", "2",
                 "--min-steps", "0", "--test-fraction", "0.2", "--apply-tags", "--tag-log", str(tags))
     assert r.returncode == 0, r.stderr[-3000:]
@@ -84,7 +84,7 @@ def test_apply_tags_trains_on_decisions_and_leaves_data_untouched(trained, tmp_p
     assert _folder_digest(trained["root"]) == before    # nothing in the data folder was written
 
     store_path = tmp_path / "store" / "artlens.duckdb"
-    r = run_cli("embeddings", "--run", str(run_dir), "--store", str(store_path), "--tags", str(tags),
+    r = run_cli("embed", "--run", str(run_dir), "--store", str(store_path), "--tags", str(tags),
                 "--cache-dir", str(work / "cache"), "--projection", "pca")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "data set differs" not in r.stderr             # the data as given is what the run recorded
@@ -115,7 +115,7 @@ def test_apply_tags_trains_on_decisions_and_leaves_data_untouched(trained, tmp_p
 
 
 def test_apply_tags_without_a_tag_log_is_one_clear_error(trained, tmp_path):
-    r = run_cli("trainer", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path / "runs"),
+    r = run_cli("train", "--data", str(trained["manifest"]), "--out-dir", str(tmp_path / "runs"),
                 "--cache-dir", str(trained["work"] / "cache"), "--apply-tags", "--tag-log", str(tmp_path / "none.duckdb"))
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("error: --apply-tags: no tag log at")

@@ -4,7 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from embeddings import detectors as D
 from embeddings import scores as S
+from bench.evaluation import wrong_label_interval
 from embeddings.duplicates import conflicting_tasks, duplicate_groups, duplicate_pairs_exact
 from embeddings.index import build_index, neighbours_excluding_self, recall_at_k
 
@@ -25,27 +27,27 @@ def _clustered(n_per=60, C=5, D=32, seed=0, flips=15):
 
 def _detectors(given, probs, emb, ref=None):
     """Every detector, with the embedding ones cross-fitted over 2 folds (held-out rows against the rest)."""
-    from trainer.crossfit import assign_folds, fold_scores
+    from trainer.crossfit import assign_folds
     fold = assign_folds(given, 2, 0)
-    emb_scores = {d: np.full(len(given), np.nan) for d in S.EMBEDDING_DETECTORS}
+    emb_scores = {d: np.full(len(given), np.nan) for d in D.EMBEDDING_DETECTORS}
     for k in range(2):
         held, ref = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
-        for d, s in fold_scores({"t": given}, emb, held, ref, {"t": probs.shape[1]}, 10)["t"].items():
+        for d, s in S.fold_scores({"t": given}, emb, held, ref, {"t": probs.shape[1]}, 10)["t"].items():
             emb_scores[d][held] = s
     nb = neighbours_excluding_self(build_index(emb, np.arange(len(emb)))[0], emb, np.arange(len(emb)), 10)[0]
     context = np.arange(len(given)) % 3        # an uninformative second task
-    return S.detector_table(given, probs, emb_scores, S.neighbour_labels(given, nb),
-                            S.cross_task_scores(given, context, probs.shape[1]))
+    return D.detector_table(D.DetectorInputs(given, probs, emb_scores, S.neighbour_labels(given, nb),
+                                             S.cross_task_scores(given, context, probs.shape[1])))
 
 
 def test_every_detector_ranks_flips_above_median():
     given, probs, emb, flipped = _clustered()
     scores, flags = _detectors(given, probs, emb)
-    assert set(scores) == set(S.DETECTORS)
+    assert set(scores) == set(D.DETECTORS)
     for name, s in scores.items():
         if name == "cross_task":   # the context here is noise: it must not find them, nor crash
             continue
-        if name in (*S.METADATA_DETECTORS, "evidence"):   # no metadata given: nothing to say (tests/test_evidence.py)
+        if name in (*D.METADATA_DETECTORS, "evidence"):   # no metadata given: nothing to say (tests/test_evidence.py)
             assert np.isnan(s).all(), name
             continue
         assert np.median(s[flipped]) > np.median(s), name
@@ -57,7 +59,7 @@ def test_unknown_labels_get_nan_and_rank_zero():
     given[:4] = -1
     scores, _ = _detectors(given, probs, emb)
     for name, s in scores.items():
-        if name in (*S.METADATA_DETECTORS, "evidence"):
+        if name in (*D.METADATA_DETECTORS, "evidence"):
             continue
         assert np.isnan(s[:4]).all() and not np.isnan(s[4:]).any(), name
     assert (S.rank_descending(scores["margin"])[:4] == 0).all()
@@ -77,7 +79,7 @@ def test_reference_scores_never_read_a_scored_paintings_label():
     other = given[held].copy()
     other[1:] = np.random.default_rng(3).permutation(other[1:])
     moved = score(given[ref], other)
-    for d in S.EMBEDDING_DETECTORS:
+    for d in D.EMBEDDING_DETECTORS:
         assert moved[d][0] == base[d][0], d
     ref_y = given[ref].copy()
     ref_y[:40] = (ref_y[:40] + 1) % 5
@@ -111,7 +113,7 @@ def test_folds_are_balanced_within_each_class():
 
 
 def test_grade_ranking_reports_split_makeup_and_ranks_unscored_last():
-    from embeddings.evaluation import grade_ranking
+    from bench.evaluation import grade_ranking
     positive = np.array([1, 1, 0, 0, 0, 0], bool)
     split = np.array(["train", "val", "train", "val", "test", "test"])
     g = grade_ranking(np.array([.9, .8, .1, .2, .3, .4]), positive, split)
@@ -180,7 +182,7 @@ def test_wrong_label_estimate_brackets_the_injected_flips():
     given = y.copy()
     flip = rng.choice(len(y), 40, replace=False)
     given[flip] = (y[flip] + rng.integers(1, C, 40)) % C
-    est, lo, hi = S.wrong_label_interval(given, probs, n_boot=100)
+    est, lo, hi = wrong_label_interval(given, probs, n_boot=100)
     assert est.shape == (C,) and lo <= 40 <= hi, (est.sum(), lo, hi)
-    clean, _, clean_hi = S.wrong_label_interval(y, probs, n_boot=100)
+    clean, _, clean_hi = wrong_label_interval(y, probs, n_boot=100)
     assert clean.sum() < 15 and clean_hi < 40

@@ -42,7 +42,7 @@ def test_texture_backbone_packs_the_stage_statistics_of_real_paintings():
     hooks on the plain backbone; the tail adds its input's and last block's; the map is unchanged."""
     from trainer.backbones import build_backbone
     from trainer.data import load_image, load_paintings
-    from trainer.features import image_tensor
+    from trainer.images import image_tensor
     ps = load_paintings(MINI, test_fraction=0)
     x = torch.stack([image_tensor(load_image(ps.root / p), 224, (0.5,) * 3, (0.5,) * 3)
                      for p in ps.frame["path"].iloc[::900]])
@@ -131,12 +131,13 @@ def test_runs_saved_before_texture_rebuild_as_they_trained():
     """A checkpoint from before --texture (no texture_dim in its meta, no texture in its config)
     loads as the head it was, and its config (resume, noise and loop benches) rebuilds without texture
     and, from before --fit-on, with the final model early-stopped on train as it was."""
-    from embeddings.export import build_model
-    from trainer.train import TrainConfig, saved_config
+    from trainer.checkpoint import Checkpoint, build_model
+    from trainer.config import TrainConfig, saved_config
     head = CRNNClassifier("rowcol_bigru", 1280, {"style": 27})
     meta = {"arch": "rowcol_bigru", "in_channels": 1280, "tasks": ["style"], "classes": {"style": ["s"] * 27},
             "backbone": "efficientnet_lite0"}
-    loaded, bb = build_model({"meta": meta, "config": {"dropout": 0.3}, "state_dict": head.state_dict()})
+    loaded, bb = build_model(Checkpoint.from_saved({"meta": meta, "config": {"dropout": 0.3},
+                                                "state_dict": head.state_dict()}))
     assert loaded.texture is None and bb.texture_dim == 0 and bb.cache_name == "efficientnet_lite0"
     old = {k: v for k, v in vars(TrainConfig()).items() if k not in ("texture", "fit_on")}
     assert saved_config(old).texture is False and saved_config({**old, "texture": True}).texture is True

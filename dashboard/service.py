@@ -1,4 +1,4 @@
-"""What the dashboard (and `python -m dashboard.export`) asks of the store, as plain functions.
+"""What the dashboard (and `artlens export`) asks of the store, as plain functions.
 
 `Artlens` bundles the read-only store, the FAISS index, the tag log and the data root. It holds
 the logic the UI must not: neighbour search, review queues, path safety, exports.
@@ -17,7 +17,7 @@ from PIL import Image
 from db.store import Paths, Store, StoreError, TagLog
 from embeddings.evidence import KINDS
 from embeddings.index import load_index, search
-from embeddings.scores import DETECTORS
+from embeddings.detectors import DETECTORS
 
 UPLOAD_MAX_BYTES = 20 * 1024 * 1024
 
@@ -145,7 +145,7 @@ class Artlens:
             img = load_image(f)
         except ValueError:
             return []
-        names = embedder.meta["classes"][task]
+        names = embedder.record.classes[task]
         top = self.store.given_and_predicted(rel, task)[1]    # the cross-fitted top the pages show
         out = []
         for caption, im in explanation_panels(embedder, img, task, names.index(given) if given in names else None,

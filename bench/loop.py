@@ -1,4 +1,4 @@
-"""`python -m embeddings.loop_bench` (`make bench-loop`): what one round of review and retraining buys.
+"""`artlens bench loop` (`make bench-loop`): what one round of review and retraining buys.
 
 On the noisy copy `make bench-noise` builds (10% uniform flips, seeded), a perfect reviewer takes
 the top `--review` paintings of each task's Review queue (the dashboard's own `Artlens.review_queue`
@@ -23,16 +23,21 @@ import numpy as np
 import pandas as pd
 
 from db.store import Paths
-from embeddings.evaluation import grade_ranking
-from embeddings.export import EmbedConfig, build_model, embed, load_checkpoint
-from embeddings.noise_bench import clean_run, noisy_store
-from embeddings.service import Artlens
+from bench.evaluation import grade_ranking
+from embeddings.config import EmbedConfig
+from embeddings.export import embed
+from embeddings.scores import fold_scores
+from trainer.checkpoint import build_model, load_checkpoint
+from bench.noise import clean_run, noisy_store
+from dashboard.service import Artlens
 from trainer.cli import field, parse_config
 from trainer.data import load_paintings
 from trainer.features import extract_features
-from trainer.train import cached_batcher, predict, saved_config, train
+from trainer.config import saved_config
+from trainer.loop import cached_batcher, predict
+from trainer.train import train
 
-log = logging.getLogger("embeddings.loop_bench")
+log = logging.getLogger("bench.loop")
 
 
 @dataclass
@@ -96,11 +101,11 @@ def true_test_top1(run_dir: Path, truth: dict[str, dict[str, str]], cache_dir: s
     name; names, because the noisy copy's class list may be ordered differently from the clean
     data's)}, through the product's model loading, feature cache and `predict`."""
     ckpt = load_checkpoint(run_dir)
-    meta, cfg = ckpt["meta"], ckpt["config"]
-    ps = load_paintings(meta["data"], cfg["test_fraction"], cfg["seed"])
+    meta, cfg = ckpt.record, ckpt.config
+    ps = load_paintings(meta.data, cfg.test_fraction, cfg.seed)
     test = ps.frame[ps.frame["split"] == "test"].reset_index(drop=True)
     head, bb = build_model(ckpt)
-    views, ok, _, _ = extract_features(ps.root, test["path"].tolist(), bb, cache_dir, meta["image_size"],
+    views, ok, _, _ = extract_features(ps.root, test["path"].tolist(), bb, cache_dir, meta.image_size,
                                        views=("orig",), desc="loop bench: test features")
     rows = np.flatnonzero(ok)
     _, probs = predict(head, cached_batcher(views, 0), rows, "cpu")
@@ -108,7 +113,7 @@ def true_test_top1(run_dir: Path, truth: dict[str, dict[str, str]], cache_dir: s
     for t, p in probs.items():
         y = np.array([truth[t].get(path) for path in test["path"].iloc[rows]], dtype=object)
         known = np.array([v is not None for v in y], bool)
-        pred = np.asarray(meta["classes"][t], dtype=object)[p.argmax(1)]
+        pred = np.asarray(meta.classes[t], dtype=object)[p.argmax(1)]
         out[t] = float((pred[known] == y[known]).mean())
     return out
 
@@ -116,8 +121,8 @@ def true_test_top1(run_dir: Path, truth: dict[str, dict[str, str]], cache_dir: s
 def run_loop(cfg: LoopBenchConfig) -> dict:
     t_start = time.time()
     clean_dir, meta, clean_cfg, tasks, ps = clean_run(cfg.run, cfg.runs_dir, cfg.tasks)
-    truth_idx = {t: dict(zip(ps.frame["path"], ps.labels(t))) for t in meta["tasks"]}
-    truth_name = {t: {p: ps.classes[t][i] for p, i in truth_idx[t].items() if i >= 0} for t in meta["tasks"]}
+    truth_idx = {t: dict(zip(ps.frame["path"], ps.labels(t))) for t in meta.tasks}
+    truth_name = {t: {p: ps.classes[t][i] for p, i in truth_idx[t].items() if i >= 0} for t in meta.tasks}
     work = Path(cfg.work_dir)
     name = f"uniform-seed{cfg.seed}"
     reuse = (work / name / "artlens.duckdb").is_file() and (work / name / "flips.json").is_file()
@@ -147,9 +152,9 @@ def run_loop(cfg: LoopBenchConfig) -> dict:
     result["before_test_top1"] = true_test_top1(noisy_run, truth_name, cfg.cache_dir)
 
     t0 = time.time()
-    tcfg = saved_config(load_checkpoint(noisy_run)["config"], run_id="loop", apply_tags=True, tag_log=str(tags),
+    tcfg = saved_config(load_checkpoint(noisy_run).config, run_id="loop", apply_tags=True, tag_log=str(tags),
                         resume=False, cache_dir=cfg.cache_dir)
-    loop_run = train(tcfg)
+    loop_run = train(tcfg, fold_scores)
     after_store = work / name / "loop" / "artlens.duckdb"
     if after_store.parent.exists():
         shutil.rmtree(after_store.parent)
@@ -204,7 +209,7 @@ def markdown_table(r: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    cfg = parse_config(LoopBenchConfig, argv, "python -m embeddings.loop_bench", __doc__.split("\n\n")[0])
+    cfg = parse_config(LoopBenchConfig, argv, "artlens bench loop", __doc__.split("\n\n")[0])
     return run_loop(cfg)
 
 

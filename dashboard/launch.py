@@ -1,4 +1,4 @@
-"""`python -m dashboard`: start the Streamlit dashboard on 127.0.0.1 over the store from `make embed`."""
+"""`artlens dashboard`: start the Streamlit dashboard on 127.0.0.1 over the store from `make embed`."""
 from __future__ import annotations
 
 import os
@@ -31,7 +31,7 @@ def command(cfg: DashboardConfig) -> tuple[list[str], dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cfg = parse_config(DashboardConfig, argv, "python -m dashboard", __doc__.split("\n")[0])
+    cfg = parse_config(DashboardConfig, argv, "artlens dashboard", __doc__.split("\n")[0])
     if not Path(cfg.store).is_file():
         raise UserError(f"no store at {cfg.store}: run `make train embed` first")
     cmd, env = command(cfg)

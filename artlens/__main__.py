@@ -1,0 +1,5 @@
+import sys
+
+from artlens.cli import main
+
+sys.exit(main())

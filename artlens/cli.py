@@ -1,0 +1,71 @@
+"""`artlens <command> [flags]`: the one command line of the project (`artlens <command> --help`).
+
+Each subcommand is the `main(argv)` of the module that does the work; this module only wires them,
+so it is the one place that sits above every package (it hands `train` the embedding detectors
+that score each cross-fitting fold, which live with the other detectors in embeddings/).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Callable, Sequence
+
+from trainer.cli import run_cli
+
+
+def _train(argv: Sequence[str] | None) -> object:
+    from embeddings.scores import fold_scores
+    from trainer.train import main
+    return main(argv, fold_scores)
+
+
+def _entry(target: str) -> Callable[[Sequence[str] | None], object]:
+    module, name = target.split(":")
+    return lambda argv: getattr(importlib.import_module(module), name)(argv)
+
+
+# name -> (what it does, its main(argv)); imported only when run, so `artlens --help` is instant.
+COMMANDS: dict[str, tuple[str, Callable]] = {
+    "train": ("fit the classifier, cross-fit every painting's scores (runs/<id>/)", _train),
+    "embed": ("run the model over the collection and build the store + FAISS index", _entry("embeddings.export:main")),
+    "dashboard": ("start the Streamlit dashboard over the store", _entry("dashboard.launch:main")),
+    "explain": ("Grad-CAM of one painting for one task", _entry("embeddings.explain:main")),
+    "export": ("write the review tags and corrected label CSVs", _entry("dashboard.export:main")),
+    "bench": ("benchmarks: artlens bench [run|noise|audit|loop|ablation|paired|synthetic] ...", None),
+}
+BENCHES: dict[str, tuple[str, Callable]] = {
+    "run": ("speed, memory and dashboard latency (make bench)", _entry("bench.run:main")),
+    "noise": ("injected flips through the product path (make bench-noise)", _entry("bench.noise:main")),
+    "audit": ("the rankings against the blind audit of real labels (make bench-audit)", _entry("bench.audit:main")),
+    "loop": ("one round of review and retraining (make bench-loop)", _entry("bench.loop:main")),
+    "ablation": ("the classifier's changes on and off (make bench-ablation)", _entry("bench.ablation:main")),
+    "paired": ("two runs' cross-fitted top-1 on the same paintings", _entry("bench.paired:main")),
+    "synthetic": ("a synthetic store of N paintings", _entry("bench.synthetic:main")),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS)) + 2
+    lines = ["usage: artlens <command> [flags]   (artlens <command> --help for its flags)", "", "commands:"]
+    lines += [f"  {name:<{width}}{what}" for name, (what, _) in COMMANDS.items()]
+    lines += ["", "benchmarks (artlens bench <name>, default run):"]
+    lines += [f"  {name:<{width}}{what}" for name, (what, _) in BENCHES.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name == "bench":
+        bench = rest[0] if rest and not rest[0].startswith("-") else "run"
+        if bench not in BENCHES:
+            print(f"error: unknown benchmark {bench!r}; one of: {', '.join(BENCHES)}", file=sys.stderr)
+            return 2
+        return run_cli(BENCHES[bench][1], rest[1:] if rest and rest[0] == bench else rest)
+    if name not in COMMANDS:
+        print(f"error: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    return run_cli(COMMANDS[name][1], rest)
