@@ -6,7 +6,6 @@ timing and the test walk the same pages the same way. Needs Debian's `chromium` 
 """
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -34,9 +33,8 @@ def free_port() -> int:
 def start_dashboard(store: Path, tags: Path, port: int | None = None, timeout: float = 120) -> tuple[subprocess.Popen, str]:
     """`artlens dashboard` on `store` in a child process; returns (process, url) once healthy."""
     port = port or free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "artlens", "dashboard", "--store", str(store), "--port", str(port),
-                             "--tags", str(tags)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                             "--tags", str(tags)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + timeout
@@ -82,7 +80,7 @@ def settle(driver, seconds: float = 1.5):
 def page_link(driver, page: str):
     """The sidebar's link to a page (st.navigation's page list)."""
     return wait_for(driver, f"//section[@data-testid='stSidebar']//a[@data-testid='stSidebarNavLink']"
-                            f"[.//span[text()='{page}']]")
+                            f"[.//p[text()='{page}']]")
 
 
 def goto(driver, page: str):

@@ -20,11 +20,26 @@ class DashboardConfig:
     port: int = field(8501, "port")
 
 
+# app.py lists its pages with st.navigation, but a pages/ folder beside the main script makes
+# Streamlit start in its older folder mode until some run calls st.navigation: a link to /review
+# as a fresh server's first request got the folder's page list (streamlit/streamlit#10276). The
+# server starts with that mode off; if Streamlit renames the switch, app.py still works (each page
+# sets itself up) and only that first request shows the folder's list.
+STREAMLIT = """
+import sys
+from streamlit.runtime.pages_manager import PagesManager
+if hasattr(PagesManager, "uses_pages_directory"):
+    PagesManager.uses_pages_directory = False
+from streamlit.web.cli import main
+sys.exit(main(prog_name="streamlit"))
+"""
+
+
 def command(cfg: DashboardConfig) -> tuple[list[str], dict]:
     app = Path(__file__).with_name("app.py")
     env = {**os.environ, "ARTLENS_STORE": str(Path(cfg.store).resolve()), "ARTLENS_INDEX": cfg.index,
            "ARTLENS_TAGS": cfg.tags, "ARTLENS_DATA_ROOT": cfg.data_root}
-    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", cfg.host,
+    cmd = [sys.executable, "-c", STREAMLIT, "run", str(app), "--server.address", cfg.host,
            "--server.port", str(cfg.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--server.maxUploadSize", "20", "--client.toolbarMode", "minimal", "--server.fileWatcherType", "none"]
     return cmd, env

@@ -1,4 +1,5 @@
-"""End to end: `python -m dashboard` in a subprocess, real headless Chromium: tag one painting, open one from the plot."""
+"""End to end: `artlens dashboard` in a subprocess, real headless Chromium: tag one painting, open one from the
+plot, open a shared link."""
 from __future__ import annotations
 
 import os
@@ -144,3 +145,23 @@ def test_gradcam_shows_on_review_outliers_and_neighbours_in_chromium(server, bro
     box = wait_for(browser, "//input[@aria-label='path, artist or title contains']")
     box.send_keys("fish-market", Keys.ENTER)
     _scroll_to_gradcam(browser, "gradcam_neighbours.png")
+
+
+def test_a_shared_link_as_a_fresh_servers_first_request(store, browser):
+    """/review?task=genre&painting=N as the first request a new server sees opens painting N for
+    genre under the app's own page list (Streamlit's pages/-folder mode used to take over here)."""
+    proc, url = start_dashboard(store["store"], store["tags"])
+    try:
+        browser.get(f"{url}/review?task=genre&painting=3")
+        wait_for(browser, "//h3[contains(., '#3 · ')]", 120)
+        settle(browser, 2)
+        current = wait_for(browser, "//a[@data-testid='stSidebarNavLink'][@aria-current='page']")
+        assert current.text == "Review"
+        names = [a.text for a in browser.find_elements("xpath", "//a[@data-testid='stSidebarNavLink']")]
+        assert names == ["Overview", "Explore", "Neighbours", "Outliers", "Review", "Export"], names
+        assert "task=genre" in browser.current_url
+        SHOTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(SHOTS / "shared_link.png"))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
