@@ -272,7 +272,7 @@ def table(result: dict) -> str:
 
 
 def markdown_table(result: dict, full: bool = False) -> str:
-    """The README's table: per flip kind and task, the Review default, the best single detector,
+    """The table in docs/detectors.md: per flip kind and task, the Review default, the best single detector,
     consensus, the best cleanlab ranking and the max-softmax baseline (`full`: every ranking)."""
     default = result.get("review_default", "")
     head = ("| flips | task | ranking | AUROC (95% CI) | AUPRC | P@k (95% CI) | R@k | top-k train / val / test "

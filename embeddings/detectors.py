@@ -73,7 +73,8 @@ def _mean_rank_of(names: Callable[[], tuple[str, ...]]) -> Callable:
 
 
 SOFTMAX, EMB = "cross-fitted softmax", "cross-fitted head's embedding vs. its fold's training paintings"
-LOG2 = float(np.log(2.0))   # a metadata kind flags another class favoured by a Bayes factor of 2 (evidence.AGAINST_RATIO)
+# a metadata kind flags another class favoured by a Bayes factor of 2 (evidence.AGAINST_RATIO)
+LOG2 = float(np.log(2.0))
 
 register_detector("confidence", "model: softmax", SOFTMAX, "1 − p(given label)",
                   lambda x, _: confidence_scores(x.labels, x.probs), threshold=0.5)   # the seeds' review threshold

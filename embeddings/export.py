@@ -27,7 +27,8 @@ from embeddings.project import pca_2d, umap_2d
 from embeddings.score_stage import merge_crossfit, score_stage
 from embeddings.tables import store_tables
 from trainer.cache import pooled_means
-from trainer.checkpoint import Checkpoint, RunRecord, build_model, check_classes, load_checkpoint, pretrained_backbone, resolve_run_dir
+from trainer.checkpoint import (Checkpoint, RunRecord, build_model, check_classes, load_checkpoint, pretrained_backbone,
+                                resolve_run_dir)
 from trainer.cli import UserError, parse_config
 from trainer.data import load_paintings
 from trainer.features import check_images, extract_features
@@ -54,9 +55,9 @@ def run_training_labels(run_dir: Path, frame: pd.DataFrame, record: RunRecord) -
 def backbone_pooled_features(root: Path, paths: list[str], record: RunRecord, cfg: "EmbedConfig") -> np.ndarray:
     """(N, C) global-average-pooled maps of the pretrained, frozen backbone (for a fine-tuned run,
     whose own backbone has seen the labels)."""
-    views, _, _, _ = extract_features(root, paths, pretrained_backbone(record), cfg.cache_dir, record.image_size, views=("orig",),
-                                      batch_size=cfg.batch_size, device=cfg.device, desc="embed: frozen features",
-                                      engine=cfg.engine)
+    views, _, _, _ = extract_features(root, paths, pretrained_backbone(record), cfg.cache_dir, record.image_size,
+                                      views=("orig",), batch_size=cfg.batch_size, device=cfg.device,
+                                      desc="embed: frozen features", engine=cfg.engine)
     return pooled_means(views["orig"], np.arange(len(paths)), record.in_channels)
 
 
@@ -185,7 +186,8 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, record: RunRecord, root: Path, 
             "paintings": str(n), "unreadable": json.dumps(failed), "tasks": ",".join(record.tasks),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "cross_fitted": str(bool((np.concatenate(list(source.values())) == "cross-fit").any())).lower(),
-            "folds": str(record.folds), "knn_k": str(record.knn_k), "review_default": REVIEW_DEFAULT, "duplicate_threshold": str(cfg.duplicate_threshold),
+            "folds": str(record.folds), "knn_k": str(record.knn_k), "review_default": REVIEW_DEFAULT,
+            "duplicate_threshold": str(cfg.duplicate_threshold),
             "projection": cfg.projection, "applied_tags": json.dumps(record.applied_tags or {})}
     try:
         save_index(index, index_path)

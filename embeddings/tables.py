@@ -13,8 +13,8 @@ from embeddings.score_stage import Scored
 from trainer.checkpoint import RunRecord
 
 
-def store_tables(run_dir: Path, record: RunRecord, root, frame, sha1s, emb, given, labels, probs, source, scored: Scored, proj,
-                 dup_df) -> dict[str, pd.DataFrame]:
+def store_tables(run_dir: Path, record: RunRecord, root, frame, sha1s, emb, given, labels, probs, source,
+                 scored: Scored, proj, dup_df) -> dict[str, pd.DataFrame]:
     """The store's tables (db/schema.py) as DataFrames."""
     n = len(frame)
     image_ids = np.arange(n, dtype=np.int64)

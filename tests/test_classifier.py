@@ -122,7 +122,7 @@ def tail_runs(trained, tmp_path_factory) -> dict:
     train`, so val scores the heads out of sample), texture statistics off on both sides so that the
     tail tuning alone differs: v1's frozen head and v2's tail tuning, the latter with --refit (its
     early-stopped phase is the plain tail run; the refit comes after). Six epochs are too few for
-    the texture branch to pay off on 200 training paintings (README, Results): the default's
+    the texture branch to pay off on 200 training paintings (docs/training.md, results): the default's
     own end-to-end run is the `trained` fixture."""
     work, out = trained["work"], tmp_path_factory.mktemp("tail_runs")
     runs = {}

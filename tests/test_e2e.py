@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER) and not os.environ.get
 def server(request, tmp_path_factory):
     # One dashboard for the module's tests (each opens its own browser session); a server start
     # costs seconds of imports. ARTLENS_E2E_STORE runs the same walk-through over another store (the
-    # README screenshots use the full wikiart-mini store); its tags go to a scratch copy so the
+    # docs screenshots use the full wikiart-mini store); its tags go to a scratch copy so the
     # walk-through never adds real tags.
     other = os.environ.get("ARTLENS_E2E_STORE")
     if other:
