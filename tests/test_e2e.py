@@ -147,10 +147,11 @@ def test_gradcam_shows_on_review_outliers_and_neighbours_in_chromium(server, bro
     _scroll_to_gradcam(browser, "gradcam_neighbours.png")
 
 
-def test_a_shared_link_as_a_fresh_servers_first_request(store, browser):
+def test_a_shared_link_as_a_fresh_servers_first_request(server, browser):
     """/review?task=genre&painting=N as the first request a new server sees opens painting N for
     genre under the app's own page list (Streamlit's pages/-folder mode used to take over here)."""
-    proc, url = start_dashboard(store["store"], store["tags"])
+    store = server[1]
+    proc, url = start_dashboard(store["store"], store["tags"])   # its own server: the link comes first
     try:
         browser.get(f"{url}/review?task=genre&painting=3")
         wait_for(browser, "//h3[contains(., '#3 · ')]", 120)
