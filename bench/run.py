@@ -32,11 +32,12 @@ class BenchConfig:
     images: int = field(256, "paintings used by the training and embedding steps")
     synthetic: int = field(100_000, "paintings in the synthetic store")
     umap_sizes: list[int] = field([25_000, 100_000], "UMAP sizes to time (0 to skip)")
-    steps: list[str] = field(["features", "train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap"],
+    steps: list[str] = field(["features", "train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap", "tags"],
                              "steps to run; also: scale (every stage at --scale-sizes, ~45 min)")
     scale_sizes: list[int] = field([10_000, 30_000, 100_000], "scale step: collection sizes (0 = only the features rate)")
     scale_features: int = field(10_000, "scale step: real JPEGs for the features rate (0 = keep the last measurement)")
     gradcam_images: int = field(48, "paintings for the Grad-CAM step (needs a trained runs/latest)")
+    tag_decisions: int = field(100, "tags step: decisions per writer (6 writers, DuckDB file and PostgreSQL)")
     out: str = field("bench/results.json", "results file")
 
 
@@ -223,7 +224,8 @@ def step_faiss(n: int) -> dict:
 
 
 def step_dashboard(n: int) -> dict:
-    from db.store import Paths, Store, TagLog
+    from db.store import Paths, Store
+    from db.tags import open_tag_log
     path, built_s = synthetic_store(n)
     s = Store(path)
     s.ranked("style", "consensus", 24)  # first query warms DuckDB's caches
@@ -233,7 +235,7 @@ def step_dashboard(n: int) -> dict:
         s.ranked("style", det, 24, 0)
         s.count_scored("style", det)
         times.append(time.perf_counter() - t0)
-    tags = TagLog(Paths.from_store(path).tags).latest()
+    tags = open_tag_log(Paths.from_store(path).tags).latest()
     t0 = time.perf_counter()
     s.points("style", "umap", "consensus", tags)
     points = time.perf_counter() - t0
@@ -325,6 +327,7 @@ def step_umap(n: int) -> dict:
 
 
 from bench.scale import step_scale, step_scale_features  # noqa: E402,F401  (run by name in a child)
+from bench.tagload import step_tags  # noqa: E402,F401
 
 
 def _child(fn_name, arg, q):
@@ -357,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "train": [("step_train", cfg.images)], "embed": [("step_embed", cfg.images)],
             "faiss": [("step_faiss", cfg.synthetic)], "dashboard": [("step_dashboard", cfg.synthetic)],
             "browser": [("step_browser", cfg.synthetic)], "gradcam": [("step_gradcam", cfg.gradcam_images)],
-            "umap": [("step_umap", n) for n in cfg.umap_sizes if n],
+            "umap": [("step_umap", n) for n in cfg.umap_sizes if n], "tags": [("step_tags", cfg.tag_decisions)],
             "scale": [("step_scale_features", cfg.scale_features)] * bool(cfg.scale_features) +
                      [("step_scale", n) for n in cfg.scale_sizes if n]}
     out = Path(cfg.out)
@@ -442,6 +445,12 @@ def table(results: dict) -> str:
         elif step.startswith("scale_"):
             row(step, f"{r['n']:,}: epoch/fold/store s", f"{r['head_epoch_s']:.0f}/{r['crossfit_fold_s']:.0f}/"
                 f"{r['store_stage_s']:.0f}")
+        elif step == "tags":
+            for backend in ("duckdb", "postgresql"):
+                b = r[backend]
+                row(step, f"{backend}: {r['writers']}x{r['decisions_each']} p50/p99 ms", f"{b['p50_ms']:.0f}/"
+                    f"{b['p99_ms']:.0f}", "p99 < 500" if backend == "postgresql" else "")
+                row(step, f"{backend}: decisions kept", f"{b['kept']}/{b['expected']}", "all")
         elif step.startswith("umap"):
             row(step, f"UMAP {r['n']:,} x 960, s", f"{r['seconds']:.0f}")
     return "\n".join(lines)

@@ -15,7 +15,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from db.store import Paths, TagLog, build_store
+from db.store import Paths, build_store
+
+from db.tags import open_tag_log
 from embeddings.index import build_index, neighbours_excluding_self, save_index
 from embeddings.project import pca_2d
 from embeddings.prevalence import wrong_label_weights
@@ -92,7 +94,7 @@ def make_store(cfg: SyntheticConfig) -> dict:
     build_store(out, tables, {"run_id": "synthetic", "run_dir": "", "data_root": str(MINI.resolve()),
                               "index_kind": report["kind"], "embedding_dim": str(cfg.dim), "paintings": str(n),
                               "cross_fitted": "false", "tasks": ",".join(tasks)})
-    TagLog(paths.tags).ensure()
+    open_tag_log(paths.tags).ensure()
     log.info("synthetic store of %d paintings at %s in %.0fs", n, out, time.time() - t0)
     return {"store": str(out), "seconds": time.time() - t0, "index": report}
 

@@ -14,7 +14,8 @@ from trainer.cli import UserError, field, parse_config, run_cli
 class ExportConfig:
     out: str = field("corrected_labels", "folder to write {task}_{train,val}.csv, {task}_class.txt, tags.csv")
     store: str = field("artlens.duckdb", "store written by `make embed`")
-    tags: str = field("", "tag log; default: <store stem>.tags.duckdb")
+    tags: str = field("", "tag log: a DuckDB file or a postgresql://user@host/db URL (shared by a team); "
+                          "default: <store stem>.tags.duckdb")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

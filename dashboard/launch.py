@@ -14,7 +14,8 @@ from trainer.cli import UserError, field, parse_config, run_cli
 class DashboardConfig:
     store: str = field("artlens.duckdb", "store written by `make embed`")
     index: str = field("", "FAISS index; default: the store path with .faiss")
-    tags: str = field("", "tag log; default: <store stem>.tags.duckdb")
+    tags: str = field("", "tag log: a DuckDB file or a postgresql://user@host/db URL (shared by a team); "
+                          "default: <store stem>.tags.duckdb")
     data_root: str = field("", "folder the images are served from; default: the one recorded in the store")
     host: str = field("127.0.0.1", "address to bind (127.0.0.1 keeps it on this machine)")
     port: int = field(8501, "port")

@@ -14,7 +14,9 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from db.store import Paths, Store, StoreError, TagLog
+from db.store import Paths, Store, StoreError
+
+from db.tags import open_tag_log
 from embeddings.evidence import KINDS
 from embeddings.index import load_index, search
 from embeddings.detectors import DETECTORS
@@ -57,7 +59,7 @@ class Artlens:
         self.run = self.store.run()
         self.run_id = self.info.get("run_id", "")
         self.data_root = Path(data_root or self.info["data_root"])
-        self.tags = TagLog(paths.tags)
+        self.tags = open_tag_log(paths.tags)
         self._index = None
         # the ranking the Review page opens with: chosen by `make embed` (store_info.review_default)
         default = self.info.get("review_default", "consensus")

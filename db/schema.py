@@ -50,4 +50,15 @@ TAG_DDL = [
         created_at TIMESTAMP NOT NULL DEFAULT current_timestamp, run_id VARCHAR)""",
 ]
 
+# The same table on PostgreSQL (db/tags.py, `--tags postgresql://...`).
+PG_TAG_DDL = [
+    """CREATE TABLE IF NOT EXISTS tags (
+        tag_id BIGSERIAL PRIMARY KEY,
+        path TEXT NOT NULL, sha1 TEXT, task TEXT NOT NULL,
+        decision TEXT NOT NULL CHECK (decision IN ('mislabel', 'correct', 'unsure')),
+        given_label TEXT, suggested_label TEXT, note TEXT, reviewer TEXT NOT NULL,
+        created_at TIMESTAMP NOT NULL DEFAULT clock_timestamp(), run_id TEXT)""",
+    "CREATE INDEX IF NOT EXISTS tags_path_task ON tags (path, task, tag_id)",
+]
+
 DECISIONS = ("mislabel", "correct", "unsure")

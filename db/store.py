@@ -1,20 +1,15 @@
-"""Every SQL statement of artlens: building the store, reading it, and the tag log.
+"""The store's SQL: building it and reading it (the tag log's is db/tags.py).
 
 - `build_store` writes a complete new store beside the old one and swaps it in with one rename,
   so a crash mid-build leaves the previous store as it was.
 - `Store` is the read-only view the dashboard and CLIs query (one DuckDB connection, a cursor
   per call so Streamlit's threads can share it).
-- `TagLog` is the append-only review log in its own file. Each write opens the file, appends in
-  one transaction and closes it, retrying while another process holds DuckDB's single-writer
-  lock, so two reviewers (threads or processes) never lose a decision.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -24,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from db.schema import DECISIONS, STORE_TABLES, TAG_DDL
+from db.schema import STORE_TABLES
 
 log = logging.getLogger("db")
 
@@ -42,13 +37,20 @@ class Paths:
     """
     store: Path
     index: Path
-    tags: Path
+    tags: Path | str    # a file, or a postgresql:// URL (db/tags.py)
 
     @classmethod
     def from_store(cls, store: str | Path, index: str | Path | None = None, tags: str | Path | None = None) -> "Paths":
         s = Path(store)
+        if not tags:
+            tags = s.with_name(s.stem + ".tags.duckdb")
         return cls(s, Path(index) if index else s.with_suffix(".faiss"),
-                   Path(tags) if tags else s.with_name(s.stem + ".tags.duckdb"))
+                   str(tags) if is_database_url(tags) else Path(tags))
+
+
+def is_database_url(spec: str | Path) -> bool:
+    """A tag log on a database server (postgresql://...) rather than a file."""
+    return str(spec).startswith(("postgresql://", "postgres://"))
 
 
 # ------------------------------------------------------------------ building
@@ -414,92 +416,6 @@ def read_info(path: str | Path) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ tags
-class TagLog:
-    """Append-only review decisions in their own DuckDB file.
-
-    DuckDB allows one writing process per file. Every call opens, works and closes within a
-    short transaction; while another process holds the file, the call retries with backoff for up
-    to `wait_s` seconds, then raises StoreError. Threads of one process are serialised by a lock.
-    """
-    _locks: dict[str, threading.Lock] = {}
-
-    def __init__(self, path: str | Path, wait_s: float = 30.0):
-        self.path = Path(path)
-        self.wait_s = wait_s
-        self._lock = TagLog._locks.setdefault(str(self.path.resolve()), threading.Lock())
-
-    def _run(self, fn, read_only: bool = False):
-        if read_only and not self.path.exists():
-            return fn(None)
-        deadline = time.monotonic() + self.wait_s
-        delay = 0.005
-        with self._lock:
-            while True:
-                try:
-                    con = duckdb.connect(str(self.path))
-                except duckdb.IOException as e:
-                    if "lock" not in str(e).lower() or time.monotonic() > deadline:
-                        raise StoreError(f"tag log {self.path} is busy or unreadable: {str(e).splitlines()[0]}") from None
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.2)
-                    continue
-                try:
-                    for ddl in TAG_DDL:
-                        con.execute(ddl)
-                    return fn(con)
-                finally:
-                    con.close()
-
-    def ensure(self) -> None:
-        """Create the file and table if missing (never touches existing rows)."""
-        self._run(lambda con: None)
-
-    def add(self, path: str, task: str, decision: str, reviewer: str, *, sha1: str | None = None,
-            given_label: str | None = None, suggested_label: str | None = None, note: str | None = None,
-            run_id: str | None = None) -> int:
-        """Append one decision; returns its tag_id."""
-        return self.add_many([dict(path=path, sha1=sha1, task=task, decision=decision, given_label=given_label,
-                                   suggested_label=suggested_label, note=note, reviewer=reviewer, run_id=run_id)])[0]
-
-    def add_many(self, rows: list[dict]) -> list[int]:
-        """Append decisions in one transaction (all or none); returns their tag_ids in order."""
-        for r in rows:
-            if r["decision"] not in DECISIONS:
-                raise ValueError(f"decision {r['decision']!r} is not one of {', '.join(DECISIONS)}")
-            if not str(r.get("reviewer") or "").strip():
-                raise ValueError("a reviewer name is required to tag")
-        cols = ["path", "sha1", "task", "decision", "given_label", "suggested_label", "note", "reviewer", "run_id"]
-
-        def write(con):
-            con.execute("BEGIN")
-            try:
-                ids = [con.execute(f"INSERT INTO tags ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-                                   "RETURNING tag_id", [r.get(c) for c in cols]).fetchone()[0] for r in rows]
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            return ids
-        return self._run(write)
-
-    def history(self) -> pd.DataFrame:
-        """Every decision ever made, oldest first."""
-        def read(con):
-            if con is None:
-                return _tags_frame(None)
-            return con.execute("SELECT * FROM tags ORDER BY tag_id").df()
-        return self._run(read, read_only=True)
-
-    def latest(self) -> pd.DataFrame:
-        """The decision in force per (path, task): the most recent one supersedes earlier ones."""
-        def read(con):
-            if con is None:
-                return _tags_frame(None)
-            return con.execute("""SELECT * FROM tags QUALIFY row_number() OVER
-                (PARTITION BY path, task ORDER BY tag_id DESC) = 1 ORDER BY tag_id""").df()
-        return self._run(read, read_only=True)
-
-
 def read_parquet_shards(shard_dir: str | Path, columns: list[str], order_by: str, chunk_rows: int = 4096):
     """Rows of every `*.parquet` under shard_dir (what a Ray pipeline wrote), in `order_by` order,
     as {column: numpy array} chunks of up to chunk_rows: a 100k-painting run never holds all maps.

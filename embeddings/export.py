@@ -17,7 +17,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from db.store import Paths, StoreError, TagLog, build_store
+from db.store import Paths, StoreError, build_store
+
+from db.tags import open_tag_log
 from embeddings import duplicates as dup
 from embeddings.config import EmbedConfig, Forward
 from embeddings.detectors import REVIEW_DEFAULT
@@ -196,7 +198,7 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, record: RunRecord, root: Path, 
         raise UserError(f"cannot write the store: {e.strerror or e} ({e.filename or store_path}); "
                         "the previous store is unchanged") from None
     try:
-        TagLog(tags_path).ensure()
+        open_tag_log(tags_path).ensure()
     except StoreError as e:
         raise UserError(str(e)) from None
     times["write"] = time.time() - t0

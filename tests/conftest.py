@@ -1,6 +1,7 @@
 """Shared fixtures: a small real subset of wikiart-mini with known label flips, trained and embedded once."""
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -92,6 +93,28 @@ def store(trained) -> dict:
                 "--cache-dir", str(work / "cache"), "--projection", "pca")
     assert r.returncode == 0, r.stderr[-3000:]
     return {**trained, **paths, "embed_log": r.stderr}
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A local PostgreSQL server for the session (bench/postgres.py): the URL of its `postgres`
+    database. Skipped where PostgreSQL is not installed, except in CI (.ci/run installs it)."""
+    from bench.postgres import local_postgres, postgres_bin
+    if postgres_bin() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: .ci/run installs it (apt-get install postgresql)")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    with local_postgres("artlens_tests") as url:
+        yield url.replace("/artlens_tests?", "/postgres?")
+
+
+@pytest.fixture
+def postgres_url(postgres_server, request) -> str:
+    """A fresh, empty database on the session's server, named after the test."""
+    import re
+
+    from bench.postgres import create_database
+    return create_database(postgres_server, re.sub(r"\W", "_", request.node.name)[:60].lower())
 
 
 # `make test-fast` runs `-m "not slow"`: tests that train or embed a real run (through these

@@ -10,7 +10,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from conftest import ROOT, run_cli
-from db.store import TagLog
+from db.tags import open_tag_log
 
 APP = str(ROOT / "dashboard" / "app.py")
 
@@ -102,7 +102,7 @@ def test_review_tag_persists_across_restart(app_env):
     at.text_input(key=f"rv_note_{image_id}").set_value("odd palette")
     button(at, "mislabel").click().run()
     assert not at.exception
-    latest = TagLog(app_env["tags"]).latest()
+    latest = open_tag_log(app_env["tags"]).latest()
     row = latest[(latest.path == path) & (latest.task == "style")].iloc[0]
     assert row.decision == "mislabel" and row.reviewer == "ana" and row.note == "odd palette"
     assert row.suggested_label  # defaults to the top prediction
@@ -114,10 +114,10 @@ def test_review_tag_persists_across_restart(app_env):
     assert at2.metric[0].value.startswith("1 /")
     assert any("your review so far confirms 1 of 1 reviewed (100%)" in c.value for c in at2.caption)
     # a later decision supersedes, history keeps both
-    TagLog(app_env["tags"]).add(path, "style", "correct", "ben")
-    hist = TagLog(app_env["tags"]).history()
+    open_tag_log(app_env["tags"]).add(path, "style", "correct", "ben")
+    hist = open_tag_log(app_env["tags"]).history()
     assert hist[hist.path == path].decision.tolist()[-2:] == ["mislabel", "correct"]
-    assert TagLog(app_env["tags"]).latest().set_index(["path", "task"]).loc[(path, "style"), "decision"] == "correct"
+    assert open_tag_log(app_env["tags"]).latest().set_index(["path", "task"]).loc[(path, "style"), "decision"] == "correct"
 
 
 def test_lasso_selection_tags_many(app_env):
@@ -129,13 +129,13 @@ def test_lasso_selection_tags_many(app_env):
     at.selectbox(key="bulk_decision").set_value("unsure")
     button(at, f"Tag {len(ids)} paintings").click().run()
     assert not at.exception
-    hist = TagLog(app_env["tags"]).history()
+    hist = open_tag_log(app_env["tags"]).history()
     mine = hist[hist.reviewer == "lasso"]
     assert len(mine) == len(ids) and set(mine.decision) == {"unsure"}
 
 
 def test_export_files_parse(app_env, tmp_path):
-    TagLog(app_env["tags"]).add(sorted(p.relative_to(app_env["root"]).as_posix()
+    open_tag_log(app_env["tags"]).add(sorted(p.relative_to(app_env["root"]).as_posix()
                                        for p in app_env["root"].rglob("*.jpg"))[0],
                                 "style", "mislabel", "exp", suggested_label="Rococo")
     r = run_cli("export", "--store", str(app_env["store"]), "--tags", str(app_env["tags"]),
@@ -152,7 +152,7 @@ def test_export_files_parse(app_env, tmp_path):
             assert rows and all(len(r) == 2 and 0 <= int(r[1]) < len(names) for r in rows)
     style = dict(csv.reader(io.StringIO((tmp_path / "out" / "style_train.csv").read_text() +
                                         (tmp_path / "out" / "style_val.csv").read_text())))
-    tagged = TagLog(app_env["tags"]).latest()
+    tagged = open_tag_log(app_env["tags"]).latest()
     tagged = tagged[(tagged.reviewer == "exp")].iloc[0]
     assert classes["style"][int(style[tagged.path])] == "Rococo"
     tags = list(csv.DictReader(io.StringIO((tmp_path / "out" / "tags.csv").read_text())))
@@ -198,7 +198,7 @@ def test_clicking_a_point_opens_that_painting_with_gradcam_and_tags(app_env):
     caps = _image_captions(at)
     assert any(c.startswith(("given:", "model's top:")) for c in caps), caps
     button(at, "mislabel").click().run()
-    mine = TagLog(app_env["tags"]).latest().query("reviewer == 'clicker'")
+    mine = open_tag_log(app_env["tags"]).latest().query("reviewer == 'clicker'")
     assert len(mine) == 1 and mine.iloc[0].decision == "mislabel"
 
 
@@ -270,3 +270,23 @@ def test_a_shared_link_opens_its_task_and_painting(app_env):
     assert "painting" not in at.query_params and at.query_params["task"] == "genre"
     links = [c.value for c in at.caption if "link to this painting" in c.value]
     assert links and re.search(r"\./review\?task=genre&painting=\d+", links[0]), links
+
+
+def test_two_dashboards_share_a_postgresql_tag_log(app_env, postgres_url, monkeypatch):
+    """A team: two dashboard sessions (as on two machines) over one PostgreSQL tag log. A decision
+    made in one is in force in the other, and the Export page lists it."""
+    monkeypatch.setenv("ARTLENS_TAGS", postgres_url)
+    st.cache_resource.clear()
+    ana = open_page("Review", reviewer="ana")
+    first = next(m.value for m in ana.markdown if m.value.startswith("### #"))
+    path = first.split("`")[1]
+    button(ana, "mislabel").click().run()
+    assert not ana.exception, [e.value for e in ana.exception]
+    st.cache_resource.clear()   # the second machine opens its own connection
+    ben = open_page("Review", reviewer="ben")
+    assert path not in next(m.value for m in ben.markdown if m.value.startswith("### #"))
+    assert ben.metric[0].value.startswith("1 /")
+    latest = open_tag_log(postgres_url).latest()
+    assert latest[["path", "decision", "reviewer"]].values.tolist() == [[path, "mislabel", "ana"]]
+    export = open_page("Export")
+    assert export.metric[0].value == "1"

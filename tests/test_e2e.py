@@ -12,7 +12,7 @@ import pytest
 from bench.browser import (CHROMIUM, DRIVER, EXPLORE_DRAWN_JS, chromium, explore_point_position, goto, settle,
                            start_dashboard, time_until, wait_for)
 from conftest import ROOT
-from db.store import TagLog
+from db.tags import open_tag_log
 
 SHOTS = Path(os.environ.get("ARTLENS_SCREENSHOTS", ROOT / "tests" / "screenshots"))
 pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER) and not os.environ.get("CI"),
@@ -76,7 +76,7 @@ def test_review_in_chromium_tags_one_painting(server, browser):
     deadline = time.time() + 60
     tagged = None
     while time.time() < deadline:
-        latest = TagLog(store["tags"]).latest()
+        latest = open_tag_log(store["tags"]).latest()
         mine = latest[latest.reviewer == "chromium-e2e"]
         if len(mine):
             tagged = mine.iloc[0]

@@ -182,8 +182,9 @@ def test_duplicate_groups_find_byte_identical_conflicts(store):
 
 
 def test_tags_survive_reembed_and_bad_inputs_keep_store(store, tmp_path):
-    from db.store import Store, TagLog
-    tags = TagLog(store["tags"])
+    from db.store import Store
+    from db.tags import open_tag_log
+    tags = open_tag_log(store["tags"])
     tid = tags.add("Cubism/x.jpg", "style", "mislabel", "ana", suggested_label="Fauvism", note="re-embed test")
     before = store["store"].stat().st_ino
     r = run_cli("embed", "--run", str(store["run_dir"]), "--store", str(store["store"]),
@@ -229,8 +230,10 @@ def test_kill_during_embed_keeps_previous_store_and_tags(store):
     import signal
     import time
 
-    from db.store import Store, TagLog
-    tags = TagLog(store["tags"])
+    from db.store import Store
+
+    from db.tags import open_tag_log
+    tags = open_tag_log(store["tags"])
     tid = tags.add("Baroque/kill-test.jpg", "style", "unsure", "kill", note="before kill")
     for delay in (2.0, 4.0, 6.0):
         proc = start_cli("embed", "--run", str(store["run_dir"]), "--store", str(store["store"]), "--cache-dir",

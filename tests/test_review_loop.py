@@ -53,7 +53,8 @@ def _folder_digest(root) -> str:
 
 
 def test_apply_tags_trains_on_decisions_and_leaves_data_untouched(trained, tmp_path):
-    from db.store import Paths, Store, TagLog
+    from db.store import Paths, Store
+    from db.tags import open_tag_log
     from dashboard.service import Artlens
     from trainer.data import load_paintings
     ps = load_paintings(trained["manifest"], test_fraction=0.2)
@@ -63,7 +64,7 @@ def test_apply_tags_trains_on_decisions_and_leaves_data_untouched(trained, tmp_p
     old_style = int(rows.iloc[0]["style"])
     new_style = names[(old_style + 1) % len(names)]
     tags = tmp_path / "review.tags.duckdb"
-    log = TagLog(tags)
+    log = open_tag_log(tags)
     log.add(relabel, "style", "mislabel", "ana", suggested_label=new_style)
     log.add(drop, "genre", "mislabel", "ana")
     log.add(keep, "style", "correct", "ana")

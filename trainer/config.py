@@ -75,7 +75,8 @@ class TrainConfig:
     resume: bool = field(False, "continue the interrupted run --run-id (default runs/latest)")
     apply_tags: bool = field(False, "train on the review decisions in --tag-log: mislabel + suggested label replaces "
                                     "the label, mislabel alone drops it, correct keeps it (the data folder is not touched)")
-    tag_log: str = field("artlens.tags.duckdb", "the tag log --apply-tags reads")
+    tag_log: str = field("artlens.tags.duckdb", "the tag log --apply-tags reads: a DuckDB file or a "
+                                                "postgresql://user@host/db URL (a team's shared log)")
 
 
 # Fields added after runs were already saved: an older run's config, rebuilt, must give the model

@@ -61,13 +61,16 @@ def apply_decisions(frame: pd.DataFrame, classes: dict[str, list[str]], latest: 
 
 
 def read_decisions(tag_log: str | Path) -> pd.DataFrame:
-    """The latest decision per (path, task) from a tag log file; UserError if there is none."""
-    from db.store import StoreError, TagLog
-    p = Path(tag_log)
-    if not p.is_file():
-        raise UserError(f"--apply-tags: no tag log at {p} (review in the dashboard first, or pass --tag-log PATH)")
+    """The latest decision per (path, task) from a tag log (file or postgresql:// URL); UserError if
+    there is none."""
+    from db.store import StoreError
+    from db.store import is_database_url
+    from db.tags import open_tag_log
+    if not is_database_url(tag_log) and not Path(tag_log).is_file():
+        raise UserError(f"--apply-tags: no tag log at {tag_log} (review in the dashboard first, or pass --tag-log "
+                        "PATH or a postgresql:// URL)")
     try:
-        return TagLog(p).latest()
+        return open_tag_log(tag_log).latest()
     except StoreError as e:
         raise UserError(f"--apply-tags: {e}") from None
 

@@ -125,7 +125,7 @@ def prepare(cfg: TrainConfig) -> Run:
                                                                  read_decisions(cfg.tag_log))
         a = run.applied
         log.info("--apply-tags %s: %d decisions: %d labels replaced, %d dropped, %d kept (%d for paintings or tasks "
-                 "not in this data)", cfg.tag_log, a["decisions"], a["replaced"], a["dropped"], a["kept"],
+                 "not in this data)", tag_log_name(cfg.tag_log), a["decisions"], a["replaced"], a["dropped"], a["kept"],
                  a["not_in_data"])
     check_writable(run_dir)   # fail before hours of work, not at the first checkpoint
     bb = run.bb = build_backbone(run.backbone_name, cfg.weights, cfg.texture)
@@ -385,7 +385,14 @@ def run_record(run: Run) -> RunRecord:
         val_in_sample=cfg.fit_on == "train+val" or run.before_refit is not None, seconds=dict(run.seconds),
         folds=cfg.folds if cfg.folds >= 2 else 0, knn_k=cfg.knn_k, feature_cache=run.feat_stats,
         created=time.strftime("%Y-%m-%dT%H:%M:%S"),
-        applied_tags={**run.applied, "tag_log": str(Path(cfg.tag_log).resolve())} if run.applied else None)
+        applied_tags={**run.applied, "tag_log": tag_log_name(cfg.tag_log)} if run.applied else None)
+
+
+def tag_log_name(spec: str) -> str:
+    """The tag log as a run records it: a file's absolute path, a database URL without its password."""
+    from db.tags import redact
+    from db.store import is_database_url
+    return redact(spec) if is_database_url(spec) else str(Path(spec).resolve())
 
 
 def subsample(ps: PaintingSet, n: int) -> PaintingSet:
