@@ -113,7 +113,7 @@ def embed(cfg: EmbedConfig) -> Path:
         except OSError as e:
             raise UserError(f"cannot write to {parent}: {e.strerror or e}") from None
     data = cfg.data or record.data
-    ps = load_paintings(data, tcfg.test_fraction, tcfg.seed, cfg.parse_names)
+    ps = load_paintings(data, tcfg.test_fraction, tcfg.seed, cfg.parse_names, tcfg.task)
     check_classes(record, ps)
     if record.data_hash != ps.data_hash():
         log.warning("data set differs from the one %s was trained on (labels or files changed)", run_dir.name)

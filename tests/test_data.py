@@ -179,3 +179,49 @@ def test_ablation_rerun_of_one_variant_keeps_the_other_rows(tmp_path):
     # its run folder does not exist here; v1's flags pin v1's schedule as well as its head
     assert "| frozen (v1 default) | `--epochs 40 --fit-on train --no-tune-tail --no-texture` | no " in md
     assert "+ 2 crop views" not in md
+
+
+def test_repeated_manifest_rows_are_reported_and_the_first_kept(tmp_path, caplog):
+    shutil.copytree(MINI / "Pop_Art", tmp_path / "Pop_Art")
+    a, b = sorted(p.name for p in (tmp_path / "Pop_Art").iterdir())[:2]
+    rows = ["path,artist,genre,style", f"Pop_Art/{a},Andy,portrait,Pop_Art", f"Pop_Art/{b},,portrait,Pop_Art",
+            f"Pop_Art/{a},Andy,portrait,Cubism", f"Pop_Art/{b},,portrait,Pop_Art"]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    with caplog.at_level("WARNING"):
+        ps = load_paintings(tmp_path / "m.csv", test_fraction=0)
+    assert len(ps.frame) == 2
+    style = dict(zip(ps.frame["path"], ps.frame["style"]))
+    assert ps.classes["style"][style[f"Pop_Art/{a}"]] == "Pop_Art"        # the first row wins
+    assert ps.problems == [
+        f"{tmp_path / 'm.csv'}:4: 'Pop_Art/{a}' already listed at line 2; kept that row "
+        "(labels differ: style Pop_Art vs Cubism)",
+        f"{tmp_path / 'm.csv'}:5: 'Pop_Art/{b}' already listed at line 3; kept that row (same labels)"]
+    assert "2 rows list an image a row above already lists (the first row kept, 1 with other labels)" in caplog.text
+
+
+def _image_folder(root, classes: dict[str, int]):
+    """A torchvision ImageFolder of small real paintings: root/<class>/<file>.jpg."""
+    for name, n in classes.items():
+        src = sorted((MINI / name).iterdir())[:n]
+        for p in src:
+            (root / name).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, root / name / p.name)
+
+
+def test_image_folder_layout_reads_one_task_from_its_folders(tmp_path):
+    _image_folder(tmp_path, {"Cubism": 4, "Pop_Art": 5})
+    (tmp_path / "Pop_Art" / "nested").mkdir()
+    shutil.copyfile(next((MINI / "Rococo").iterdir()), tmp_path / "Pop_Art" / "nested" / "r.JPG")
+    (tmp_path / ".thumbs").mkdir()
+    (tmp_path / "Pop_Art" / "notes.txt").write_text("not an image")
+    ps = load_paintings(tmp_path, test_fraction=0)
+    assert ps.classes == {"style": ["Cubism", "Pop_Art"]} and ps.tasks == ["style"] and len(ps.frame) == 10
+    by = ps.frame.set_index("path")
+    assert by.loc["Pop_Art/nested/r.JPG", "style"] == 1 and (by["genre"] == -1).all()
+    assert by.drop("Pop_Art/nested/r.JPG")["artist_name"].str.len().gt(0).all()   # WikiArt names give the artist
+    genre = load_paintings(tmp_path, test_fraction=0, folder_task="genre")
+    assert genre.classes == {"genre": ["Cubism", "Pop_Art"]}
+    empty = tmp_path / "empty"
+    (empty / "a").mkdir(parents=True)
+    with pytest.raises(UserError, match=r"no layout found: no ArtGAN label CSVs .* and no class folders with images"):
+        load_paintings(empty)

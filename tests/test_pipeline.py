@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CONFLICTING_PAIRS, N_FLIPS, run_cli, start_cli
+from conftest import CONFLICTING_PAIRS, MINI, N_FLIPS, run_cli, start_cli
 from trainer.checkpoint import load_checkpoint
 
 
@@ -263,3 +263,30 @@ def test_finetune_end_to_end_runs_on_cpu(trained, tmp_path):
     cf = CrossFit.load(tmp_path / "ft" / "crossfit.npz")
     assert len(cf.paths) == 40 and sorted(set(cf.fold)) == [0, 1]
     assert any((tmp_path / "cache").rglob("orig/shard-*.keys.npy"))
+
+
+@pytest.mark.slow
+def test_image_folder_data_trains_and_embeds(tmp_path):
+    """torchvision's layout (one folder per class, no CSV) through `artlens train` and `artlens embed`."""
+    import duckdb
+    data = tmp_path / "paintings"
+    for style in ("Baroque", "Cubism", "Pop_Art", "Rococo"):
+        (data / style).mkdir(parents=True)
+        for p in sorted((MINI / style).iterdir())[:16]:
+            shutil.copyfile(p, data / style / p.name)
+    r = run_cli("train", "--data", str(data), "--out-dir", str(tmp_path / "runs"), "--run-id", "if",
+                "--cache-dir", str(tmp_path / "cache"), "--epochs", "3", "--folds", "2", "--crossfit-epochs", "1",
+                "--min-steps", "0", "--test-fraction", "0.2")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "ImageFolder layout, 4 style classes" in r.stderr
+    store = tmp_path / "store" / "artlens.duckdb"
+    r = run_cli("embed", "--run", str(tmp_path / "runs" / "if"), "--store", str(store), "--cache-dir",
+                str(tmp_path / "cache"), "--projection", "pca")
+    assert r.returncode == 0, r.stderr[-2000:]
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM images").fetchone()[0] == 64
+        assert con.execute("SELECT DISTINCT task FROM labels").fetchall() == [("style",)]
+        assert con.execute("SELECT count(*) FROM scores WHERE task = 'style' AND detector = 'evidence'").fetchone()[0] == 64
+    finally:
+        con.close()

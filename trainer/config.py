@@ -16,6 +16,8 @@ from trainer.model import ARCHS
 @dataclass
 class TrainConfig:
     data: str = field("../shared/data/wikiart-mini", "ArtGAN-layout folder or manifest CSV (path,artist,genre,style[,split])")
+    task: str = field("style", "ImageFolder data (DIR/<class>/<image>, no CSV): the task its folder names are",
+                      choices=["style", "genre", "artist"])
     arch: str = field("rowcol_bigru", "recurrent head", choices=list(ARCHS))
     backbone: str = field("auto", "CNN backbone; auto = efficientnet_lite0 (pixels for scratch_crnn)",
                           choices=["auto", *BACKBONES])

@@ -60,9 +60,10 @@ class PaintingSet:
 
 
 def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
-                   parse_names: bool = True) -> PaintingSet:
-    """Read `data`: an ArtGAN-layout folder, or a manifest CSV (`path,artist,genre,style[,split]`,
-    optional `title` and `year` or `date`).
+                   parse_names: bool = True, folder_task: str = "style") -> PaintingSet:
+    """Read `data`: an ArtGAN-layout folder, a manifest CSV (`path,artist,genre,style[,split]`,
+    optional `title` and `year` or `date`), or an ImageFolder (`DIR/<class>/<image>`, one folder per
+    class of `folder_task`, torchvision's layout; used when DIR has no ArtGAN CSVs).
 
     Paintings whose split is not given become train; `test_fraction` of train (stratified by
     style, then genre, seeded) becomes the held-out test split used for reported numbers.
@@ -73,7 +74,7 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
     if not data.exists():
         raise UserError(f"data root {data} does not exist (pass --data PATH: an ArtGAN folder or a manifest .csv)")
     if data.is_dir():
-        ps = _read_artgan(data)
+        ps = _read_artgan(data) if has_artgan_csvs(data) else _read_image_folder(data, folder_task)
     else:
         ps = _read_manifest(data)
     meta_cols = {c: ps.frame.pop(c) for c in MANIFEST_COLUMNS if c in ps.frame}
@@ -213,6 +214,34 @@ def _read_artgan(root: Path) -> PaintingSet:
     return PaintingSet(root=root, frame=frame, classes=classes, problems=problems)
 
 
+# ---------------------------------------------------------------- ImageFolder
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def has_artgan_csvs(root: Path) -> bool:
+    return any((root / f"{t}_{s}.csv").is_file() for t in TASKS for s in ("train", "val"))
+
+
+def _read_image_folder(root: Path, task: str) -> PaintingSet:
+    """torchvision's ImageFolder layout: every sub-folder of root is a class of `task`, every image
+    below it (any depth) a painting of that class; all train (test and val are carved later)."""
+    if task not in TASKS:
+        raise UserError(f"--task {task!r}: the class folders name one of {', '.join(TASKS)}")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    images = {f.name: sorted(p for p in f.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+              for f in folders}
+    classes = [name for name, files in images.items() if files]
+    if not classes:
+        raise UserError(f"{root}: no layout found: no ArtGAN label CSVs ({{artist,genre,style}}_{{train,val}}.csv) "
+                        f"and no class folders with images ({root}/<class>/<image>.jpg, the ImageFolder layout); "
+                        "or pass a manifest .csv")
+    rows = [{"path": p.relative_to(root).as_posix(), **{t: -1 for t in TASKS}, task: k, "split": "train"}
+            for k, name in enumerate(classes) for p in images[name]]
+    log.info("%s: ImageFolder layout, %d %s classes from its folders", root, len(classes), task)
+    return PaintingSet(root=root, frame=pd.DataFrame(rows, columns=["path", *TASKS, "split"]),
+                       classes={task: classes})
+
+
 # ---------------------------------------------------------------- manifest CSV
 def _read_manifest(path: Path) -> PaintingSet:
     root = path.parent
@@ -231,7 +260,7 @@ def _read_manifest(path: Path) -> PaintingSet:
     classes = {t: sorted({v.strip() for v in df[t] if v.strip()}) for t in TASKS}
     extra = [c for c in MANIFEST_COLUMNS if c in cols]
     problems: list[str] = []
-    out = []
+    out, first_line = [], {}
     for i, r in enumerate(df.itertuples(index=False), 2):  # line 1 is the header
         where = f"{path}:{i}"
         rel = resolve_image_path(root, r.path.strip())
@@ -242,11 +271,27 @@ def _read_manifest(path: Path) -> PaintingSet:
         if split not in SPLITS:
             raise UserError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
         labels = {t: (classes[t].index(getattr(r, t).strip()) if getattr(r, t).strip() else -1) for t in TASKS}
+        if rel in first_line:
+            problems.append(duplicate_row(where, rel, first_line[rel], out[first_line[rel][1]], labels, classes))
+            continue
+        first_line[rel] = (i, len(out))
         out.append({"path": rel, **labels, "split": split, **{c: getattr(r, c) for c in extra}})
-    _log_problems(problems)
-    frame = pd.DataFrame(out, columns=["path", *TASKS, "split", *extra]).drop_duplicates("path")
-    frame = frame.reset_index(drop=True)
+    dups = [p for p in problems if "already listed at line" in p]
+    if dups:
+        log.warning("%d rows list an image a row above already lists (the first row kept, %d with other labels); "
+                    "first: %s", len(dups), sum("labels differ" in p for p in dups), dups[0])
+    _log_problems([p for p in problems if p not in dups])
+    frame = pd.DataFrame(out, columns=["path", *TASKS, "split", *extra])
     return PaintingSet(root=root, frame=frame, classes={t: c for t, c in classes.items() if c}, problems=problems)
+
+
+def duplicate_row(where: str, rel: str, first: tuple[int, int], kept: dict, labels: dict[str, int],
+                  classes: dict[str, list[str]]) -> str:
+    """The problem line for a second row of one image: which line was kept and which labels conflict."""
+    name = lambda t, k: classes[t][k] if k >= 0 else "(none)"
+    conflicts = [f"{t} {name(t, kept[t])} vs {name(t, labels[t])}" for t in TASKS if kept[t] != labels[t]]
+    return (f"{where}: {rel!r} already listed at line {first[0]}; kept that row"
+            + (f" (labels differ: {'; '.join(conflicts)})" if conflicts else " (same labels)"))
 
 
 def _log_problems(problems: list[str]) -> None:

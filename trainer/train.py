@@ -118,7 +118,7 @@ def prepare(cfg: TrainConfig) -> Run:
     run = Run(cfg, run_dir, resolve_backbone(cfg.arch, cfg.backbone), resume_state)
     seed_everything(cfg.seed)
     run.t_start = time.time()
-    run.ps = subsample(load_paintings(cfg.data, cfg.test_fraction, cfg.seed), cfg.limit)
+    run.ps = subsample(load_paintings(cfg.data, cfg.test_fraction, cfg.seed, folder_task=cfg.task), cfg.limit)
     run.data_hash = run.ps.data_hash()   # of the data as given: `make embed` compares it with what it reads
     if cfg.apply_tags:
         run.ps.frame, run.changes, run.applied = apply_decisions(run.ps.frame, run.ps.classes,
