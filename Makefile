@@ -6,6 +6,8 @@ ARTLENS := $(VENV)/bin/artlens
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha1sum | cut -c1-12)
 BENCH_STAMP := $(VENV)/.bench-$(shell sha1sum requirements-bench.txt | cut -c1-12)
 RAY_STAMP := $(VENV)/.ray-$(shell sha1sum requirements-ray.txt | cut -c1-12)
+LS_VENV := .venv-labelstudio
+LS_STAMP := $(LS_VENV)/.installed-$(shell sha1sum requirements-labelstudio.txt | cut -c1-12)
 DATA   ?= ../shared/data/wikiart-mini
 PORT   ?= 8501
 ARGS   ?=
@@ -16,7 +18,7 @@ export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv ray train embed dashboard test test-fast bench bench-noise bench-audit bench-loop bench-ablation clean
+.PHONY: venv ray labelstudio train embed dashboard test test-fast bench bench-noise bench-audit bench-loop bench-ablation clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -37,7 +39,7 @@ dashboard: $(STAMP)
 	$(ARTLENS) dashboard --port $(PORT) $(ARGS)
 
 # Everything, including real training runs, the dashboard in AppTest and in Chromium, Ray.
-test: $(STAMP) $(BENCH_STAMP) $(RAY_STAMP)
+test: $(STAMP) $(BENCH_STAMP) $(RAY_STAMP) $(LS_STAMP)
 	$(PY) -m pytest -q tests $(ARGS)
 
 # The quick tier: pure-numpy maths, the store, data loading and CLI errors (no training run, no browser).
@@ -58,6 +60,15 @@ ray: $(RAY_STAMP)
 $(RAY_STAMP): requirements-ray.txt $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-ray.txt
 	rm -f $(VENV)/.ray-*
+	touch $@
+
+# The Label Studio SDK in its own environment (it pins another numpy): tests check the --label-studio
+# round trip against it (bench/labelstudio_check.py).
+labelstudio: $(LS_STAMP)
+$(LS_STAMP): requirements-labelstudio.txt
+	test -x $(LS_VENV)/bin/python || python3 -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-labelstudio.txt
+	rm -f $(LS_VENV)/.installed-*
 	touch $@
 
 bench-noise: $(STAMP) $(BENCH_STAMP)

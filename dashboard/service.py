@@ -279,6 +279,32 @@ class Artlens:
                                    for r in rows.itertuples(index=False)])
 
     # --- export
+    def label_studio_queue(self, task: str, ranking: str | None = None, size: int = 200, spot: bool = False,
+                           image_url: str = "/data/local-files/?d=") -> tuple[str, list[dict]]:
+        """(labeling config XML, tasks) for the next `size` untagged paintings of the review queue (or
+        of the spot check): dashboard/labelstudio.py. Each task's prediction is the likeliest class
+        other than the given one; its data carries the evidence lines of the Review card."""
+        from dashboard.labelstudio import label_config, queue_tasks
+        ranking = ranking or self.review_default
+        queue = self.spot_check_queue(task, size) if spot else self.review_queue(task, ranking, size)
+        rows = []
+        for r in queue.to_dict("records"):
+            other = [(n, p) for n, p in self.top3_text(task, r) if n != r["given"]]
+            lines, summary = self.evidence_card(int(r["image_id"]), task)
+            rows.append({**r, "suggested": other[0][0] if other else None, "p_suggested": other[0][1] if other else 0.0,
+                         "evidence": "\n".join([summary, *(f"{v}: {line}" for v, line in lines)]).strip()})
+        version = f"artlens {self.run_id} {'spot check' if spot else ranking}"
+        return label_config(task, self.class_names(task)), queue_tasks(rows, task, image_url, version)
+
+    def import_label_studio(self, export: list[dict], task: str, reviewer: str = "") -> dict:
+        """Record the decisions of a Label Studio JSON export in the tag log (one transaction);
+        returns the counts of dashboard.labelstudio.decisions_from_export."""
+        from dashboard.labelstudio import decisions_from_export
+        rows, counts = decisions_from_export(export, task, self.class_names(task), reviewer)
+        if rows:
+            self.tags.add_many([{**r, "sha1": None, "run_id": self.run_id} for r in rows])
+        return counts
+
     def tags_csv(self, history: bool = True) -> bytes:
         df = self.tags.history() if history else self.tags.latest()
         return df.to_csv(index=False).encode()
