@@ -127,6 +127,21 @@ class Artlens:
             summary += " (only the look is odd: check the metadata before calling it wrong)"
         return lines, summary[0].upper() + summary[1:]
 
+    def leaky_duplicates(self) -> tuple[str, pd.DataFrame]:
+        """(a sentence, the paintings) for duplicate groups that cross splits: a painting in test
+        with a copy in train or val is scored from memory (the final model trains on both)."""
+        rows = self.store.duplicates_across_splits()
+        if rows.empty:
+            return "", rows
+        groups = rows.groupby("group_id")
+        test = sum(1 for _, g in groups if "test" in set(g["split"]))
+        exact = int(groups["exact"].first().sum())
+        n = groups.ngroups
+        text = (f"{n} group{'s' * (n != 1)} of duplicate paintings ({exact} of identical files) "
+                f"{'sit' if n != 1 else 'sits'} in more than one split; {test} put{'s' * (test == 1)} a painting in test "
+                "while a copy is in train or val, so part of the test score is memory, not generalisation.")
+        return text, rows
+
     def class_names(self, task: str) -> list[str]:
         return self.store.class_names(task)
 

@@ -314,6 +314,16 @@ class Store:
             WHERE NOT ? OR d.conflicting_tasks <> ''
             ORDER BY d.group_id, i.path""", [conflicting_only])
 
+    def duplicates_across_splits(self) -> pd.DataFrame:
+        """Members of duplicate groups whose paintings sit in more than one split: group_id, path,
+        split, similarity, exact (every member the same file, by sha1)."""
+        return self._q("""WITH g AS (SELECT d.group_id, d.similarity, i.path, i.split, i.sha1
+                                   FROM duplicate_groups d JOIN images i USING (image_id)),
+                crossing AS (SELECT group_id, count(DISTINCT sha1) = 1 AS exact FROM g
+                             GROUP BY group_id HAVING count(DISTINCT split) > 1)
+            SELECT g.group_id, g.path, g.split, g.similarity, c.exact
+            FROM g JOIN crossing c USING (group_id) ORDER BY g.group_id, g.split, g.path""")
+
     def export_labels(self, task: str, tags: pd.DataFrame | None = None) -> pd.DataFrame:
         """Columns path, split (ArtGAN train/val: test rows return to train), class_index: the given
         label, replaced by the suggested one where the latest decision is `mislabel`."""

@@ -290,3 +290,30 @@ def test_image_folder_data_trains_and_embeds(tmp_path):
         assert con.execute("SELECT count(*) FROM scores WHERE task = 'style' AND detector = 'evidence'").fetchone()[0] == 64
     finally:
         con.close()
+
+
+def test_duplicates_that_cross_splits_are_reported(store, tmp_path):
+    """Duplicate groups with members in more than one split. The subset's identical pairs share a
+    split, so nothing is reported; moved to test in a copy of the store, one pair is, as identical
+    files, and the Overview's warning counts it."""
+    import duckdb
+
+    from dashboard.service import Artlens
+    from db.store import Paths
+    app = Artlens(Paths.from_store(store["store"], tags=store["tags"]))
+    assert app.leaky_duplicates()[0] == "" and app.leaky_duplicates()[1].empty
+    app.close()
+    copy = tmp_path / "leaky.duckdb"
+    shutil.copyfile(store["store"], copy)
+    shutil.copyfile(store["index"], copy.with_suffix(".faiss"))
+    con = duckdb.connect(str(copy))
+    group = con.execute("""SELECT d.group_id, min(i.image_id) FROM duplicate_groups d JOIN images i USING (image_id)
+                           GROUP BY d.group_id HAVING count(DISTINCT i.sha1) = 1 ORDER BY d.group_id LIMIT 1""").fetchone()
+    con.execute("UPDATE images SET split = CASE WHEN split = 'test' THEN 'train' ELSE 'test' END WHERE image_id = ?",
+                [group[1]])
+    con.close()
+    app = Artlens(Paths.from_store(copy, tags=tmp_path / "t.duckdb"))
+    text, rows = app.leaky_duplicates()
+    app.close()
+    assert set(rows["group_id"]) == {group[0]} and rows["exact"].all() and set(rows["split"]) >= {"test"}
+    assert text.startswith("1 group of duplicate paintings (1 of identical files) sits in more than one split; 1 puts")

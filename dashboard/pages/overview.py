@@ -31,6 +31,11 @@ def page_overview(app: Artlens, task: str):
         st.subheader("How many labels look wrong")
         st.markdown(summary)
         st.dataframe(per_class.head(10).round(1), hide_index=True)
+    leaks, crossing = app.leaky_duplicates()
+    if leaks:
+        st.warning(leaks)
+        with st.expander("duplicates across splits"):
+            st.dataframe(crossing, hide_index=True)
     test = run.get("metrics", {}).get("test", {})
     if test:
         st.subheader("Held-out test split")
