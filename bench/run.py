@@ -288,20 +288,28 @@ def step_browser(n: int) -> dict:
 
 
 def step_gradcam(n: int) -> dict:
-    """Grad-CAM on `n` wikiart-mini paintings with the model in runs/latest: seconds per painting for
+    """Grad-CAM on `n` wikiart-mini paintings with runs/latest's cross-fitting heads (each painting
+    through the fold head that held it out, as the dashboard draws it): seconds per painting for
     the dashboard's two heat maps, and faithfulness (blanking the hottest 10% vs a random 10%)."""
     import torch
 
     from embeddings.explain import deletion_drops, explanation_panels
-    from trainer.checkpoint import Embedder, resolve_run_dir
+    from trainer.checkpoint import Embedder, FoldIndex, resolve_run_dir
     from trainer.data import load_image
     torch.set_num_threads(os.cpu_count())
-    e = Embedder(resolve_run_dir(str(ROOT / "runs"), ""))
+    run = resolve_run_dir(str(ROOT / "runs"), "")
+    folds = FoldIndex(run)
+    heads: dict = {}
     ps = _subset(n)
-    names = e.record.classes["style"]
     times, hot, rnd = [], [], []
+    e = Embedder(run)
+    names = e.record.classes["style"]
     explanation_panels(e, load_image(ps.root / ps.frame["path"].iloc[0]), "style", None)   # warm-up
     for path, y in zip(ps.frame["path"], ps.labels("style")):
+        fold = folds.fold_of(path)
+        if fold not in heads:   # one model per fold, loaded once
+            heads[fold] = Embedder(run, fold=fold)
+        e = heads[fold]
         img = load_image(ps.root / path)
         t0 = time.perf_counter()
         explanation_panels(e, img, "style", int(y))
@@ -311,6 +319,7 @@ def step_gradcam(n: int) -> dict:
         rnd.append(r)
     hot, rnd = np.array(hot), np.array(rnd)
     return {"paintings": len(times), "run": e.record.run_id, "classes": len(names),
+            "models": sorted("final" if k is None else f"fold {k + 1}" for k in heads),
             "seconds_per_painting": float(np.median(times)), "seconds_p90": float(np.quantile(times, 0.9)),
             "faithful_share": float((hot > rnd).mean()), "drop_hot_mean": float(hot.mean()),
             "drop_random_mean": float(rnd.mean())}

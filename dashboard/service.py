@@ -61,6 +61,7 @@ class Artlens:
         self.data_root = Path(data_root or self.info["data_root"])
         self.tags = open_tag_log(paths.tags)
         self._index = None
+        self._folds = None   # trainer.checkpoint.FoldIndex, read on the first Grad-CAM
         # the ranking the Review page opens with: chosen by `make embed` (store_info.review_default)
         default = self.info.get("review_default", "consensus")
         self.review_default = default if default in DETECTORS else "consensus"
@@ -149,10 +150,18 @@ class Artlens:
         return safe_image_path(self.data_root, rel)
 
     # --- evidence
-    def gradcam_panels(self, embedder, rel: str, task: str, given: str | None) -> list[tuple[str, bytes]]:
+    def fold_of(self, rel: str) -> int | None:
+        """The cross-fitting fold that held the painting at `rel` out, if the run kept its head."""
+        if self._folds is None:
+            from trainer.checkpoint import FoldIndex
+            self._folds = FoldIndex(Path(self.info["run_dir"]))
+        return self._folds.fold_of(rel)
+
+    def gradcam_panels(self, embedder_for, rel: str, task: str, given: str | None) -> list[tuple[str, bytes]]:
         """[(caption, PNG bytes)]: Grad-CAM for the given label and for the top class the pages show
-        (the store's cross-fitted prediction; embeddings.explain), for the painting at `rel`; [] if
-        its file cannot be read."""
+        (the store's cross-fitted prediction; embeddings.explain), for the painting at `rel`, drawn
+        by the fold head that never saw its label (`embedder_for(fold)`; fold None = the final
+        model, for a run that kept no fold heads); [] if its file cannot be read."""
         from embeddings.explain import explanation_panels
         from trainer.data import load_image
         f = self.image_file(rel)
@@ -162,6 +171,7 @@ class Artlens:
             img = load_image(f)
         except ValueError:
             return []
+        embedder = embedder_for(self.fold_of(rel))
         names = embedder.record.classes[task]
         top = self.store.given_and_predicted(rel, task)[1]    # the cross-fitted top the pages show
         out = []

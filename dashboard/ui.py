@@ -84,15 +84,16 @@ def open_artlens(store: str, index: str, tags: str, data_root: str, signature: t
 
 
 @st.cache_resource(show_spinner="loading the model")
-def open_embedder(run_dir: str):
+def open_embedder(run_dir: str, fold: int | None = None):
     from trainer.checkpoint import Embedder
-    return Embedder(Path(run_dir))
+    return Embedder(Path(run_dir), fold=fold)
 
 
 @st.cache_data(show_spinner="Grad-CAM", max_entries=500)
 def cached_gradcam(_app: Artlens, run_id: str, path: str, task: str, given: str | None) -> list[tuple[str, bytes]]:
     # cached per painting, task, given class and run (run_id is part of the key)
-    return _app.gradcam_panels(open_embedder(_app.info["run_dir"]), path, task, given)
+    # drawn by the cross-fitting head that held the painting out (the final model for uploads)
+    return _app.gradcam_panels(lambda fold: open_embedder(_app.info["run_dir"], fold), path, task, given)
 
 
 def show_gradcam(app: Artlens, path: str, task: str, given: str | None, container=st):

@@ -69,7 +69,7 @@ class Explanation:
 
 def explain(embedder, image: Image.Image, task: str, classes: Sequence[int] | None = None) -> Explanation:
     """Grad-CAM of `classes` of `task` (default: the model's top class) for one painting, through the
-    run's model (embeddings.export.Embedder). One backbone pass."""
+    run's model (trainer.checkpoint.Embedder). One backbone pass."""
     size = embedder.record.image_size
     crop = centre_crop(image.convert("RGB"), size)
     with torch.no_grad():
@@ -125,9 +125,10 @@ def explanation_panels(embedder, image: Image.Image, task: str, given: int | Non
                        top: int | None = None) -> list[tuple[str, Image.Image]]:
     """[(caption, image)]: Grad-CAM for the given label and for the model's top class (one panel if
     they agree), as the dashboard and the CLI show them. `top`: the top class the reviewer sees, the
-    cross-fitted prediction from the store; default the final model's own argmax. The two can differ:
-    the final model trained on this painting's (possibly wrong) label, the cross-fitted one did not.
-    Captions give the final model's probability of each class."""
+    cross-fitted prediction from the store; default the model's own argmax. Pass the fold head that
+    held the painting out (`Embedder(run, fold=k)`): the final model trained on this painting's
+    (possibly wrong) label and explains it from memory. Captions give the model's probability of
+    each class and say which model it is (`embedder.source`)."""
     names = embedder.record.classes[task]
     given = given if given is not None and given >= 0 else None
     top = None if top is None or top < 0 else int(top)
@@ -141,7 +142,7 @@ def explanation_panels(embedder, image: Image.Image, task: str, given: int | Non
     out = []
     for c, heat in zip(ex.classes, ex.heats):
         role = "given" if c == given else "model's top"
-        out.append((f"{role}: {names[c]} (final model p {ex.probs[task][c]:.2f})", overlay(ex.crop, heat)))
+        out.append((f"{role}: {names[c]} ({embedder.source} p {ex.probs[task][c]:.2f})", overlay(ex.crop, heat)))
     return out
 
 
@@ -173,7 +174,7 @@ class ExplainConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    from trainer.checkpoint import Embedder, resolve_run_dir
+    from trainer.checkpoint import Embedder, FoldIndex, resolve_run_dir
     from trainer.data import load_image
     cfg = parse_config(ExplainConfig, argv, "artlens explain", __doc__.split("\n\n")[0])
     run_dir = Path(cfg.run) if cfg.run else resolve_run_dir(cfg.runs_dir, "")
@@ -181,7 +182,9 @@ def main(argv: Sequence[str] | None = None) -> Path:
         image = load_image(Path(cfg.path))
     except ValueError as e:
         raise UserError(f"{cfg.path}: {e}") from None
-    embedder = Embedder(run_dir)
+    rel = _relative_to_store(cfg.store, Path(cfg.path))
+    fold = FoldIndex(run_dir).fold_of(rel) if rel else None
+    embedder = Embedder(run_dir, fold=fold)   # the head that never saw its label, where there is one
     names = embedder.record.classes.get(cfg.task)
     if names is None:
         raise UserError(f"--task {cfg.task}: the run {run_dir.name} has tasks {', '.join(embedder.record.classes)}")
@@ -192,11 +195,30 @@ def main(argv: Sequence[str] | None = None) -> Path:
     t0 = time.time()
     panels = explanation_panels(embedder, image, cfg.task, names.index(label) if label else None,
                                 names.index(top) if top in names else None)
-    log.info("Grad-CAM for %s in %.2fs", cfg.path, time.time() - t0)
+    log.info("Grad-CAM for %s in %.2fs by the %s%s", cfg.path, time.time() - t0, embedder.source,
+             f" head of fold {fold + 1}" if fold is not None else " (the image is not a painting the run cross-fitted)")
     out = Path(cfg.out or f"{Path(cfg.path).stem}.gradcam-{cfg.task}.png")
     side_by_side(panels, f"{Path(cfg.path).name} · {cfg.task} · run {run_dir.name}").save(out)
     print(out)
     return out
+
+
+def _relative_to_store(store: str, image: Path) -> str:
+    """The image's path under the store's data root ('' when it is not a painting of the store)."""
+    from db.store import Store, StoreError
+    if not Path(store).is_file():
+        return ""
+    try:
+        s = Store(store)
+    except StoreError:
+        return ""
+    try:
+        root = Path(s.info().get("data_root", "/nonexistent")).resolve()
+        return image.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return ""
+    finally:
+        s.close()
 
 
 def _labels_in_store(store: str, image: Path, task: str) -> tuple[str, str]:

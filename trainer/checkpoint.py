@@ -99,6 +99,17 @@ def atomic_torch_save(obj, path: Path) -> None:
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
 
 
+def save_fold_head(run_dir: Path, k: int, model: torch.nn.Module) -> None:
+    """runs/<id>/folds/fold<k>.pt: cross-fitting fold k's head (and its tuned tail), the model that
+    never saw the labels of the paintings fold k held out (Grad-CAM explains them with it)."""
+    from trainer.model import TailHead
+    head = model.head if isinstance(model, TailHead) else model
+    (run_dir / "folds").mkdir(exist_ok=True)
+    atomic_torch_save({"state_dict": head.state_dict(),
+                       "tail_state": model.tail.state_dict() if isinstance(model, TailHead) else None},
+                      run_dir / "folds" / f"fold{k}.pt")
+
+
 def load_checkpoint(run_dir: Path) -> Checkpoint:
     ckpt = run_dir / "model.pt"
     if not ckpt.is_file():
@@ -165,12 +176,22 @@ def check_classes(record: RunRecord, ps) -> None:
 
 
 class Embedder:
-    """The trained model as a function of PIL images (uploads in the dashboard, Grad-CAM)."""
+    """The trained model as a function of PIL images (uploads in the dashboard, Grad-CAM).
 
-    def __init__(self, run_dir: Path):
+    `Embedder(run_dir)` is the final model; `Embedder(run_dir, fold=k)` is cross-fitting fold k's
+    head on the pretrained backbone (with the fold's own tuned tail), which never saw the labels of
+    the paintings fold k held out. `source` says which, for captions."""
+
+    def __init__(self, run_dir: Path, fold: int | None = None):
         self.ckpt = load_checkpoint(run_dir)
         self.record = self.ckpt.record
-        self.head, self.bb = build_model(self.ckpt)
+        if fold is None:
+            self.head, self.bb = build_model(self.ckpt)
+            self.source = "final model"
+        else:
+            self.head, self.bb = build_fold_model(run_dir, self.ckpt, fold)
+            self.source = "cross-fitted"
+        self.fold = fold
         self.bb.net.eval()
 
     @torch.no_grad()
@@ -180,3 +201,36 @@ class Embedder:
                          for im in images])
         emb, logits = self.head(self.bb.net(x))
         return emb.numpy(), {t: torch.softmax(lg, 1).numpy() for t, lg in logits.items()}
+
+
+def build_fold_model(run_dir: Path, ckpt: Checkpoint, k: int) -> tuple[torch.nn.Module, object]:
+    """(fold k's head in eval mode, the pretrained backbone with fold k's tail) of a run."""
+    path = run_dir / "folds" / f"fold{k}.pt"
+    if not path.is_file():
+        raise UserError(f"{path} not found: this run kept no cross-fitting heads (retrain to get them)")
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    rec = ckpt.record
+    bb = pretrained_backbone(rec)
+    head = CRNNClassifier(rec.arch, rec.in_channels, rec.n_classes, ckpt.config.dropout, rec.texture_dim)
+    head.load_state_dict(saved["state_dict"])
+    if saved.get("tail_state"):
+        bb.tail.load_state_dict(saved["tail_state"])
+    return head.eval(), bb
+
+
+class FoldIndex:
+    """Which cross-fitting fold held each painting out (runs/<id>/crossfit.npz), and whether the
+    run kept that fold's head."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self._fold: dict[str, int] = {}
+        path = self.run_dir / "crossfit.npz"
+        if path.is_file():
+            z = np.load(path, allow_pickle=False)
+            self._fold = dict(zip(z["paths"].astype(str).tolist(), z["fold"].astype(int).tolist()))
+
+    def fold_of(self, rel_path: str) -> int | None:
+        """The fold whose head never saw this painting's labels, if the run kept that head."""
+        k = self._fold.get(rel_path)
+        return k if k is not None and (self.run_dir / "folds" / f"fold{k}.pt").is_file() else None

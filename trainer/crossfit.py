@@ -90,12 +90,13 @@ def crossfit_plan(cfg, labels: dict[str, np.ndarray], ok: np.ndarray, best_epoch
 
 def cross_fit(make_model: Callable[[], torch.nn.Module], fit_head: Callable, predict: Callable,
               labels: dict[str, np.ndarray], rows: np.ndarray, strata: np.ndarray, folds: int, seed: int,
-              fold_scorer: FoldScorer, knn_k: int = 10) -> CrossFit:
+              fold_scorer: FoldScorer, knn_k: int = 10,
+              keep_fold: Callable[[int, torch.nn.Module], None] | None = None) -> CrossFit:
     """Run K-fold cross-fitting over `rows` (indices into labels' arrays).
 
     fit_head(model, train_rows, desc) -> trained model; predict(model, rows) -> (emb (n, D),
     {task: softmax (n, C)}); strata (N,) balances the folds; fold_scorer gives each fold's detector
-    scores. Returns a CrossFit over `rows`
+    scores; keep_fold(k, model), if given, receives each trained fold head (to save it). Returns a CrossFit over `rows`
     (paths left empty for the caller to fill).
     """
     fold = assign_folds(strata[rows], folds, seed)
@@ -105,7 +106,7 @@ def cross_fit(make_model: Callable[[], torch.nn.Module], fit_head: Callable, pre
     t_start = time.time()
     for k in range(folds):
         held, p, s = cross_fit_fold(k, fold, make_model, fit_head, predict, sub, rows, seed, fold_scorer, knn_k,
-                                    folds)
+                                    folds, keep_fold)
         for t, pt in p.items():
             probs.setdefault(t, np.zeros((len(rows), pt.shape[1]), np.float32))[held] = pt
         for t, dets in s.items():
@@ -119,7 +120,7 @@ def cross_fit(make_model: Callable[[], torch.nn.Module], fit_head: Callable, pre
 
 def cross_fit_fold(k: int, fold: np.ndarray, make_model: Callable, fit_head: Callable, predict: Callable,
                    sub: dict[str, np.ndarray], rows: np.ndarray, seed: int, fold_scorer: FoldScorer, knn_k: int,
-                   folds: int):
+                   folds: int, keep_fold: Callable | None = None):
     """Fold k of `cross_fit`: a fresh head fit on the other folds, scoring the held-out rows.
 
     fold (P,) and sub {task: (P,)} are over `rows` (P,). Returns (held (H,) positions in rows,
@@ -127,6 +128,8 @@ def cross_fit_fold(k: int, fold: np.ndarray, make_model: Callable, fit_head: Cal
     held, ref = np.flatnonzero(fold == k), np.flatnonzero(fold != k)
     torch.manual_seed(seed + 100 + k)
     model = fit_head(make_model(), rows[ref], f"cross-fit {k + 1}/{folds}")
+    if keep_fold is not None:
+        keep_fold(k, model)
     emb, p = predict(model, rows)
     n_classes = {t: pt.shape[1] for t, pt in p.items()}
     return held, {t: pt[held] for t, pt in p.items()}, fold_scorer(sub, emb, held, ref, n_classes, knn_k)

@@ -29,7 +29,8 @@ import numpy as np
 import torch
 
 from trainer.backbones import Backbone, build_backbone, resolve_backbone
-from trainer.checkpoint import Checkpoint, RunRecord, atomic_torch_save, point_latest, resolve_run_dir
+from trainer.checkpoint import (Checkpoint, RunRecord, atomic_torch_save, point_latest, resolve_run_dir,
+                                save_fold_head)
 from trainer.cli import UserError, parse_config
 from trainer.config import TrainConfig, saved_config
 from trainer.crossfit import CrossFit, FoldScorer, cross_fit, crossfit_plan
@@ -216,6 +217,8 @@ def cross_fit_stage(run: Run, fold_scorer: FoldScorer) -> None:
     cfg, t0 = run.cfg, time.time()
     crossfit_path = run.run_dir / "crossfit.npz"
     crossfit_path.unlink(missing_ok=True)   # a resumed or re-used run folder must not keep stale scores
+    for stale in run.run_dir.glob("folds/fold*.pt"):
+        stale.unlink()
     if cfg.folds >= 2:
         batch, tta, ok, make_model = run.batch, run.tta, run.ok, run.make_model
         if cfg.finetune:
@@ -229,7 +232,8 @@ def cross_fit_stage(run: Run, fold_scorer: FoldScorer) -> None:
                        log_epochs=False).model
 
         cf = cross_fit(make_model, fit_head, lambda m, r: predict(m, batch, r, cfg.device, tta=tta), run.labels,
-                       rows, strata, cfg.folds, cfg.seed, fold_scorer, cfg.knn_k)
+                       rows, strata, cfg.folds, cfg.seed, fold_scorer, cfg.knn_k,
+                       keep_fold=lambda k, model: save_fold_head(run.run_dir, k, model))
         cf.paths = np.array(run.ps.frame["path"].tolist(), dtype=object)[rows].astype(str)
         cf.save(crossfit_path)
         run.metrics["crossfit"] = crossfit_metrics(cf, {t: y[rows] for t, y in run.labels.items()}, run.ps.classes)
