@@ -302,7 +302,8 @@ def step_gradcam(n: int) -> dict:
     heads: dict = {}
     ps = _subset(n)
     times, hot, rnd = [], [], []
-    e = Embedder(run)
+    e = final_model = Embedder(run)
+    final: list = []
     names = e.record.classes["style"]
     explanation_panels(e, load_image(ps.root / ps.frame["path"].iloc[0]), "style", None)   # warm-up
     for path, y in zip(ps.frame["path"], ps.labels("style")):
@@ -317,12 +318,14 @@ def step_gradcam(n: int) -> dict:
         h, r = deletion_drops(e, img, "style")    # the model's top class
         hot.append(h)
         rnd.append(r)
-    hot, rnd = np.array(hot), np.array(rnd)
+        final.append(deletion_drops(final_model, img, "style"))   # the same test on the final model, paired
+    hot, rnd, final = np.array(hot), np.array(rnd), np.array(final)
     return {"paintings": len(times), "run": e.record.run_id, "classes": len(names),
             "models": sorted("final" if k is None else f"fold {k + 1}" for k in heads),
             "seconds_per_painting": float(np.median(times)), "seconds_p90": float(np.quantile(times, 0.9)),
             "faithful_share": float((hot > rnd).mean()), "drop_hot_mean": float(hot.mean()),
-            "drop_random_mean": float(rnd.mean())}
+            "drop_random_mean": float(rnd.mean()), "final_model_faithful_share": float((final[:, 0] > final[:, 1]).mean()),
+            "final_model_drop_hot_mean": float(final[:, 0].mean()), "final_model_drop_random_mean": float(final[:, 1].mean())}
 
 
 def step_umap(n: int) -> dict:
@@ -449,6 +452,10 @@ def table(results: dict) -> str:
             row(step, "Grad-CAM (2 heat maps), s/painting", f"{r['seconds_per_painting']:.2f}", "< 1")
             row(step, f"hottest 10% beats random ({r['paintings']} img)", f"{r['faithful_share']:.0%}", "> 50%")
             row(step, "p(top) drop: hottest / random", f"{r['drop_hot_mean']:.2f}/{r['drop_random_mean']:.2f}")
+            if "final_model_faithful_share" in r:
+                row(step, "final model (saw the labels): beats random", f"{r['final_model_faithful_share']:.0%}")
+                row(step, "final model: drop hottest / random", f"{r['final_model_drop_hot_mean']:.2f}/"
+                    f"{r['final_model_drop_random_mean']:.2f}")
         elif step == "scale_features":
             row(step, f"cold make-train features, {r['n']:,} JPEGs, img/s", f"{r['img_s']:.1f}")
         elif step.startswith("scale_"):
