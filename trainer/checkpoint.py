@@ -104,10 +104,10 @@ def save_fold_head(run_dir: Path, k: int, model: torch.nn.Module) -> None:
     never saw the labels of the paintings fold k held out (Grad-CAM explains them with it)."""
     from trainer.model import TailHead
     head = model.head if isinstance(model, TailHead) else model
-    (run_dir / "folds").mkdir(exist_ok=True)
+    path = fold_head_path(run_dir, k)
+    path.parent.mkdir(exist_ok=True)
     atomic_torch_save({"state_dict": head.state_dict(),
-                       "tail_state": model.tail.state_dict() if isinstance(model, TailHead) else None},
-                      run_dir / "folds" / f"fold{k}.pt")
+                       "tail_state": model.tail.state_dict() if isinstance(model, TailHead) else None}, path)
 
 
 def load_checkpoint(run_dir: Path) -> Checkpoint:
@@ -151,14 +151,21 @@ def pretrained_backbone(record: RunRecord):
 
 def build_model(ckpt: Checkpoint) -> tuple[torch.nn.Module, object]:
     """(head in eval mode, backbone with the run's tuned tail or fine-tuned weights) from a checkpoint."""
+    return assemble_model(ckpt, ckpt.state_dict, ckpt.tail_state, ckpt.backbone_state)
+
+
+def assemble_model(ckpt: Checkpoint, head_state: dict, tail_state: dict | None, backbone_state: dict | None = None
+                   ) -> tuple[torch.nn.Module, object]:
+    """(a run's head with `head_state`, in eval mode; its pretrained backbone with `backbone_state`
+    (--finetune) and `tail_state` (--tune-tail) loaded where given)."""
     rec = ckpt.record
     bb = pretrained_backbone(rec)
     head = CRNNClassifier(rec.arch, rec.in_channels, rec.n_classes, ckpt.config.dropout, rec.texture_dim)
-    head.load_state_dict(ckpt.state_dict)
-    if ckpt.backbone_state:
-        bb.net.load_state_dict(ckpt.backbone_state)
-    if ckpt.tail_state:   # --tune-tail: the tail shares its modules with bb.net, so both change
-        bb.tail.load_state_dict(ckpt.tail_state)
+    head.load_state_dict(head_state)
+    if backbone_state:
+        bb.net.load_state_dict(backbone_state)
+    if tail_state:   # --tune-tail: the tail shares its modules with bb.net, so both change
+        bb.tail.load_state_dict(tail_state)
     return head.eval(), bb
 
 
@@ -205,17 +212,15 @@ class Embedder:
 
 def build_fold_model(run_dir: Path, ckpt: Checkpoint, k: int) -> tuple[torch.nn.Module, object]:
     """(fold k's head in eval mode, the pretrained backbone with fold k's tail) of a run."""
-    path = run_dir / "folds" / f"fold{k}.pt"
+    path = fold_head_path(run_dir, k)
     if not path.is_file():
         raise UserError(f"{path} not found: this run kept no cross-fitting heads (retrain to get them)")
     saved = torch.load(path, map_location="cpu", weights_only=False)
-    rec = ckpt.record
-    bb = pretrained_backbone(rec)
-    head = CRNNClassifier(rec.arch, rec.in_channels, rec.n_classes, ckpt.config.dropout, rec.texture_dim)
-    head.load_state_dict(saved["state_dict"])
-    if saved.get("tail_state"):
-        bb.tail.load_state_dict(saved["tail_state"])
-    return head.eval(), bb
+    return assemble_model(ckpt, saved["state_dict"], saved.get("tail_state"))
+
+
+def fold_head_path(run_dir: Path, k: int) -> Path:
+    return Path(run_dir) / "folds" / f"fold{k}.pt"
 
 
 class FoldIndex:
@@ -223,14 +228,14 @@ class FoldIndex:
     run kept that fold's head."""
 
     def __init__(self, run_dir: Path):
-        self.run_dir = Path(run_dir)
         self._fold: dict[str, int] = {}
-        path = self.run_dir / "crossfit.npz"
+        path = Path(run_dir) / "crossfit.npz"
         if path.is_file():
             z = np.load(path, allow_pickle=False)
-            self._fold = dict(zip(z["paths"].astype(str).tolist(), z["fold"].astype(int).tolist()))
+            kept = {k for k in np.unique(z["fold"]).tolist() if fold_head_path(run_dir, k).is_file()}
+            self._fold = {p: k for p, k in zip(z["paths"].astype(str).tolist(), z["fold"].astype(int).tolist())
+                          if k in kept}
 
     def fold_of(self, rel_path: str) -> int | None:
         """The fold whose head never saw this painting's labels, if the run kept that head."""
-        k = self._fold.get(rel_path)
-        return k if k is not None and (self.run_dir / "folds" / f"fold{k}.pt").is_file() else None
+        return self._fold.get(rel_path)
