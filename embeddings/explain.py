@@ -182,13 +182,12 @@ def main(argv: Sequence[str] | None = None) -> Path:
         image = load_image(Path(cfg.path))
     except ValueError as e:
         raise UserError(f"{cfg.path}: {e}") from None
-    rel = _relative_to_store(cfg.store, Path(cfg.path))
+    rel, stored, top = _store_lookup(cfg.store, Path(cfg.path), cfg.task)
     fold = FoldIndex(run_dir).fold_of(rel) if rel else None
     embedder = Embedder(run_dir, fold=fold)   # the head that never saw its label, where there is one
     names = embedder.record.classes.get(cfg.task)
     if names is None:
         raise UserError(f"--task {cfg.task}: the run {run_dir.name} has tasks {', '.join(embedder.record.classes)}")
-    stored, top = _labels_in_store(cfg.store, Path(cfg.path), cfg.task)
     label = cfg.label or stored
     if label and label not in names:
         raise UserError(f"--label {label!r} is not a {cfg.task} class of run {run_dir.name}")
@@ -196,49 +195,31 @@ def main(argv: Sequence[str] | None = None) -> Path:
     panels = explanation_panels(embedder, image, cfg.task, names.index(label) if label else None,
                                 names.index(top) if top in names else None)
     log.info("Grad-CAM for %s in %.2fs by the %s%s", cfg.path, time.time() - t0, embedder.source,
-             f" head of fold {fold + 1}" if fold is not None else " (the image is not a painting the run cross-fitted)")
+             f" head of fold {fold + 1}" if fold is not None else " (no cross-fitting head of this run held it out)")
     out = Path(cfg.out or f"{Path(cfg.path).stem}.gradcam-{cfg.task}.png")
     side_by_side(panels, f"{Path(cfg.path).name} · {cfg.task} · run {run_dir.name}").save(out)
     print(out)
     return out
 
 
-def _relative_to_store(store: str, image: Path) -> str:
-    """The image's path under the store's data root ('' when it is not a painting of the store)."""
+def _store_lookup(store: str, image: Path, task: str) -> tuple[str, str, str]:
+    """(path under the store's data root, given label, cross-fitted top class) of `image` if the
+    store holds it, else ('', '', '')."""
     from db.store import Store, StoreError
     if not Path(store).is_file():
-        return ""
+        return "", "", ""
     try:
         s = Store(store)
     except StoreError:
-        return ""
-    try:
-        root = Path(s.info().get("data_root", "/nonexistent")).resolve()
-        return image.resolve().relative_to(root).as_posix()
-    except ValueError:
-        return ""
-    finally:
-        s.close()
-
-
-def _labels_in_store(store: str, image: Path, task: str) -> tuple[str, str]:
-    """(given label, cross-fitted top class) of `image` if the store holds it (by path under its
-    data root), else ('', '')."""
-    from db.store import Store, StoreError
-    if not Path(store).is_file():
-        return "", ""
-    try:
-        s = Store(store)
-    except StoreError:
-        return "", ""
+        return "", "", ""
     try:
         root = Path(s.info().get("data_root", "/nonexistent")).resolve()
         try:
             rel = image.resolve().relative_to(root).as_posix()
         except ValueError:
-            return "", ""
+            return "", "", ""
         given, top = s.given_and_predicted(rel, task)
-        return given or "", top or ""
+        return rel, given or "", top or ""
     finally:
         s.close()
 
