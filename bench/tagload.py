@@ -19,27 +19,34 @@ log = open_tag_log(sys.argv[2], wait_s=120)
 waits = []
 for i in range(int(sys.argv[3])):
     t0 = time.perf_counter()
-    log.add(f"{sys.argv[1]}/painting-{i:04d}.jpg", "style", "mislabel" if i % 3 else "correct", sys.argv[1], note=str(i))
+    log.add(f"{sys.argv[1]}/painting-{i:04d}.jpg", "style", "mislabel" if i % 2 else "correct", sys.argv[1], note=str(i))
     log.latest()
     waits.append(time.perf_counter() - t0)
 print(json.dumps(waits))
 """
 
 
-def writer_load(spec: str, writers: int, decisions: int) -> dict:
-    """`writers` processes x `decisions` each on the tag log `spec`: {p50_ms, p90_ms, p99_ms, max_ms,
-    kept, expected}."""
+def run_writers(spec: str, names: list[str], decisions: int) -> list[list[float]]:
+    """One process per name, each recording `decisions` decisions (paths `<name>/painting-<i>.jpg`,
+    note = i) on the tag log `spec` at once; returns each writer's seconds per decision."""
     from db.tags import open_tag_log
     open_tag_log(spec).ensure()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "writer.py"
         script.write_text(WRITER)
-        procs = [subprocess.Popen([sys.executable, str(script), f"r{k}", spec, str(decisions)],
-                                  stdout=subprocess.PIPE, text=True) for k in range(writers)]
+        procs = [subprocess.Popen([sys.executable, str(script), name, spec, str(decisions)],
+                                  stdout=subprocess.PIPE, text=True) for name in names]
         outs = [p.communicate(timeout=1800)[0] for p in procs]
     if any(p.returncode for p in procs):
         raise RuntimeError(f"a writer failed on {spec}")
-    waits = np.array([w for o in outs for w in json.loads(o)]) * 1000
+    return [json.loads(o) for o in outs]
+
+
+def writer_load(spec: str, writers: int, decisions: int) -> dict:
+    """`writers` processes x `decisions` each on the tag log `spec`: {p50_ms, p90_ms, p99_ms, max_ms,
+    kept, expected}."""
+    from db.tags import open_tag_log
+    waits = np.concatenate(run_writers(spec, [f"r{k}" for k in range(writers)], decisions)) * 1000
     kept = len(open_tag_log(spec).history())
     return {"p50_ms": float(np.percentile(waits, 50)), "p90_ms": float(np.percentile(waits, 90)),
             "p99_ms": float(np.percentile(waits, 99)), "max_ms": float(waits.max()), "kept": kept,

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from db.store import Paths, StoreError
 from dashboard.service import Artlens
+from db.store import Paths, StoreError
+from db.tags import TAG_LOG_HELP
 from embeddings.detectors import DETECTORS
 from trainer.cli import UserError, field, parse_config, run_cli
 
@@ -19,8 +20,7 @@ from trainer.cli import UserError, field, parse_config, run_cli
 class ExportConfig:
     out: str = field("corrected_labels", "folder to write {task}_{train,val}.csv, {task}_class.txt, tags.csv")
     store: str = field("artlens.duckdb", "store written by `make embed`")
-    tags: str = field("", "tag log: a DuckDB file or a postgresql://user@host/db URL (shared by a team); "
-                          "default: <store stem>.tags.duckdb")
+    tags: str = field("", TAG_LOG_HELP)
     label_studio: bool = field(False, "write the review queue as Label Studio tasks instead: "
                                       "labelstudio_tasks.json and labelstudio_config.xml in --out")
     from_label_studio: str = field("", "read a Label Studio JSON export of those tasks into the tag log as decisions")

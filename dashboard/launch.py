@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from db.tags import TAG_LOG_HELP
 from trainer.cli import UserError, field, parse_config, run_cli
 
 
@@ -14,8 +15,7 @@ from trainer.cli import UserError, field, parse_config, run_cli
 class DashboardConfig:
     store: str = field("artlens.duckdb", "store written by `make embed`")
     index: str = field("", "FAISS index; default: the store path with .faiss")
-    tags: str = field("", "tag log: a DuckDB file or a postgresql://user@host/db URL (shared by a team); "
-                          "default: <store stem>.tags.duckdb")
+    tags: str = field("", TAG_LOG_HELP)
     data_root: str = field("", "folder the images are served from; default: the one recorded in the store")
     host: str = field("127.0.0.1", "address to bind (127.0.0.1 keeps it on this machine)")
     port: int = field(8501, "port")

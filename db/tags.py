@@ -18,6 +18,9 @@ import pandas as pd
 from db.schema import DECISIONS, PG_TAG_DDL, TAG_DDL
 from db.store import TAG_COLUMNS, StoreError, is_database_url
 
+# Every command that opens a tag log says what it takes in the same words.
+TAG_LOG_HELP = ("tag log: a DuckDB file or a postgresql://user@host/db URL (shared by a team); "
+                "default: <store stem>.tags.duckdb")
 INSERT_COLUMNS = ["path", "sha1", "task", "decision", "given_label", "suggested_label", "note", "reviewer", "run_id"]
 
 

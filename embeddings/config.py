@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from db.tags import TAG_LOG_HELP
 from trainer.cli import field
 
 
@@ -17,8 +18,7 @@ class EmbedConfig:
     data: str = field("", "data root or manifest; default: the one the model was trained on")
     store: str = field("artlens.duckdb", "DuckDB store to write")
     index: str = field("", "FAISS index to write; default: the store path with .faiss")
-    tags: str = field("", "tag log: a DuckDB file or a postgresql://user@host/db URL (shared by a team); "
-                          "default: <store stem>.tags.duckdb")
+    tags: str = field("", TAG_LOG_HELP)
     cache_dir: str = field("cache", "feature-map cache folder")
     duplicate_threshold: float = field(0.98, "cosine similarity at or above which paintings are near-duplicates")
     projection: str = field("umap", "2-D projection for Explore (pca is always stored too)", choices=["umap", "pca"])

@@ -2,23 +2,11 @@
 history order, parameterised SQL, refused input, a clear error when the server is away."""
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
+from bench.tagload import run_writers
 from db.store import Paths, StoreError
 from db.tags import open_tag_log, redact
-
-WRITER = """
-import sys
-from db.tags import open_tag_log
-log = open_tag_log(sys.argv[2], wait_s=120)
-for i in range(int(sys.argv[3])):
-    log.add(f"{sys.argv[1]}/painting-{i:04d}.jpg", "style", "mislabel" if i % 2 else "correct", sys.argv[1],
-            note=str(i))
-    log.latest()   # what the page re-render after a decision reads
-"""
 
 
 @pytest.fixture(params=["duckdb", "postgresql"])
@@ -29,16 +17,8 @@ def spec(request, tmp_path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
-def _writers(spec: str, who: list[str], n: int, tmp_path) -> None:
-    open_tag_log(spec).ensure()
-    script = tmp_path / "writer.py"
-    script.write_text(WRITER)
-    procs = [subprocess.Popen([sys.executable, str(script), w, spec, str(n)]) for w in who]
-    assert [p.wait(timeout=600) for p in procs] == [0] * len(who)
-
-
-def test_two_processes_tag_concurrently_without_loss(spec, tmp_path):
-    _writers(spec, ["ana", "ben"], 150, tmp_path)
+def test_two_processes_tag_concurrently_without_loss(spec):
+    run_writers(spec, ["ana", "ben"], 150)
     hist = open_tag_log(spec).history()
     assert len(hist) == 300 and hist["tag_id"].is_unique
     for who in ("ana", "ben"):
@@ -48,10 +28,10 @@ def test_two_processes_tag_concurrently_without_loss(spec, tmp_path):
     assert hist["tag_id"].is_monotonic_increasing and hist["created_at"].is_monotonic_increasing
 
 
-def test_six_writers_on_postgresql_lose_nothing(postgres_url, tmp_path):
+def test_six_writers_on_postgresql_lose_nothing(postgres_url):
     """The team case: six reviewers' processes on one shared log."""
     who = [f"r{i}" for i in range(6)]
-    _writers(postgres_url, who, 100, tmp_path)
+    run_writers(postgres_url, who, 100)
     hist = open_tag_log(postgres_url).history()
     assert len(hist) == 600 and hist["tag_id"].is_unique
     assert hist.groupby("reviewer")["note"].apply(lambda s: s.astype(int).tolist() == list(range(100))).all()
