@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 
 from db.store import Paths, build_store
-
 from db.tags import open_tag_log
 from embeddings.index import build_index, neighbours_excluding_self, save_index
 from embeddings.project import pca_2d

@@ -15,7 +15,6 @@ import pandas as pd
 from PIL import Image
 
 from db.store import Paths, Store, StoreError
-
 from db.tags import open_tag_log
 from embeddings.evidence import KINDS
 from embeddings.index import load_index, search

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 
 from db.store import Paths, StoreError, build_store
-
 from db.tags import open_tag_log
 from embeddings import duplicates as dup
 from embeddings.config import EmbedConfig, Forward

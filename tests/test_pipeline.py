@@ -231,7 +231,6 @@ def test_kill_during_embed_keeps_previous_store_and_tags(store):
     import time
 
     from db.store import Store
-
     from db.tags import open_tag_log
     tags = open_tag_log(store["tags"])
     tid = tags.add("Baroque/kill-test.jpg", "style", "unsure", "kill", note="before kill")

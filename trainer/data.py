@@ -173,7 +173,6 @@ def _read_artgan(root: Path) -> PaintingSet:
     classes: dict[str, list[str]] = {}
     rows: dict[str, dict] = {}
     problems: list[str] = []
-    n_csv = 0
     for task in TASKS:
         cf = _class_file(root, task)
         csvs = [(s, root / f"{task}_{s}.csv") for s in ("train", "val")]
@@ -184,7 +183,6 @@ def _read_artgan(root: Path) -> PaintingSet:
             raise UserError(f"{root}: {csvs[0][1].name} exists but {task}_class.txt is missing")
         classes[task] = read_class_file(cf)
         for split, path in csvs:
-            n_csv += 1
             for lineno, line in enumerate(_read_text(path), 1):
                 if not line.strip():
                     continue
@@ -207,8 +205,6 @@ def _read_artgan(root: Path) -> PaintingSet:
                 r[task] = k
                 if r["split"] is None or task == "style":  # the ArtGAN style split defines the split
                     r["split"] = split
-    if n_csv == 0:
-        raise UserError(f"{root}: no ArtGAN label CSVs ({{artist,genre,style}}_{{train,val}}.csv) found")
     _log_problems(problems)
     frame = pd.DataFrame(list(rows.values()), columns=["path", *TASKS, "split"])
     return PaintingSet(root=root, frame=frame, classes=classes, problems=problems)
