@@ -30,6 +30,9 @@ _CENTURY = re.compile(r"\b(1[0-9]|20|[1-9])(?:st|nd|rd|th)\s+c(?:entury|\.)", re
 _SINGLE = re.compile(_YEAR)
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9.'()-]*$")
 _NAME_YEAR = re.compile(r"^(.*?)-(1[0-9]{3}|20[0-9]{2})(?:-[0-9]{1,2})?(?:\(\d+\))?$")
+# WikiArt names a painting without a known title `not_detected_<id>`: a placeholder, not a title.
+# Read as one, it would teach the title model which classes the source left untitled.
+_PLACEHOLDER_TITLE = re.compile(r"^not detected(?: \d+)?$")
 
 
 def parse_date(text: str) -> tuple[float, float] | None:
@@ -65,7 +68,8 @@ def parse_date(text: str) -> tuple[float, float] | None:
 def parse_wikiart_name(path: str) -> dict | None:
     """{artist_name, title, year_lo, year_hi} from `<artist-slug>_<title-slug>[-<year>].<ext>`, or
     None when the file name does not have that shape. A copy suffix ("(1)") is ignored; the year is
-    taken only from the end of the name (a year inside a title is part of the title)."""
+    taken only from the end of the name (a year inside a title is part of the title); WikiArt's
+    placeholder `not_detected_<id>` gives title "" (unknown)."""
     stem = str(path).replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
     if "_" not in stem:
         return None
@@ -78,6 +82,8 @@ def parse_wikiart_name(path: str) -> dict | None:
         out["title"], out["year_lo"] = m.group(1), float(m.group(2))
         out["year_hi"] = out["year_lo"]
     out["title"] = re.sub(r"\(\d+\)$", "", out["title"]).replace("-", " ").replace("_", " ").strip()
+    if _PLACEHOLDER_TITLE.match(out["title"]):
+        out["title"] = ""
     return out
 
 
