@@ -9,7 +9,7 @@ cross-fitted):
 - look:    the cross-fitted classifier and the label-free visual neighbours (two readings of the
            picture, so they count as one kind);
 - artist:  the labels of the artist's other paintings, the nearer in date the more weight;
-- period:  the labels of other paintings dated near this one;
+- period:  the labels of other artists' paintings dated near this one;
 - title:   a text model over titles, cross-fitted.
 
 `combine_evidence` multiplies the kinds' likelihood ratios (naive Bayes, one vote per kind, each
@@ -100,10 +100,15 @@ def artist_evidence(labels: np.ndarray, artist: np.ndarray, years: np.ndarray, n
     return _smoothed(counts, total, label_prior(labels, n_classes), alpha)
 
 
-def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, alpha: float = 1.0) -> np.ndarray:
-    """(N, C) share of each class among the other dated paintings near this one's year (Gaussian
-    kernel, PERIOD_SPAN years, on whole years so it scales with the number of distinct years, not
-    of paintings). NaN rows for undated paintings."""
+def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artist: np.ndarray | None = None,
+                    alpha: float = 1.0) -> np.ndarray:
+    """(N, C) share of each class among other artists' dated paintings near this one's year
+    (Gaussian kernel, PERIOD_SPAN years, on whole years so it scales with the number of distinct
+    years, not of paintings). NaN rows for undated paintings.
+
+    artist (N,) int (-1 = unknown): the painting's own artist is left out, not only the painting.
+    Near an artist's dates the artist's other paintings would otherwise make up much of the period,
+    and the period would repeat the artist kind's vote (the kinds are combined as independent)."""
     dated = ~np.isnan(years)
     out = np.full((len(labels), n_classes), np.nan)
     if not dated.any():
@@ -119,6 +124,9 @@ def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, alpha
     counts = near[yr - first]
     own = np.flatnonzero(y_lab >= 0)
     counts[own, y_lab[own]] -= 1.0                                # leave the painting itself out
+    if artist is not None:                                        # and its artist's other dated paintings
+        same, _ = group_label_counts(y_lab, artist[dated], yr.astype(float), n_classes, PERIOD_SPAN, 0.0)
+        counts -= same
     counts = np.clip(counts, 0, None)
     out[dated] = _smoothed(counts, counts.sum(1), label_prior(labels, n_classes), alpha)
     return out

@@ -65,7 +65,7 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     nb = neighbour_evidence(labels, nb_ids, nb_sim, n_classes)
     kinds = {"look": look_evidence(probs, nb),
              "artist": artist_evidence(labels, md.artist_id, md.year, n_classes),
-             "period": period_evidence(labels, md.year, n_classes),
+             "period": period_evidence(labels, md.year, n_classes, md.artist_id),
              "title": title_evidence(labels, md.title, n_classes, seed=seed)}
     prior = label_prior(labels, n_classes)
     post = combine_evidence(kinds, prior)
@@ -144,7 +144,7 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, nb_ids: np.n
             text = f"Period: {span}; this one {md.year[i]:.0f}"
             p_top = int(np.argmax(pp))
             if p_top != g:
-                text += f", when {names[p_top]} is likelier ({pp[p_top]:.0%} of paintings near that year vs {pp[g]:.0%})"
+                text += f", when {names[p_top]} is likelier ({pp[p_top]:.0%} of other artists' paintings near that year vs {pp[g]:.0%})"
             add("period", i, pp, text)
         pt = ev.kinds["title"][i]
         if not np.isnan(pt).any():

@@ -30,7 +30,11 @@ def test_parse_date(text, want):
     ("Abstract_Expressionism/clyfford-still_1947-h-no-3-1947.jpg", "clyfford-still", "1947 h no 3", 1947),
     ("Pointillism/marevna-(marie-vorobieff)_senegal-solgier-1936.jpg", "marevna-(marie-vorobieff)",
      "senegal solgier", 1936),
-    ("Ukiyo_e/utagawa-kuniyoshi_women-23.jpg", "utagawa-kuniyoshi", "women 23", None)])
+    ("Ukiyo_e/utagawa-kuniyoshi_women-23.jpg", "utagawa-kuniyoshi", "women 23", None),
+    # WikiArt's placeholder for an unknown title is no title, with either separator
+    ("Abstract_Expressionism/joan-miro_not_detected_227956.jpg", "joan-miro", "", None),
+    ("Pop_Art/hiro-yamagata_not-detected-272412.jpg", "hiro-yamagata", "", None),
+    ("Pop_Art/someone_not-detected-by-radar-1990.jpg", "someone", "not detected by radar", 1990)])
 def test_parse_wikiart_name(name, artist, title, year):
     got = parse_wikiart_name(name)
     assert got["artist_name"] == artist and got["title"] == title
@@ -48,6 +52,7 @@ def test_wikiart_mini_coverage_is_logged(caplog):
         f = load_paintings(MINI, test_fraction=0).frame
     assert (f["artist_name"] != "").all() and f["artist_name"].nunique() == 294
     assert f["year_lo"].notna().sum() == 1409
+    assert (f["title"] == "").sum() == 36          # WikiArt's not_detected_<id> placeholders
     assert "artist for 2546 of 2546 paintings (294 artists)" in caplog.text
 
 
@@ -170,3 +175,20 @@ def test_title_evidence_does_not_depend_on_the_global_random_state():
     np.random.seed(2)
     b = E.title_evidence(labels, titles, 3)
     np.testing.assert_array_equal(a, b)
+
+
+def test_period_leaves_the_paintings_own_artist_out():
+    """Two artists paint in the same years, one labels 0, the other 1. Judged from the year alone,
+    a painting of the first artist should hear only the other artist's paintings: counting its own
+    artist's would repeat the artist kind's vote. An unknown artist (-1) is nobody's colleague."""
+    from embeddings.evidence import period_evidence
+    years = np.array([1700.0] * 10 + [1702.0] * 10 + [1701.0])
+    labels = np.array([0] * 10 + [1] * 10 + [0])
+    artist = np.array([0] * 10 + [1] * 10 + [-1])
+    with_own = period_evidence(labels, years, 2)
+    without = period_evidence(labels, years, 2, artist)
+    assert with_own[0, 0] > with_own[0, 1]          # its own artist's nine other paintings dominate
+    assert without[0, 1] > 0.8                      # only the other artist's ten remain
+    assert without[10, 0] > 0.8 and without[10, 1] < 0.2
+    # the painting of an unknown artist still hears everyone but itself
+    assert np.allclose(without[20], with_own[20])
