@@ -60,11 +60,10 @@ def grade_top(ranked_paths: list[str], verdict_of: dict[str, str], k: int) -> di
     return {**{x: v.count(x) for x in (*VERDICTS, "unaudited")}, "k": len(top)}
 
 
-def unaudited_evidence(store: Store, task: str, scores: pd.DataFrame, verdict_of: dict[str, str], ranking: str,
-                       k: int) -> list[dict]:
-    """The paintings in `ranking`'s top k that nobody audited, each with the evidence lines that put
-    it there (they are the next ones to audit): [{rank, path, lines: ["verdict: line"]}]."""
-    top = scores[scores["detector"] == ranking].sort_values("rank").head(k)
+def unaudited_evidence(store: Store, task: str, verdict_of: dict[str, str], ranking: str, k: int) -> list[dict]:
+    """The paintings in the top k of `ranking`'s queue that nobody audited, each with the evidence
+    lines that put it there (they are the next ones to audit): [{rank, path, lines: ["verdict: line"]}]."""
+    top = store.ranked(task, ranking, limit=k, one_per_copy=True)
     out = []
     for r in top.itertuples():
         if r.path in verdict_of:
@@ -87,15 +86,15 @@ def audit_store(cfg: AuditConfig) -> dict:
                   "review_default": info.get("review_default"), "command": "make bench-audit", "tasks": {}}
         for task in sorted(set(audit["task"]) & set(store.tasks())):
             verdict_of = dict(audit.loc[audit["task"] == task, ["path", "verdict"]].itertuples(index=False))
-            scores = store.detector_scores(task)   # image_id, path, detector, score, rank
             rankings = {}
-            for det, g in scores.groupby("detector"):
-                paths = g.sort_values("rank")["path"].tolist()
+            for det in store.detectors():
+                # the queue as the Review page shows it: a picture filed twice under one label once
+                paths = store.ranked(task, det, limit=max(cfg.top), one_per_copy=True)["path"].tolist()
                 rankings[det] = {str(k): grade_top(paths, verdict_of, k) for k in cfg.top}
             w = store.wrong_labels(task)
             result["tasks"][task] = {"rankings": rankings, "audited": len(verdict_of),
                                      "store_count": {k: w.get(k) for k in ("estimate", "low", "high", "labelled")},
-                                     "unaudited_in_default": unaudited_evidence(store, task, scores, verdict_of,
+                                     "unaudited_in_default": unaudited_evidence(store, task, verdict_of,
                                                                                 result["review_default"], cfg.top[0])}
     finally:
         store.close()

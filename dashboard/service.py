@@ -187,16 +187,17 @@ class Artlens:
         return set(latest.loc[latest["task"] == task, "path"]) if len(latest) else set()
 
     def review_queue(self, task: str, detector: str, size: int = 200, min_score: float | None = None) -> pd.DataFrame:
-        """The next `size` most suspicious paintings for `task` that nobody has tagged yet."""
+        """The next `size` most suspicious paintings for `task` that nobody has tagged yet, a picture
+        filed twice under one label once (its copies are tagged with it: `tag`)."""
         return self.store.ranked(task, detector, limit=size, min_score=min_score,
-                                 exclude_paths=self.reviewed_paths(task))
+                                 exclude_paths=self.reviewed_paths(task), one_per_copy=True)
 
     def review_progress(self, task: str, detector: str, queue_size: int,
                         min_score: float | None = None) -> dict:
         """Reviewed of the queued paintings (top `queue_size` of the ranking), and precision so far."""
         latest = self.tags.latest()
         latest = latest[latest["task"] == task] if len(latest) else latest
-        ranked = self.store.ranked(task, detector, limit=queue_size, min_score=min_score)
+        ranked = self.store.ranked(task, detector, limit=queue_size, min_score=min_score, one_per_copy=True)
         in_queue = latest[latest["path"].isin(ranked["path"])] if len(latest) else latest
         reviewed = len(in_queue)
         mislabel = int((in_queue["decision"] == "mislabel").sum()) if reviewed else 0
@@ -294,13 +295,31 @@ class Artlens:
                      f"({w['confirmed'] / w['reviewed']:.0%})")
         return text + ".", w["per_class"]
 
+    def copies_of(self, path: str, task: str) -> pd.DataFrame:
+        """The same picture filed again under the same label: copy_path, given, similarity."""
+        return self.store.same_label_copies(task, [path])
+
+    def _with_copies(self, task: str, rows: list[dict]) -> list[dict]:
+        """rows plus, after each, its copies filed under the same label (same fields, their own path
+        and sha1): a decision about a picture's label is a decision about every copy that carries it."""
+        copies = self.store.same_label_copies(task, [r["path"] for r in rows]) if rows else None
+        out, seen = [], {r["path"] for r in rows}
+        for r in rows:
+            out.append(r)
+            for c in copies[copies["path"] == r["path"]].itertuples(index=False):
+                if c.copy_path not in seen:
+                    seen.add(c.copy_path)
+                    out.append({**r, "path": c.copy_path, "sha1": c.copy_sha1})
+        return out
+
     def tag(self, task: str, rows: pd.DataFrame, decision: str, reviewer: str, suggested: str | None = None,
             note: str | None = None) -> list[int]:
-        """Tag every painting in `rows` (columns path, sha1, given) with one decision, in one transaction."""
-        return self.tags.add_many([dict(path=r.path, sha1=getattr(r, "sha1", None), task=task, decision=decision,
-                                        given_label=getattr(r, "given", None), suggested_label=suggested or None,
-                                        note=note or None, reviewer=reviewer, run_id=self.run_id)
-                                   for r in rows.itertuples(index=False)])
+        """Tag every painting in `rows` (columns path, sha1, given), and its copies filed under the
+        same label, with one decision, in one transaction."""
+        return self.tags.add_many(self._with_copies(task, [
+            dict(path=r.path, sha1=getattr(r, "sha1", None), task=task, decision=decision,
+                 given_label=getattr(r, "given", None), suggested_label=suggested or None,
+                 note=note or None, reviewer=reviewer, run_id=self.run_id) for r in rows.itertuples(index=False)]))
 
     # --- export
     def label_studio_queue(self, task: str, ranking: str | None = None, size: int = 200, spot: bool = False,
@@ -326,7 +345,7 @@ class Artlens:
         from dashboard.labelstudio import decisions_from_export
         rows, counts = decisions_from_export(export, task, self.class_names(task), reviewer)
         if rows:
-            self.tags.add_many([{**r, "sha1": None, "run_id": self.run_id} for r in rows])
+            self.tags.add_many(self._with_copies(task, [{**r, "sha1": None, "run_id": self.run_id} for r in rows]))
         return counts
 
     def tags_csv(self, history: bool = True) -> bytes:

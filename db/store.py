@@ -122,12 +122,13 @@ class Store:
     def close(self) -> None:
         self._con.close()
 
-    def _q(self, sql: str, params: Iterable = (), frames: dict[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    def _q(self, sql: str, params: Iterable | dict = (), frames: dict[str, pd.DataFrame] | None = None
+           ) -> pd.DataFrame:
         cur = self._con.cursor()
         try:
             for name, df in (frames or {}).items():
                 cur.register(name, df)
-            return cur.execute(sql, list(params)).df()
+            return cur.execute(sql, params if isinstance(params, dict) else list(params)).df()
         finally:
             cur.close()
 
@@ -214,21 +215,52 @@ class Store:
             cur.close()
 
     def ranked(self, task: str, detector: str, limit: int = 50, offset: int = 0, min_score: float | None = None,
-               exclude_paths: Iterable[str] = ()) -> pd.DataFrame:
-        """Most suspicious first: painting, given label, top-3 predictions, score, rank, flag."""
+               exclude_paths: Iterable[str] = (), one_per_copy: bool = False) -> pd.DataFrame:
+        """Most suspicious first: painting, given label, top-3 predictions, score, rank, flag.
+
+        one_per_copy: of a duplicate group's members that carry the same label for `task` (the same
+        picture filed twice), only the best-ranked one; copies whose labels differ all stay, since
+        at most one of those labels is right."""
         cur = self._con.cursor()
         try:
             cur.register("excluded", pd.DataFrame({"path": pd.Series(list(exclude_paths), dtype=object)}))
-            return cur.execute(f"""SELECT {self._PAINTING_COLS}, s.score, s.rank, s.flag
+            return cur.execute(f"""WITH members AS (
+                    SELECT d.group_id, d.image_id, l.class_index, s.rank FROM duplicate_groups d
+                    JOIN labels l ON l.image_id = d.image_id AND l.task = $task
+                    JOIN scores s ON s.image_id = d.image_id AND s.task = $task AND s.detector = $detector),
+                hidden_copies AS (
+                    SELECT m.image_id FROM members m JOIN members o ON o.group_id = m.group_id
+                       AND o.image_id <> m.image_id AND o.class_index IS NOT DISTINCT FROM m.class_index
+                       AND (o.rank < m.rank OR (o.rank = m.rank AND o.image_id < m.image_id))
+                    WHERE $one_per_copy)
+                SELECT {self._PAINTING_COLS}, s.score, s.rank, s.flag
                 {self._PAINTING_JOIN}
                 JOIN scores s ON s.image_id = i.image_id AND s.task = $task AND s.detector = $detector
                 WHERE ($min IS NULL OR s.score >= $min)
                   AND i.path NOT IN (SELECT path FROM excluded)
+                  AND i.image_id NOT IN (SELECT image_id FROM hidden_copies)
                 ORDER BY s.rank LIMIT $limit OFFSET $offset""",
                 {"task": task, "detector": detector, "limit": int(limit), "offset": int(offset),
-                 "min": min_score}).df()
+                 "min": min_score, "one_per_copy": bool(one_per_copy)}).df()
         finally:
             cur.close()
+
+    def same_label_copies(self, task: str, paths: Iterable[str]) -> pd.DataFrame:
+        """For each of `paths`, the other members of its duplicate groups that carry the same label
+        for `task` (what `ranked(one_per_copy=True)` folds into it): path, copy_path, copy_sha1,
+        given, similarity."""
+        wanted = pd.DataFrame({"path": pd.Series(list(paths), dtype=object)})
+        return self._q("""WITH mine AS (SELECT w.path, d.image_id, d.group_id, l.class_index
+                    FROM wanted w JOIN images i ON i.path = w.path
+                    JOIN duplicate_groups d ON d.image_id = i.image_id
+                    JOIN labels l ON l.image_id = i.image_id AND l.task = $task)
+            SELECT DISTINCT mine.path, i.path AS copy_path, i.sha1 AS copy_sha1, c.name AS given, d.similarity
+            FROM mine JOIN duplicate_groups d ON d.group_id = mine.group_id AND d.image_id <> mine.image_id
+            JOIN labels l ON l.image_id = d.image_id AND l.task = $task
+                 AND l.class_index IS NOT DISTINCT FROM mine.class_index
+            JOIN images i ON i.image_id = d.image_id
+            LEFT JOIN classes c ON c.task = $task AND c.class_index = l.class_index
+            ORDER BY mine.path, copy_path""", {"task": task}, frames={"wanted": wanted})
 
     def count_scored(self, task: str, detector: str, min_score: float | None = None) -> int:
         return int(self._q("""SELECT count(*) AS n FROM scores WHERE task = ? AND detector = ?

@@ -316,3 +316,40 @@ def test_duplicates_that_cross_splits_are_reported(store, tmp_path):
     app.close()
     assert set(rows["group_id"]) == {group[0]} and rows["exact"].all() and set(rows["split"]) >= {"test"}
     assert text.startswith("1 group of duplicate paintings (1 of identical files) sits in more than one split; 1 puts")
+
+
+def test_the_queue_shows_a_picture_filed_twice_once_and_one_decision_covers_its_copy(store, tmp_path):
+    """The subset holds wikiart-mini's byte-identical pairs. Under a task where both copies carry the
+    same label the queue shows the better-ranked one only and names the other on its card; tagging it
+    tags both. Under the task where their labels conflict both stay: at most one label is right."""
+    from dashboard.service import Artlens
+    from db.store import Paths
+    app = Artlens(Paths.from_store(store["store"], tags=tmp_path / "tags.duckdb"))
+    try:
+        n = app.store.counts()["paintings"]
+        same = conflict = 0
+        for a, b, conflicting_task in CONFLICTING_PAIRS:
+            for task in ("style", "genre", "artist"):
+                everything = app.store.ranked(task, "evidence", limit=n)
+                pair = everything[everything["path"].isin([a, b])]
+                if len(pair) < 2:
+                    continue          # a copy without a label for this task
+                queue = app.review_queue(task, "evidence", size=n)
+                shown = set(queue["path"]) & {a, b}
+                if pair["given"].nunique() == 2:
+                    conflict += 1
+                    assert task == conflicting_task and shown == {a, b}
+                    assert app.copies_of(a, task).empty
+                    continue
+                same += 1
+                best = pair.sort_values("rank")["path"].iloc[0]
+                other = ({a, b} - {best}).pop()
+                assert shown == {best}, (task, shown)
+                assert app.copies_of(best, task)["copy_path"].tolist() == [other]
+                app.tag(task, queue[queue["path"] == best], "correct", "ana")
+                latest = app.tags.latest()
+                assert set(latest.loc[latest["task"] == task, "path"]) >= {a, b}
+                assert not (set(app.review_queue(task, "evidence", size=n)["path"]) & {a, b})
+        assert same >= 2 and conflict >= 1
+    finally:
+        app.close()

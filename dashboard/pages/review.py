@@ -53,6 +53,10 @@ def page_review(app: Artlens, task: str, reviewer: str):
     right.markdown(f"### #{r['image_id']}  \n`{r['path']}`")
     right.caption(f"[link to this painting]({painting_link('review', task, int(r['image_id']))})")
     right.markdown(f"**given {task}:** {r['given']}")
+    copies = app.copies_of(r["path"], task)
+    if len(copies):
+        right.caption("the same picture is also filed as " + ", ".join(f"`{p}`" for p in copies["copy_path"])
+                      + f" under {r['given']}: your decision here covers it too")
     top = app.top3_text(task, r)
     right.markdown("**model (top 3):**  \n" + "  \n".join(f"{n}: {p:.2f}" for n, p in top))
     lines, summary = app.evidence_card(int(r["image_id"]), task)
