@@ -102,7 +102,8 @@ def true_test_top1(run_dir: Path, truth: dict[str, dict[str, str]], cache_dir: s
     data's)}, through the product's model loading, feature cache and `predict`."""
     ckpt = load_checkpoint(run_dir)
     meta, cfg = ckpt.record, ckpt.config
-    ps = load_paintings(meta.data, cfg.test_fraction, cfg.seed, folder_task=cfg.task)
+    ps = load_paintings(meta.data, cfg.test_fraction, cfg.seed, folder_task=cfg.task,
+                        copies_together=cfg.copies_together)
     test = ps.frame[ps.frame["split"] == "test"].reset_index(drop=True)
     head, bb = build_model(ckpt)
     views, ok, _, _ = extract_features(ps.root, test["path"].tolist(), bb, cache_dir, meta.image_size,

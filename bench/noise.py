@@ -222,7 +222,8 @@ def clean_run(run: str, runs_dir: str, want: list[str]):
     if not tasks:
         raise UserError(f"none of --tasks {want} was trained in {run_dir.name} (it has {meta.tasks})")
     return run_dir, meta, clean_cfg, tasks, load_paintings(meta.data, clean_cfg.test_fraction, clean_cfg.seed,
-                                                                   folder_task=clean_cfg.task)
+                                                                   folder_task=clean_cfg.task,
+                                                                   copies_together=clean_cfg.copies_together)
 
 
 def run_bench(cfg: NoiseBenchConfig) -> dict:

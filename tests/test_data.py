@@ -22,7 +22,8 @@ def test_reads_wikiart_mini():
     assert (f["artist"] >= 0).sum() == 1453 - 0  # artist CSVs list 1018 + 435 paintings
     assert (f["artist"] < 0).sum() == 2546 - 1453  # kept, with the missing task masked
     assert set(f["split"]) == {"train", "val", "test"}
-    assert (f["split"] == "val").sum() == 794  # the ArtGAN style val split is kept as is
+    # the ArtGAN style val split is kept, but for 7 identical files whose copy ArtGAN put in train
+    assert (f["split"] == "val").sum() == 794 - 7
     # test split is carved from train only, stratified: every style with >= 3 train paintings appears
     assert 0.1 < (f["split"] == "test").sum() / 1752 < 0.2
     assert f.loc[f.split == "test", "style"].nunique() == f.loc[f.split != "val", "style"].nunique()
@@ -33,6 +34,36 @@ def test_test_split_is_seeded():
     b = load_paintings(MINI, seed=1).frame
     c = load_paintings(MINI, seed=2).frame
     assert (a["split"] == b["split"]).all() and not (a["split"] == c["split"]).all()
+
+
+def test_identical_files_share_one_split_on_wikiart_mini(caplog):
+    """wikiart-mini's 18 byte-identical pairs: ArtGAN's own split puts 7 across train and val, and a
+    test split drawn painting by painting puts more across test. With copies kept together none
+    crosses, the test split is the same draw plus the copies of what it drew, and it is logged."""
+    import logging
+    with caplog.at_level(logging.INFO, logger="trainer.data"):
+        f = load_paintings(MINI).frame
+    apart = load_paintings(MINI, copies_together=False).frame
+    groups = f[f["copy_group"] >= 0]
+    assert groups["copy_group"].nunique() == 18 and len(groups) == 36
+    assert (groups.groupby("copy_group")["split"].nunique() == 1).all()
+    in_apart = apart.loc[groups.index]
+    assert (in_apart.groupby(groups["copy_group"])["split"].nunique() > 1).sum() >= 7
+    assert (apart["copy_group"] == -1).all()
+    moved = f["split"] != apart["split"]
+    assert (f.loc[moved, "copy_group"] >= 0).all()                     # only copies move
+    assert set(apart.index[apart["split"] == "test"]) <= set(f.index[f["split"] == "test"])
+    assert "18 groups of identical files (36 paintings), each kept in one split" in caplog.text
+
+
+def test_copy_groups_keep_together_and_share_a_fold():
+    from trainer.splits import copies_share_fold, copy_groups, keep_copies_together
+    g = copy_groups(["a", "b", "a", None, "c", "b", None, "a"])
+    assert g.tolist() == [0, 1, 0, -1, -1, 1, -1, 0]
+    split, moved = keep_copies_together(np.array(["train", "val", "test", "val", "train", "train", "val", "val"]), g)
+    assert split.tolist() == ["test", "train", "test", "val", "train", "train", "val", "test"] and moved == 3
+    fold = copies_share_fold(np.array([0, 1, 2, 3, 4, 0, 1, 2]), g)
+    assert fold.tolist() == [0, 1, 0, 3, 4, 1, 1, 0]
 
 
 def _artgan(tmp_path, style_rows: list[bytes], class_name="style_class.txt"):

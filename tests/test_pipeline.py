@@ -353,3 +353,14 @@ def test_the_queue_shows_a_picture_filed_twice_once_and_one_decision_covers_its_
         assert same >= 2 and conflict >= 1
     finally:
         app.close()
+
+
+def test_identical_files_share_a_cross_fitting_fold(trained):
+    """No cross-fitting head scores a painting whose identical copy it trained on: the copy would
+    vouch for a wrong label they share."""
+    from trainer.crossfit import CrossFit
+    cf = CrossFit.load(trained["run_dir"] / "crossfit.npz")
+    fold = dict(zip(cf.paths, cf.fold))
+    for a, b, _ in CONFLICTING_PAIRS:
+        assert fold[a] == fold[b], (a, b)
+    assert len(set(cf.fold)) == 3

@@ -49,6 +49,9 @@ class TrainConfig:
                                "322-painting collection's artist top-1 at half; 0 = no floor)")
     knn_k: int = field(10, "neighbours for the kNN-disagreement detectors")
     test_fraction: float = field(0.15, "share of train carved out as the held-out test split")
+    copies_together: bool = field(True, "identical files (same sha1) share one split and one cross-fitting fold "
+                                        "(test wins, then train), the data's own train/val split included; "
+                                        "--no-copies-together keeps the given split (crossings then show on Overview)")
     seed: int = field(0, "random seed (splits, init, batches)")
     device: str = field("cpu", "cpu or cuda")
     engine: str = field("auto", "frozen-backbone inference: onnx (ONNX Runtime), eager (PyTorch), auto = onnx on a "
@@ -83,8 +86,9 @@ class TrainConfig:
 
 # Fields added after runs were already saved: an older run's config, rebuilt, must give the model
 # it trained (before --texture the head read the final map alone; before --fit-on the final model
-# early-stopped on val, and before --min-steps no schedule had a floor).
-SAVED_BEFORE = {"texture": False, "fit_on": "train", "min_steps": 0}
+# early-stopped on val, before --min-steps no schedule had a floor, and before --copies-together
+# identical files were split like any others).
+SAVED_BEFORE = {"texture": False, "fit_on": "train", "min_steps": 0, "copies_together": False}
 
 
 def saved_config(saved: dict | TrainConfig, **overrides) -> TrainConfig:

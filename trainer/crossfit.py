@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from trainer.loop import epochs_for
+from trainer.splits import copies_share_fold
 
 log = logging.getLogger("trainer.crossfit")
 
@@ -91,15 +92,20 @@ def crossfit_plan(cfg, labels: dict[str, np.ndarray], ok: np.ndarray, best_epoch
 def cross_fit(make_model: Callable[[], torch.nn.Module], fit_head: Callable, predict: Callable,
               labels: dict[str, np.ndarray], rows: np.ndarray, strata: np.ndarray, folds: int, seed: int,
               fold_scorer: FoldScorer, knn_k: int = 10,
-              keep_fold: Callable[[int, torch.nn.Module], None] | None = None) -> CrossFit:
+              keep_fold: Callable[[int, torch.nn.Module], None] | None = None,
+              groups: np.ndarray | None = None) -> CrossFit:
     """Run K-fold cross-fitting over `rows` (indices into labels' arrays).
 
     fit_head(model, train_rows, desc) -> trained model; predict(model, rows) -> (emb (n, D),
     {task: softmax (n, C)}); strata (N,) balances the folds; fold_scorer gives each fold's detector
-    scores; keep_fold(k, model), if given, receives each trained fold head (to save it). Returns a CrossFit over `rows`
-    (paths left empty for the caller to fill).
+    scores; keep_fold(k, model), if given, receives each trained fold head (to save it); groups (N,)
+    int, if given, puts each group (identical files, -1 = none) in one fold, so no head scores a
+    painting whose copy it trained on. Returns a CrossFit over `rows` (paths left empty for the
+    caller to fill).
     """
     fold = assign_folds(strata[rows], folds, seed)
+    if groups is not None:
+        fold = copies_share_fold(fold, groups[rows])
     sub = {t: y[rows] for t, y in labels.items()}
     probs: dict[str, np.ndarray] = {}
     scores: dict[str, dict[str, np.ndarray]] = {t: {} for t in labels}

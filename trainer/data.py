@@ -18,6 +18,7 @@ from PIL import Image
 
 from trainer.cli import UserError
 from trainer.metadata import MANIFEST_COLUMNS, add_metadata
+from trainer.splits import copy_groups, keep_copies_together
 
 log = logging.getLogger("trainer.data")
 
@@ -60,7 +61,7 @@ class PaintingSet:
 
 
 def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
-                   parse_names: bool = True, folder_task: str = "style") -> PaintingSet:
+                   parse_names: bool = True, folder_task: str = "style", copies_together: bool = True) -> PaintingSet:
     """Read `data`: an ArtGAN-layout folder, a manifest CSV (`path,artist,genre,style[,split]`,
     optional `title` and `year` or `date`), or an ImageFolder (`DIR/<class>/<image>`, one folder per
     class of `folder_task`, torchvision's layout; used when DIR has no ArtGAN CSVs).
@@ -69,6 +70,8 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
     style, then genre, seeded) becomes the held-out test split used for reported numbers.
     The frame also carries trainer.metadata.METADATA_COLUMNS (artist, title, year), from the
     manifest's columns and, with parse_names, from WikiArt-style file names.
+    copies_together: byte-identical files (`copy_group` >= 0) sit in one split, the given one
+    included (trainer/splits.py); off, the data's own split stands and copy_group is -1.
     """
     data = Path(data)
     if not data.exists():
@@ -85,7 +88,17 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
     if not ps.tasks:
         raise UserError(f"{data}: no painting carries any artist, genre or style label")
     ps.frame = ps.frame.sort_values("path", kind="stable").reset_index(drop=True)
-    ps.frame["split"] = carve_test_split(ps.frame, test_fraction, seed)
+    group = copy_groups(_file_hashes(ps.root, ps.frame["path"])) if copies_together \
+        else np.full(len(ps.frame), -1, np.int64)
+    ps.frame["copy_group"] = group
+    given = ps.frame["split"].to_numpy(object)
+    # the test split is drawn as if there were no copies (the same draw as without them), then each
+    # group joins the split of its most held-out copy
+    ps.frame["split"], moved = keep_copies_together(carve_test_split(ps.frame, test_fraction, seed).to_numpy(), group)
+    if (group >= 0).any():
+        log.info("%s: %d groups of identical files (%d paintings), each kept in one split: %d paintings moved "
+                 "(%d of them out of the data's own train/val split)", data, len(np.unique(group[group >= 0])),
+                 int((group >= 0).sum()), moved, int(((given != ps.frame["split"]) & (given != "train")).sum()))
     log.info("%s: %d paintings (%s), tasks %s, %d rows skipped", data, len(ps.frame),
              ", ".join(f"{s} {n}" for s, n in ps.frame["split"].value_counts().items()), ps.tasks, len(ps.problems))
     return ps
@@ -329,6 +342,18 @@ def load_image(path: Path, min_side: int = 0) -> Image.Image:
         raise ValueError("file not found") from None
     except (OSError, SyntaxError, Image.UnidentifiedImageError) as e:
         raise ValueError(f"cannot decode image: {e}") from None
+
+
+def _file_hashes(root: Path, paths) -> list[str | None]:
+    """sha1 of each file under root, None where it cannot be read (reported later, by the loader
+    of the images)."""
+    out = []
+    for p in paths:
+        try:
+            out.append(file_sha1(root / p))
+        except OSError:
+            out.append(None)
+    return out
 
 
 def file_sha1(path: Path) -> str:

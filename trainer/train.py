@@ -119,7 +119,8 @@ def prepare(cfg: TrainConfig) -> Run:
     run = Run(cfg, run_dir, resolve_backbone(cfg.arch, cfg.backbone), resume_state)
     seed_everything(cfg.seed)
     run.t_start = time.time()
-    run.ps = subsample(load_paintings(cfg.data, cfg.test_fraction, cfg.seed, folder_task=cfg.task), cfg.limit)
+    run.ps = subsample(load_paintings(cfg.data, cfg.test_fraction, cfg.seed, folder_task=cfg.task,
+                                      copies_together=cfg.copies_together), cfg.limit)
     run.data_hash = run.ps.data_hash()   # of the data as given: `make embed` compares it with what it reads
     if cfg.apply_tags:
         run.ps.frame, run.changes, run.applied = apply_decisions(run.ps.frame, run.ps.classes,
@@ -233,7 +234,8 @@ def cross_fit_stage(run: Run, fold_scorer: FoldScorer) -> None:
 
         cf = cross_fit(make_model, fit_head, lambda m, r: predict(m, batch, r, cfg.device, tta=tta), run.labels,
                        rows, strata, cfg.folds, cfg.seed, fold_scorer, cfg.knn_k,
-                       keep_fold=lambda k, model: save_fold_head(run.run_dir, k, model))
+                       keep_fold=lambda k, model: save_fold_head(run.run_dir, k, model),
+                       groups=run.ps.frame["copy_group"].to_numpy() if cfg.copies_together else None)
         cf.paths = np.array(run.ps.frame["path"].tolist(), dtype=object)[rows].astype(str)
         cf.save(crossfit_path)
         run.metrics["crossfit"] = crossfit_metrics(cf, {t: y[rows] for t, y in run.labels.items()}, run.ps.classes)

@@ -1,0 +1,62 @@
+"""Identical files in one split and one cross-fitting fold.
+
+The same picture filed twice (WikiArt has thousands: a painting under two artists' pages, a copy
+with "(1)" in its name) leaks across any split drawn painting by painting: a test painting whose
+twin was trained on measures memory, and a cross-fitting head that trained on one copy scores the
+other with its own label, so a wrong label carried by both copies looks right. Groups of byte-
+identical files (same sha1) therefore move as one. Near duplicates (a rescan, a crop) are only
+found in the embedding space, after training: the store reports those that cross splits.
+
+Pure functions over numpy arrays.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# Where a group's copies sit in different splits, they all go to the first of these they touch:
+# test first (nothing seen in training may be scored as held out), then train (the copy stays
+# learnable), then val.
+SPLIT_PRIORITY = ("test", "train", "val")
+
+
+def copy_groups(sha1s: list[str | None]) -> np.ndarray:
+    """(N,) int group id shared by paintings whose files are byte-identical, -1 for a file without
+    a copy (or unreadable: sha1 None). Ids are dense, in order of first appearance."""
+    first: dict[str, int] = {}
+    counts: dict[str, int] = {}
+    for s in sha1s:
+        if s is not None:
+            counts[s] = counts.get(s, 0) + 1
+    out = np.full(len(sha1s), -1, np.int64)
+    for i, s in enumerate(sha1s):
+        if s is not None and counts[s] > 1:
+            out[i] = first.setdefault(s, len(first))
+    return out
+
+
+def keep_copies_together(split: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, int]:
+    """(split with every group in one split, how many paintings moved). split (N,) str, group (N,)
+    int (-1 = alone). A group spread over several splits goes to the first of SPLIT_PRIORITY it
+    touches; a split outside SPLIT_PRIORITY is left alone."""
+    out = np.asarray(split, dtype=object).copy()
+    moved = 0
+    for g in np.unique(group[group >= 0]):
+        rows = np.flatnonzero(group == g)
+        present = set(out[rows])
+        if len(present) < 2:
+            continue
+        target = next((s for s in SPLIT_PRIORITY if s in present), None)
+        if target is None:
+            continue
+        moved += int((out[rows] != target).sum())
+        out[rows] = target
+    return out, moved
+
+
+def copies_share_fold(fold: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """(N,) fold with every copy group in the fold of its first member. fold, group (N,) int."""
+    out = fold.copy()
+    for g in np.unique(group[group >= 0]):
+        rows = np.flatnonzero(group == g)
+        out[rows] = out[rows[0]]
+    return out
