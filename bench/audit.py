@@ -21,6 +21,7 @@ from typing import Sequence
 import pandas as pd
 
 from db.store import Store, StoreError
+from embeddings.quality import PHOTO_DEFECTS
 from trainer.cli import UserError, field, parse_config
 
 log = logging.getLogger("bench.audit")
@@ -63,7 +64,7 @@ def grade_top(ranked_paths: list[str], verdict_of: dict[str, str], k: int) -> di
 def unaudited_evidence(store: Store, task: str, verdict_of: dict[str, str], ranking: str, k: int) -> list[dict]:
     """The paintings in the top k of `ranking`'s queue that nobody audited, each with the evidence
     lines that put it there (they are the next ones to audit): [{rank, path, lines: ["verdict: line"]}]."""
-    top = store.ranked(task, ranking, limit=k, one_per_copy=True)
+    top = store.ranked(task, ranking, limit=k, one_per_copy=True, leave_out_flags=PHOTO_DEFECTS)
     out = []
     for r in top.itertuples():
         if r.path in verdict_of:
@@ -88,8 +89,10 @@ def audit_store(cfg: AuditConfig) -> dict:
             verdict_of = dict(audit.loc[audit["task"] == task, ["path", "verdict"]].itertuples(index=False))
             rankings = {}
             for det in store.detectors():
-                # the queue as the Review page shows it: a picture filed twice under one label once
-                paths = store.ranked(task, det, limit=max(cfg.top), one_per_copy=True)["path"].tolist()
+                # the queue as the Review page shows it: a picture filed twice under one label once,
+                # photo defects left out
+                paths = store.ranked(task, det, limit=max(cfg.top), one_per_copy=True,
+                                     leave_out_flags=PHOTO_DEFECTS)["path"].tolist()
                 rankings[det] = {str(k): grade_top(paths, verdict_of, k) for k in cfg.top}
             w = store.wrong_labels(task)
             result["tasks"][task] = {"rankings": rankings, "audited": len(verdict_of),

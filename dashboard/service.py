@@ -9,6 +9,7 @@ import io
 import os
 import zipfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,8 @@ from db.tags import open_tag_log
 from embeddings.evidence import KINDS
 from embeddings.index import load_index, search
 from embeddings.detectors import DETECTORS
+from embeddings.quality import FLAGS as QUALITY_FLAGS
+from embeddings.quality import PHOTO_DEFECTS
 
 UPLOAD_MAX_BYTES = 20 * 1024 * 1024
 
@@ -142,6 +145,24 @@ class Artlens:
                 "while a copy is in train or val, so part of the test score is memory, not generalisation.")
         return text, rows
 
+    def image_quality(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(one row per quality flag: flag, meaning, paintings, whether the Review default leaves them
+        out; the flagged paintings: image_id, path, flags). Both empty for a store from before image
+        quality was measured."""
+        flagged = self.store.quality_flags()
+        counts = flagged["flags"].str.split(",").explode().value_counts() if len(flagged) else pd.Series(dtype=int)
+        summary = pd.DataFrame([{"flag": f, "meaning": m, "paintings": int(counts.get(f, 0)),
+                                 "in the Review default": "left out" if f in PHOTO_DEFECTS else "kept"}
+                                for f, m in QUALITY_FLAGS])
+        return (summary, flagged) if self.store.has_quality() else (summary.iloc[:0], flagged)
+
+    def quality_of(self, image_id: int) -> list[tuple[str, str]]:
+        """[(flag, meaning)] of one painting's image."""
+        rows = self.store.quality_flags(image_id)
+        names = rows["flags"].iloc[0].split(",") if len(rows) else []
+        meaning = dict(QUALITY_FLAGS)
+        return [(f, meaning.get(f, "")) for f in names if f]
+
     def class_names(self, task: str) -> list[str]:
         return self.store.class_names(task)
 
@@ -186,18 +207,22 @@ class Artlens:
         latest = self.tags.latest()
         return set(latest.loc[latest["task"] == task, "path"]) if len(latest) else set()
 
-    def review_queue(self, task: str, detector: str, size: int = 200, min_score: float | None = None) -> pd.DataFrame:
+    def review_queue(self, task: str, detector: str, size: int = 200, min_score: float | None = None,
+                     leave_out: Sequence[str] = PHOTO_DEFECTS) -> pd.DataFrame:
         """The next `size` most suspicious paintings for `task` that nobody has tagged yet, a picture
-        filed twice under one label once (its copies are tagged with it: `tag`)."""
+        filed twice under one label once (its copies are tagged with it: `tag`), without the
+        paintings whose image has a quality flag in `leave_out` (embeddings.quality)."""
         return self.store.ranked(task, detector, limit=size, min_score=min_score,
-                                 exclude_paths=self.reviewed_paths(task), one_per_copy=True)
+                                 exclude_paths=self.reviewed_paths(task), one_per_copy=True,
+                                 leave_out_flags=leave_out)
 
-    def review_progress(self, task: str, detector: str, queue_size: int,
-                        min_score: float | None = None) -> dict:
+    def review_progress(self, task: str, detector: str, queue_size: int, min_score: float | None = None,
+                        leave_out: Sequence[str] = PHOTO_DEFECTS) -> dict:
         """Reviewed of the queued paintings (top `queue_size` of the ranking), and precision so far."""
         latest = self.tags.latest()
         latest = latest[latest["task"] == task] if len(latest) else latest
-        ranked = self.store.ranked(task, detector, limit=queue_size, min_score=min_score, one_per_copy=True)
+        ranked = self.store.ranked(task, detector, limit=queue_size, min_score=min_score, one_per_copy=True,
+                                   leave_out_flags=leave_out)
         in_queue = latest[latest["path"].isin(ranked["path"])] if len(latest) else latest
         reviewed = len(in_queue)
         mislabel = int((in_queue["decision"] == "mislabel").sum()) if reviewed else 0

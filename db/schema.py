@@ -37,6 +37,10 @@ STORE_TABLES = {
     # (embeddings.evidence_table); verdict: supports | mixed | against; line: the Review card's words.
     "evidence": """CREATE TABLE evidence (image_id INTEGER, task VARCHAR, kind VARCHAR, p_given DOUBLE,
         best INTEGER, p_best DOUBLE, verdict VARCHAR, line VARCHAR, PRIMARY KEY (image_id, task, kind))""",
+    # The reproduction's quality (embeddings.quality): measures and flags ('' = none, else
+    # comma-separated names such as 'dark,greyscale').
+    "image_quality": """CREATE TABLE image_quality (image_id INTEGER PRIMARY KEY, brightness DOUBLE,
+        colour DOUBLE, sharpness DOUBLE, entropy DOUBLE, flags VARCHAR)""",
     "store_info": """CREATE TABLE store_info (key VARCHAR PRIMARY KEY, value VARCHAR)""",
 }
 

@@ -215,15 +215,22 @@ class Store:
             cur.close()
 
     def ranked(self, task: str, detector: str, limit: int = 50, offset: int = 0, min_score: float | None = None,
-               exclude_paths: Iterable[str] = (), one_per_copy: bool = False) -> pd.DataFrame:
+               exclude_paths: Iterable[str] = (), one_per_copy: bool = False,
+               leave_out_flags: Iterable[str] = ()) -> pd.DataFrame:
         """Most suspicious first: painting, given label, top-3 predictions, score, rank, flag.
 
         one_per_copy: of a duplicate group's members that carry the same label for `task` (the same
         picture filed twice), only the best-ranked one; copies whose labels differ all stay, since
-        at most one of those labels is right."""
+        at most one of those labels is right. leave_out_flags: paintings with any of these image
+        quality flags (embeddings.quality) are left out (a store without quality keeps them all)."""
+        flags = list(leave_out_flags) if self.has_quality() else []
         cur = self._con.cursor()
         try:
             cur.register("excluded", pd.DataFrame({"path": pd.Series(list(exclude_paths), dtype=object)}))
+            cur.register("left_out_flags", pd.DataFrame({"flag": pd.Series(flags, dtype=object)}))
+            flagged = ("SELECT q.image_id FROM image_quality q, left_out_flags f "
+                       "WHERE list_contains(string_split(q.flags, ','), f.flag)") if flags else \
+                "SELECT NULL::INTEGER AS image_id WHERE false"
             return cur.execute(f"""WITH members AS (
                     SELECT d.group_id, d.image_id, l.class_index, s.rank FROM duplicate_groups d
                     JOIN labels l ON l.image_id = d.image_id AND l.task = $task
@@ -239,11 +246,26 @@ class Store:
                 WHERE ($min IS NULL OR s.score >= $min)
                   AND i.path NOT IN (SELECT path FROM excluded)
                   AND i.image_id NOT IN (SELECT image_id FROM hidden_copies)
+                  AND i.image_id NOT IN ({flagged})
                 ORDER BY s.rank LIMIT $limit OFFSET $offset""",
                 {"task": task, "detector": detector, "limit": int(limit), "offset": int(offset),
                  "min": min_score, "one_per_copy": bool(one_per_copy)}).df()
         finally:
             cur.close()
+
+    def has_quality(self) -> bool:
+        """Whether this store measured image quality (stores before v7 did not)."""
+        return self._has_column("image_quality", "flags")
+
+    def quality_flags(self, image_id: int | None = None) -> pd.DataFrame:
+        """image_id, path, flags (comma-separated embeddings.quality names) of the paintings with any
+        flag (or of one painting); empty for a store from before image quality was measured."""
+        if not self.has_quality():
+            return pd.DataFrame({"image_id": pd.Series(dtype="int64"), "path": pd.Series(dtype=object),
+                                 "flags": pd.Series(dtype=object)})
+        return self._q("""SELECT q.image_id, i.path, q.flags FROM image_quality q JOIN images i USING (image_id)
+            WHERE q.flags <> '' AND ($id IS NULL OR q.image_id = $id) ORDER BY i.path""",
+                       {"id": None if image_id is None else int(image_id)})
 
     def same_label_copies(self, task: str, paths: Iterable[str]) -> pd.DataFrame:
         """For each of `paths`, the other members of its duplicate groups that carry the same label

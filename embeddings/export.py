@@ -25,6 +25,7 @@ from embeddings.detectors import REVIEW_DEFAULT
 from embeddings.evidence_table import Metadata
 from embeddings.index import build_index, neighbours_excluding_self, save_index
 from embeddings.project import pca_2d, umap_2d
+from embeddings.quality import image_quality
 from embeddings.score_stage import merge_crossfit, score_stage
 from embeddings.tables import store_tables
 from trainer.cache import pooled_means
@@ -112,7 +113,7 @@ def embed(cfg: EmbedConfig) -> Path:
         except OSError as e:
             raise UserError(f"cannot write to {parent}: {e.strerror or e}") from None
     data = cfg.data or record.data
-    ps = load_paintings(data, tcfg.test_fraction, tcfg.seed, cfg.parse_names, tcfg.task)
+    ps = load_paintings(data, tcfg.test_fraction, tcfg.seed, cfg.parse_names, tcfg.task, tcfg.copies_together)
     check_classes(record, ps)
     if record.data_hash != ps.data_hash():
         log.warning("data set differs from the one %s was trained on (labels or files changed)", run_dir.name)
@@ -180,7 +181,14 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, record: RunRecord, root: Path, 
     times["projection"] = time.time() - t0
 
     t0 = time.time()
-    tables = store_tables(run_dir, record, root, frame, sha1s, emb, given, labels, probs, source, scored, proj, dup_df)
+    quality = image_quality(root, frame["path"].tolist())
+    flagged = quality["flags"].str.split(",").explode().replace("", np.nan).dropna().value_counts()
+    log.info("image quality: %s", ", ".join(f"{k} {v}" for k, v in flagged.items()) or "no flags")
+    times["quality"] = time.time() - t0
+
+    t0 = time.time()
+    tables = store_tables(run_dir, record, root, frame, sha1s, emb, given, labels, probs, source, scored, proj, dup_df,
+                          quality)
     info = {"run_id": record.run_id, "run_dir": str(run_dir.resolve()), "data_root": str(root.resolve()),
             "index_path": str(index_path.resolve()), "index_kind": index_report["kind"],
             "index_recall_at_10": f"{index_report['recall_at_10']:.4f}", "embedding_dim": str(emb.shape[1]),

@@ -7,18 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
 from embeddings.score_stage import Scored
 from trainer.checkpoint import RunRecord
 
 
 def store_tables(run_dir: Path, record: RunRecord, root, frame, sha1s, emb, given, labels, probs, source,
-                 scored: Scored, proj, dup_df) -> dict[str, pd.DataFrame]:
-    """The store's tables (db/schema.py) as DataFrames."""
+                 scored: Scored, proj, dup_df, quality: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The store's tables (db/schema.py) as DataFrames; quality: embeddings.quality.image_quality of
+    frame's paths, in order."""
     n = len(frame)
     image_ids = np.arange(n, dtype=np.int64)
-    sizes = [_image_size(root / p) for p in frame["path"]]
+    size = quality[["width", "height"]].astype("Int64")
     pred_rows = []
     for t in record.tasks:
         t3, p3 = top3(probs[t])
@@ -41,7 +41,7 @@ def store_tables(run_dir: Path, record: RunRecord, root, frame, sha1s, emb, give
                                "created": pd.Timestamp(record.created), "metrics": json.dumps(metrics),
                                "benchmark": json.dumps(benchmark)}]),
         "images": pd.DataFrame({"image_id": image_ids, "path": frame["path"], "sha1": sha1s,
-                                "width": [s[0] for s in sizes], "height": [s[1] for s in sizes],
+                                "width": size["width"].to_numpy(), "height": size["height"].to_numpy(),
                                 "split": frame["split"], **metadata_columns(frame)}),
         "classes": pd.DataFrame([{"task": t, "class_index": i, "name": c} for t in record.tasks
                                  for i, c in enumerate(record.classes[t])]),
@@ -56,6 +56,8 @@ def store_tables(run_dir: Path, record: RunRecord, root, frame, sha1s, emb, give
         "duplicate_groups": dup_df,
         "wrong_label_estimates": scored.wrong,
         "evidence": scored.evidence,
+        "image_quality": pd.DataFrame({"image_id": image_ids, **{c: quality[c].to_numpy() for c in
+                                       ("brightness", "colour", "sharpness", "entropy", "flags")}}),
     }
 
 def metadata_columns(frame: pd.DataFrame) -> dict[str, pd.Series]:
@@ -73,10 +75,3 @@ def top3(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     k = min(3, probs.shape[1])
     idx = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return idx, np.take_along_axis(probs, idx, 1)
-
-def _image_size(path: Path) -> tuple[int, int]:
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except Exception:
-        return (0, 0)

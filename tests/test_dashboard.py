@@ -48,6 +48,10 @@ def test_every_page_renders(app_env):
     assert any("style labels look wrong (range" in m.value and "two independent kinds of evidence" in m.value
                for m in at.markdown)
     assert len(at.dataframe) >= 1  # per-task test metrics
+    # image quality: one row per flag, with what it means and whether Review leaves it out
+    assert "Image quality" in [h.value for h in at.subheader]
+    quality = next(d.value for d in at.dataframe if "flag" in d.value.columns)
+    assert list(quality["flag"])[:2] == ["small", "dark"] and quality["paintings"].sum() > 0
     at = open_page("Outliers")
     cards = [m.value for m in at.markdown if m.value.startswith("**given:**")]
     assert len(cards) == 24 and "rank 1" in cards[0]
@@ -89,6 +93,7 @@ def test_review_tag_persists_across_restart(app_env):
                          WHERE s.task = 'style' AND s.detector = ? AND s.rank = 1""", [default]).fetchone()[0]
     con.close()
     assert default == "evidence" and at.selectbox(key="rv_detector").value == default
+    assert at.multiselect(key="rv_leave_out").value == ["small", "dark", "washed_out", "blurred"]
     first = next(m.value for m in at.markdown if m.value.startswith("### #"))
     assert first.split("`")[1] == top
     # the card says why: one line per kind of evidence, each marked for or against the label

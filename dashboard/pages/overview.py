@@ -36,6 +36,16 @@ def page_overview(app: Artlens, task: str):
         st.warning(leaks)
         with st.expander("duplicates across splits"):
             st.dataframe(crossing, hide_index=True)
+    quality, flagged = app.image_quality()
+    if len(quality):
+        st.subheader("Image quality")
+        st.caption("Flags on the reproduction, not on the label. Photo defects (small, dark, washed out, blurred) "
+                   "are left out of the Review queue unless you ask for them there; greyscale, odd aspect and "
+                   "low information are also what drawings, scrolls and colour fields are, so they stay in.")
+        st.dataframe(quality, hide_index=True)
+        if len(flagged):
+            with st.expander(f"{len(flagged):,} flagged paintings"):
+                st.dataframe(flagged[["path", "flags"]], hide_index=True)
     test = run.get("metrics", {}).get("test", {})
     if test:
         st.subheader("Held-out test split")

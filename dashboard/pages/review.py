@@ -6,6 +6,8 @@ import streamlit as st
 
 from dashboard.service import Artlens
 from embeddings.detectors import DETECTORS
+from embeddings.quality import FLAG_NAMES as QUALITY_NAMES
+from embeddings.quality import PHOTO_DEFECTS
 from dashboard.ui import (page_setup, decision_form, detector_label, grid, painting_link, painting_panel,
                           painting_param, show_gradcam, show_thumb)
 
@@ -22,6 +24,9 @@ def page_review(app: Artlens, task: str, reviewer: str):
     detector = c1.selectbox("queue ranked by", DETECTORS, index=DETECTORS.index(app.review_default), key="rv_detector",
                             format_func=detector_label(app, task))
     queue_size = int(c2.number_input("queue length", 10, 5000, 200, step=10, key="rv_size"))
+    leave_out = st.multiselect("leave out paintings whose image is flagged", QUALITY_NAMES, list(PHOTO_DEFECTS),
+                               key="rv_leave_out", help="image quality flags (Overview lists them): a dark or "
+                               "blurred photograph can read as a style; empty = every painting")
     spot = st.toggle("spot check: random paintings from every depth of the queue", key="rv_spot",
                      help="Most-suspicious-first finds mislabels fastest; a spot check tells how many are left "
                           "deeper down. Each decision replaces the model's guess at its depth in the estimate below.")
@@ -29,8 +34,8 @@ def page_review(app: Artlens, task: str, reviewer: str):
     if spot:
         queue = app.spot_check_queue(task, queue_size + len(skipped))
     else:
-        queue = app.review_queue(task, detector, queue_size)
-        prog = app.review_progress(task, detector, queue_size)
+        queue = app.review_queue(task, detector, queue_size, leave_out=leave_out)
+        prog = app.review_progress(task, detector, queue_size, leave_out=leave_out)
         c3.metric("reviewed / queued", f"{prog['reviewed']} / {prog['queued']}",
                   help="decisions in force for paintings of this queue")
         st.progress(prog["reviewed"] / max(prog["queued"], 1))
@@ -53,6 +58,9 @@ def page_review(app: Artlens, task: str, reviewer: str):
     right.markdown(f"### #{r['image_id']}  \n`{r['path']}`")
     right.caption(f"[link to this painting]({painting_link('review', task, int(r['image_id']))})")
     right.markdown(f"**given {task}:** {r['given']}")
+    quality = app.quality_of(int(r["image_id"]))
+    if quality:
+        right.caption("image quality: " + "; ".join(f"**{f}** ({m})" for f, m in quality))
     copies = app.copies_of(r["path"], task)
     if len(copies):
         right.caption("the same picture is also filed as " + ", ".join(f"`{p}`" for p in copies["copy_path"])
