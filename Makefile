@@ -8,6 +8,8 @@ BENCH_STAMP := $(VENV)/.bench-$(shell sha1sum requirements-bench.txt | cut -c1-1
 RAY_STAMP := $(VENV)/.ray-$(shell sha1sum requirements-ray.txt | cut -c1-12)
 LS_VENV := .venv-labelstudio
 LS_STAMP := $(LS_VENV)/.installed-$(shell sha1sum requirements-labelstudio.txt | cut -c1-12)
+FO_VENV := .venv-fiftyone
+FO_STAMP := $(FO_VENV)/.installed-$(shell sha1sum requirements-fiftyone.txt | cut -c1-12)
 DATA   ?= ../shared/data/wikiart-mini
 PORT   ?= 8501
 ARGS   ?=
@@ -18,7 +20,7 @@ export MALLOC_MMAP_MAX_ := 0
 export MALLOC_TRIM_THRESHOLD_ := 100000000000
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv ray labelstudio train embed dashboard test test-fast bench bench-noise bench-audit bench-loop bench-ablation clean
+.PHONY: venv ray labelstudio fiftyone train embed dashboard test test-fast bench bench-noise bench-audit bench-loop bench-ablation clean
 
 venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -69,6 +71,15 @@ $(LS_STAMP): requirements-labelstudio.txt
 	test -x $(LS_VENV)/bin/python || python3 -m venv $(LS_VENV)
 	$(LS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-labelstudio.txt
 	rm -f $(LS_VENV)/.installed-*
+	touch $@
+
+# FiftyOne (optional, about 1 GB) in its own .venv-fiftyone: tests load `artlens export --fiftyone`
+# with FiftyOne's importer when it is there (bench/fiftyone_check.py); `make test` does not need it.
+fiftyone: $(FO_STAMP)
+$(FO_STAMP): requirements-fiftyone.txt
+	test -x $(FO_VENV)/bin/python || python3 -m venv $(FO_VENV)
+	$(FO_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-fiftyone.txt
+	rm -f $(FO_VENV)/.installed-*
 	touch $@
 
 bench-noise: $(STAMP) $(BENCH_STAMP)

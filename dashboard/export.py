@@ -31,6 +31,9 @@ class ExportConfig:
     image_url: str = field("/data/local-files/?d=", "--label-studio: prefix of each painting's path in the tasks "
                                                     "(Label Studio's local files, document root = the data folder)")
     reviewer: str = field("", "--from-label-studio: record every decision under this name (default: the annotator)")
+    fiftyone: bool = field(False, "write every painting as a FiftyOne dataset instead (--out/fiftyone: labels, "
+                                  "predictions, detector scores, metadata, quality flags, embeddings, tags), for "
+                                  "fo.Dataset.from_dir(DIR, fo.types.FiftyOneDataset) and the FiftyOne App")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -44,6 +47,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             return import_label_studio(app, cfg)
         if cfg.label_studio:
             return write_label_studio(app, cfg)
+        if cfg.fiftyone:
+            return write_fiftyone_dataset(app, cfg)
         written = app.write_exports(cfg.out)
     except OSError as e:
         raise UserError(f"cannot write to {cfg.out}: {e.strerror or e}") from None
@@ -70,6 +75,15 @@ def write_label_studio(app: Artlens, cfg: ExportConfig) -> None:
     (out / "labelstudio_tasks.json").write_text(json.dumps(tasks, indent=1))
     print(f"wrote {len(tasks)} Label Studio tasks ({cfg.task}) to {out / 'labelstudio_tasks.json'} and their "
           f"labeling config to {out / 'labelstudio_config.xml'}")
+
+
+def write_fiftyone_dataset(app: Artlens, cfg: ExportConfig) -> None:
+    from dashboard.fiftyone_export import write_fiftyone
+    samples = app.fiftyone_dataset()
+    out = write_fiftyone(Path(cfg.out) / "fiftyone", f"artlens-{app.run_id}", samples)
+    print(f"wrote {len(samples['samples'])} FiftyOne samples to {out}; load them with\n"
+          f"  python -c \"import fiftyone as fo; fo.Dataset.from_dir('{out}', fo.types.FiftyOneDataset, "
+          f"name='artlens-{app.run_id}', persistent=True)\"\n  fiftyone app launch")
 
 
 def import_label_studio(app: Artlens, cfg: ExportConfig) -> None:

@@ -373,6 +373,24 @@ class Artlens:
             self.tags.add_many(self._with_copies(task, [{**r, "sha1": None, "run_id": self.run_id} for r in rows]))
         return counts
 
+    def fiftyone_dataset(self) -> dict:
+        """Every painting as a FiftyOne sample (dashboard/fiftyone_export.py): labels, the model's
+        predictions, every detector's score, metadata, quality flags, the embedding and the tags."""
+        from dashboard.fiftyone_export import fiftyone_samples
+        cat = self.store.catalogue()
+        tasks = {}
+        for t in self.store.tasks():
+            frame, probs = self.store.label_probabilities(t)
+            names = np.array(self.class_names(t), dtype=object)
+            rows = np.arange(len(frame))
+            label = frame["label"].to_numpy(int)
+            wide = pd.DataFrame({"given": names[label], "predicted": names[probs.argmax(1)],
+                                 "confidence": probs.max(1), "p_given": probs[rows, label]},
+                                index=frame["path"].to_numpy())
+            scores = self.store.detector_scores(t).pivot(index="path", columns="detector", values="score")
+            tasks[t] = (wide, scores)
+        return fiftyone_samples(cat, self.data_root, tasks, self.store.vectors(cat["image_id"]), self.tags.latest())
+
     def tags_csv(self, history: bool = True) -> bytes:
         df = self.tags.history() if history else self.tags.latest()
         return df.to_csv(index=False).encode()

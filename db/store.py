@@ -348,6 +348,16 @@ class Store:
         r = self._q("SELECT * FROM images WHERE image_id = ?", [int(image_id)])
         return None if r.empty else r.iloc[0].to_dict()
 
+    def catalogue(self) -> pd.DataFrame:
+        """Every painting with its metadata and image quality flags: image_id, path, split,
+        artist_name, title, year_lo, year_hi, flags ('' where none or not measured)."""
+        meta = self._has_column("images", "artist_name")
+        cols = "i.artist_name, i.title, i.year_lo, i.year_hi" if meta else \
+            "'' AS artist_name, '' AS title, NULL::DOUBLE AS year_lo, NULL::DOUBLE AS year_hi"
+        quality = "coalesce(q.flags, '') AS flags" if self.has_quality() else "'' AS flags"
+        join = "LEFT JOIN image_quality q USING (image_id)" if self.has_quality() else ""
+        return self._q(f"SELECT i.image_id, i.path, i.split, {cols}, {quality} FROM images i {join} ORDER BY i.image_id")
+
     def images(self) -> pd.DataFrame:
         return self._q("SELECT image_id, path, sha1, split FROM images ORDER BY image_id")
 
