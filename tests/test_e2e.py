@@ -51,6 +51,11 @@ def test_review_in_chromium_tags_one_painting(server, browser):
     wait_for(browser, "//h1[contains(., 'Overview')]", 120)
     settle(browser, 3)
     browser.save_screenshot(str(SHOTS / "overview.png"))
+    # the image quality table: every flag with its meaning and count
+    quality = wait_for(browser, "//h3[contains(., 'Image quality')]")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'});", quality)
+    settle(browser, 2)
+    browser.save_screenshot(str(SHOTS / "overview_quality.png"))
     for page in ("Explore", "Neighbours", "Outliers"):
         goto(browser, page)
         wait_for(browser, f"//h1[contains(., '{page}')]")
