@@ -88,7 +88,7 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
     if not ps.tasks:
         raise UserError(f"{data}: no painting carries any artist, genre or style label")
     ps.frame = ps.frame.sort_values("path", kind="stable").reset_index(drop=True)
-    group = copy_groups(_file_hashes(ps.root, ps.frame["path"])) if copies_together \
+    group = copy_groups(hash_images(ps.root, ps.frame["path"])) if copies_together \
         else np.full(len(ps.frame), -1, np.int64)
     ps.frame["copy_group"] = group
     given = ps.frame["split"].to_numpy(object)
@@ -344,9 +344,8 @@ def load_image(path: Path, min_side: int = 0) -> Image.Image:
         raise ValueError(f"cannot decode image: {e}") from None
 
 
-def _file_hashes(root: Path, paths) -> list[str | None]:
-    """sha1 of each file under root, None where it cannot be read (reported later, by the loader
-    of the images)."""
+def hash_images(root: Path, paths) -> list[str | None]:
+    """sha1 of each file under root, None where it cannot be read (reported by whoever decodes it)."""
     out = []
     for p in paths:
         try:

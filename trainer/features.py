@@ -26,7 +26,7 @@ import torch
 from trainer.backbones import Backbone
 from trainer.cache import FeatureCache, MapArray, ShardWriter
 from trainer.cli import progress
-from trainer.data import file_sha1, load_image
+from trainer.data import hash_images, load_image
 from trainer.images import image_tensor
 from trainer.runtime import inference_fn
 
@@ -45,17 +45,6 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
     failed: list[str] = field(default_factory=list)  # "path: reason" for images that could not be read
-
-
-def hash_images(root: Path, paths: list[str]) -> list[str | None]:
-    """sha1 of each file, None where it cannot be read."""
-    out = []
-    for p in paths:
-        try:
-            out.append(file_sha1(root / p))
-        except OSError:
-            out.append(None)
-    return out
 
 
 def check_images(root: Path, paths: list[str]) -> tuple[list[str | None], np.ndarray, list[str]]:
