@@ -54,11 +54,12 @@ def run_training_labels(run_dir: Path, frame: pd.DataFrame, record: RunRecord) -
     return training_labels(frame, changes, record.classes)
 
 
-def backbone_pooled_features(root: Path, paths: list[str], record: RunRecord, cfg: "EmbedConfig") -> np.ndarray:
+def backbone_pooled_features(root: Path, paths: list[str], record: RunRecord, cfg: "EmbedConfig",
+                             sha1s: list[str | None] | None = None) -> np.ndarray:
     """(N, C) global-average-pooled maps of the pretrained, frozen backbone (for a fine-tuned run,
-    whose own backbone has seen the labels)."""
+    whose own backbone has seen the labels); sha1s: the files' hashes where already read."""
     views, _, _, _ = extract_features(root, paths, pretrained_backbone(record), cfg.cache_dir, record.image_size,
-                                      views=("orig",), batch_size=cfg.batch_size, device=cfg.device,
+                                      sha1s=sha1s, views=("orig",), batch_size=cfg.batch_size, device=cfg.device,
                                       desc="embed: frozen features", engine=cfg.engine)
     return pooled_means(views["orig"], np.arange(len(paths)), record.in_channels)
 
@@ -70,11 +71,12 @@ def forward_stage(cfg: EmbedConfig, ckpt: Checkpoint, ps) -> Forward:
     paths = ps.frame["path"].tolist()
     views, tta = None, None
     if ckpt.backbone_state:
-        sha1s, ok, failed = check_images(ps.root, paths)
+        sha1s, ok, failed = check_images(ps.root, paths, ps.file_sha1s())
         model = EndToEnd(bb.net, head)
         batch = image_batcher(ps.root, paths, record.image_size, bb.mean, bb.std, 0)
     else:
         views, ok, sha1s, stats = extract_features(ps.root, paths, bb, cfg.cache_dir, record.image_size,
+                                                   sha1s=ps.file_sha1s(),
                                                    views=("orig", "hflip") if record.tta else ("orig",),
                                                    batch_size=cfg.batch_size, device=cfg.device,
                                                    desc="embed: features", engine=cfg.engine)
@@ -92,7 +94,7 @@ def forward_stage(cfg: EmbedConfig, ckpt: Checkpoint, ps) -> Forward:
     frame = ps.frame.iloc[keep].reset_index(drop=True)
     # label-free kNN: the pretrained backbone's maps (a fine-tuned or tail-tuned backbone saw the labels)
     pooled = pooled_means(views["orig"], keep, record.in_channels) if views is not None and not ckpt.tail_state \
-        else backbone_pooled_features(ps.root, frame["path"].tolist(), record, cfg)
+        else backbone_pooled_features(ps.root, frame["path"].tolist(), record, cfg, [sha1s[i] for i in keep])
     return Forward(frame, [sha1s[i] for i in keep], emb, probs, pooled, failed)
 
 

@@ -47,6 +47,12 @@ class PaintingSet:
         """Tasks that have classes and at least one labelled painting."""
         return [t for t in TASKS if self.classes.get(t) and (self.frame[t] >= 0).any()]
 
+    def file_sha1s(self) -> list[str | None] | None:
+        """Each painting's file sha1 as the loader read it (None = unreadable), or None when the
+        loader did not hash the files (copies_together off): pass to extract_features / check_images
+        so a collection is read for its hashes once."""
+        return self.frame["sha1"].tolist() if "sha1" in self.frame else None
+
     def labels(self, task: str) -> np.ndarray:
         """(N,) int64 class indices, -1 where the painting has no label for `task`."""
         return self.frame[task].to_numpy(dtype=np.int64)
@@ -88,8 +94,11 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
     if not ps.tasks:
         raise UserError(f"{data}: no painting carries any artist, genre or style label")
     ps.frame = ps.frame.sort_values("path", kind="stable").reset_index(drop=True)
-    group = copy_groups(hash_images(ps.root, ps.frame["path"])) if copies_together \
-        else np.full(len(ps.frame), -1, np.int64)
+    if copies_together:
+        ps.frame["sha1"] = hash_images(ps.root, ps.frame["path"])
+        group = copy_groups(ps.frame["sha1"].tolist())
+    else:
+        group = np.full(len(ps.frame), -1, np.int64)
     ps.frame["copy_group"] = group
     given = ps.frame["split"].to_numpy(object)
     # the test split is drawn as if there were no copies (the same draw as without them), then each

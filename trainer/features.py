@@ -47,10 +47,13 @@ class CacheStats:
     failed: list[str] = field(default_factory=list)  # "path: reason" for images that could not be read
 
 
-def check_images(root: Path, paths: list[str]) -> tuple[list[str | None], np.ndarray, list[str]]:
-    """Hash and decode every image once (the --finetune path reads JPEGs each epoch, so bad files
-    must be found up front). Returns (sha1s, ok (N,) bool, failed 'path: reason' lines)."""
-    sha1s = hash_images(root, paths)
+def check_images(root: Path, paths: list[str], sha1s: list[str | None] | None = None
+                 ) -> tuple[list[str | None], np.ndarray, list[str]]:
+    """Hash (unless sha1s are given) and decode every image once (the --finetune path reads JPEGs
+    each epoch, so bad files must be found up front). Returns (sha1s, ok (N,) bool, failed 'path:
+    reason' lines)."""
+    if sha1s is None:
+        sha1s = hash_images(root, paths)
     ok = np.array([s is not None for s in sha1s])
     failed = [f"{root / paths[i]}: cannot read file" for i in np.flatnonzero(~ok)]
     for i in np.flatnonzero(ok):

@@ -149,12 +149,13 @@ def extract_features_stage(run: Run) -> None:
     paths = ps.frame["path"].tolist()
     t0 = time.time()
     if cfg.finetune:
-        _, run.ok, run.failed = check_images(ps.root, paths)
+        _, run.ok, run.failed = check_images(ps.root, paths, ps.file_sha1s())
         run.batch = image_batcher(ps.root, paths, run.size, bb.mean, bb.std, cfg.seed)
         run.feat_stats = {"hits": 0, "misses": 0}
     else:
         views, run.ok, _, stats = extract_features(ps.root, paths, bb, cfg.cache_dir, run.size,
-                                                   views=training_views(cfg.crops), device=cfg.device,
+                                                   sha1s=ps.file_sha1s(), views=training_views(cfg.crops),
+                                                   device=cfg.device,
                                                    stage=run.tune, engine=cfg.engine, ray=ray_settings(cfg))
         run.failed = stats.failed
         run.feat_stats = {"hits": stats.hits, "misses": stats.misses}
@@ -359,8 +360,8 @@ def frozen_maps(run: Run):
     cfg, ps = run.cfg, run.ps
     frozen = build_backbone(run.backbone_name, cfg.weights, cfg.texture)
     views, ok_f, _, _ = extract_features(ps.root, ps.frame["path"].tolist(), frozen, cfg.cache_dir, run.size,
-                                         views=("orig", "hflip"), device=cfg.device, desc="cross-fit: features",
-                                         engine=cfg.engine, ray=ray_settings(cfg))
+                                         sha1s=ps.file_sha1s(), views=("orig", "hflip"), device=cfg.device,
+                                         desc="cross-fit: features", engine=cfg.engine, ray=ray_settings(cfg))
     tta = cached_batcher(views, cfg.seed, "hflip") if cfg.tta else None
 
     def make_model():
