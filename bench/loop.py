@@ -31,9 +31,8 @@ from trainer.checkpoint import build_model, load_checkpoint
 from bench.noise import clean_run, noisy_store
 from dashboard.service import Artlens
 from trainer.cli import field, parse_config
-from trainer.data import load_paintings
 from trainer.features import extract_features
-from trainer.config import saved_config
+from trainer.config import run_paintings, saved_config
 from trainer.loop import cached_batcher, predict
 from trainer.train import train
 
@@ -102,8 +101,7 @@ def true_test_top1(run_dir: Path, truth: dict[str, dict[str, str]], cache_dir: s
     data's)}, through the product's model loading, feature cache and `predict`."""
     ckpt = load_checkpoint(run_dir)
     meta, cfg = ckpt.record, ckpt.config
-    ps = load_paintings(meta.data, cfg.test_fraction, cfg.seed, folder_task=cfg.task,
-                        copies_together=cfg.copies_together)
+    ps = run_paintings(cfg, meta.data)
     test = ps.frame[ps.frame["split"] == "test"].reset_index(drop=True)
     head, bb = build_model(ckpt)
     views, ok, _, _ = extract_features(ps.root, test["path"].tolist(), bb, cache_dir, meta.image_size,

@@ -31,8 +31,8 @@ from embeddings.scores import fold_scores
 from trainer.checkpoint import load_checkpoint, resolve_run_dir
 from trainer.cli import UserError, field, parse_config
 from trainer.crossfit import CrossFit
-from trainer.data import TASKS, PaintingSet, load_paintings
-from trainer.config import saved_config
+from trainer.data import TASKS, PaintingSet
+from trainer.config import run_paintings, saved_config
 from trainer.train import train
 
 log = logging.getLogger("bench.noise")
@@ -221,9 +221,7 @@ def clean_run(run: str, runs_dir: str, want: list[str]):
     tasks = [t for t in want if t in meta.tasks]
     if not tasks:
         raise UserError(f"none of --tasks {want} was trained in {run_dir.name} (it has {meta.tasks})")
-    return run_dir, meta, clean_cfg, tasks, load_paintings(meta.data, clean_cfg.test_fraction, clean_cfg.seed,
-                                                                   folder_task=clean_cfg.task,
-                                                                   copies_together=clean_cfg.copies_together)
+    return run_dir, meta, clean_cfg, tasks, run_paintings(clean_cfg, meta.data)
 
 
 def run_bench(cfg: NoiseBenchConfig) -> dict:

@@ -32,7 +32,7 @@ from trainer.cache import pooled_means
 from trainer.checkpoint import (Checkpoint, RunRecord, build_model, check_classes, load_checkpoint, pretrained_backbone,
                                 resolve_run_dir)
 from trainer.cli import UserError, parse_config
-from trainer.data import load_paintings
+from trainer.config import run_paintings
 from trainer.features import check_images, extract_features
 from trainer.loop import cached_batcher, image_batcher, predict
 from trainer.model import EndToEnd
@@ -115,7 +115,7 @@ def embed(cfg: EmbedConfig) -> Path:
         except OSError as e:
             raise UserError(f"cannot write to {parent}: {e.strerror or e}") from None
     data = cfg.data or record.data
-    ps = load_paintings(data, tcfg.test_fraction, tcfg.seed, cfg.parse_names, tcfg.task, tcfg.copies_together)
+    ps = run_paintings(tcfg, data, cfg.parse_names)
     check_classes(record, ps)
     if record.data_hash != ps.data_hash():
         log.warning("data set differs from the one %s was trained on (labels or files changed)", run_dir.name)

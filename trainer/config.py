@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from trainer.backbones import BACKBONES
 from trainer.cli import field
+from trainer.data import PaintingSet, load_paintings
 from trainer.model import ARCHS
 
 
@@ -97,3 +98,10 @@ def saved_config(saved: dict | TrainConfig, **overrides) -> TrainConfig:
     if isinstance(saved, TrainConfig):
         return dataclasses.replace(saved, **overrides)
     return TrainConfig(**{**SAVED_BEFORE, **saved, **overrides})
+
+
+def run_paintings(cfg: TrainConfig, data: str | None = None, parse_names: bool = True) -> PaintingSet:
+    """The paintings at `data` (default cfg.data) split as a run with settings `cfg` splits them
+    (its test fraction, seed, ImageFolder task and copies-together rule): `make train`, `make
+    embed` and the benchmarks that reread a run's data all load it this way, so their splits agree."""
+    return load_paintings(data or cfg.data, cfg.test_fraction, cfg.seed, parse_names, cfg.task, cfg.copies_together)

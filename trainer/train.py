@@ -32,9 +32,9 @@ from trainer.backbones import Backbone, build_backbone, resolve_backbone
 from trainer.checkpoint import (Checkpoint, RunRecord, atomic_torch_save, point_latest, resolve_run_dir,
                                 save_fold_head)
 from trainer.cli import UserError, parse_config
-from trainer.config import TrainConfig, saved_config
+from trainer.config import TrainConfig, run_paintings, saved_config
 from trainer.crossfit import CrossFit, FoldScorer, cross_fit, crossfit_plan
-from trainer.data import PaintingSet, load_paintings
+from trainer.data import PaintingSet
 from trainer.features import check_images, extract_features, training_views
 from trainer.loop import Batcher, FitResult, cached_batcher, epochs_for, fit, image_batcher, predict, task_weights
 from trainer.metrics import classification_metrics
@@ -119,8 +119,7 @@ def prepare(cfg: TrainConfig) -> Run:
     run = Run(cfg, run_dir, resolve_backbone(cfg.arch, cfg.backbone), resume_state)
     seed_everything(cfg.seed)
     run.t_start = time.time()
-    run.ps = subsample(load_paintings(cfg.data, cfg.test_fraction, cfg.seed, folder_task=cfg.task,
-                                      copies_together=cfg.copies_together), cfg.limit)
+    run.ps = subsample(run_paintings(cfg), cfg.limit)
     run.data_hash = run.ps.data_hash()   # of the data as given: `make embed` compares it with what it reads
     if cfg.apply_tags:
         run.ps.frame, run.changes, run.applied = apply_decisions(run.ps.frame, run.ps.classes,
