@@ -21,7 +21,7 @@ from embeddings.evidence import KINDS
 from embeddings.index import load_index, search
 from embeddings.detectors import DETECTORS
 from embeddings.quality import FLAGS as QUALITY_FLAGS
-from embeddings.quality import PHOTO_DEFECTS
+from embeddings.quality import PHOTO_DEFECTS, flag_counts
 
 UPLOAD_MAX_BYTES = 20 * 1024 * 1024
 
@@ -150,11 +150,13 @@ class Artlens:
         out; the flagged paintings: image_id, path, flags). Both empty for a store from before image
         quality was measured."""
         flagged = self.store.quality_flags()
-        counts = flagged["flags"].str.split(",").explode().value_counts() if len(flagged) else pd.Series(dtype=int)
+        if not self.store.has_quality():
+            return pd.DataFrame(columns=["flag", "meaning", "paintings", "in the Review default"]), flagged
+        counts = flag_counts(flagged["flags"])
         summary = pd.DataFrame([{"flag": f, "meaning": m, "paintings": int(counts.get(f, 0)),
                                  "in the Review default": "left out" if f in PHOTO_DEFECTS else "kept"}
                                 for f, m in QUALITY_FLAGS])
-        return (summary, flagged) if self.store.has_quality() else (summary.iloc[:0], flagged)
+        return summary, flagged
 
     def quality_of(self, image_id: int) -> list[tuple[str, str]]:
         """[(flag, meaning)] of one painting's image."""

@@ -25,7 +25,7 @@ from embeddings.detectors import REVIEW_DEFAULT
 from embeddings.evidence_table import Metadata
 from embeddings.index import build_index, neighbours_excluding_self, save_index
 from embeddings.project import pca_2d, umap_2d
-from embeddings.quality import image_quality
+from embeddings.quality import flag_counts, image_quality
 from embeddings.score_stage import merge_crossfit, score_stage
 from embeddings.tables import store_tables
 from trainer.cache import pooled_means
@@ -184,8 +184,8 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, record: RunRecord, root: Path, 
 
     t0 = time.time()
     quality = image_quality(root, frame["path"].tolist())
-    flagged = quality["flags"].str.split(",").explode().replace("", np.nan).dropna().value_counts()
-    log.info("image quality: %s", ", ".join(f"{k} {v}" for k, v in flagged.items()) or "no flags")
+    log.info("image quality: %s", ", ".join(f"{k} {v}" for k, v in flag_counts(quality["flags"]).items())
+             or "no flags")
     times["quality"] = time.time() - t0
 
     t0 = time.time()

@@ -62,6 +62,12 @@ def quality_flags(m: dict[str, float], width: int, height: int) -> list[str]:
     return [f for f in FLAG_NAMES if checks[f]]
 
 
+def flag_counts(flags) -> "pd.Series":
+    """Paintings per flag, most first, from a Series of comma-separated flag strings ('' = none)."""
+    names = flags.str.split(",").explode()
+    return names[names.fillna("") != ""].value_counts()
+
+
 def image_quality(root: Path, paths: list[str]):
     """DataFrame, one row per path: width, height, brightness, colour, sharpness, entropy, flags
     (comma-separated FLAG_NAMES, '' = none). An unreadable file gets NaN measures and no flags (the
