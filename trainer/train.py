@@ -235,7 +235,7 @@ def cross_fit_stage(run: Run, fold_scorer: FoldScorer) -> None:
         cf = cross_fit(make_model, fit_head, lambda m, r: predict(m, batch, r, cfg.device, tta=tta), run.labels,
                        rows, strata, cfg.folds, cfg.seed, fold_scorer, cfg.knn_k,
                        keep_fold=lambda k, model: save_fold_head(run.run_dir, k, model),
-                       groups=run.ps.frame["copy_group"].to_numpy() if cfg.copies_together else None)
+                       groups=run.ps.frame["copy_group"].to_numpy())   # all -1 with --no-copies-together
         cf.paths = np.array(run.ps.frame["path"].tolist(), dtype=object)[rows].astype(str)
         cf.save(crossfit_path)
         run.metrics["crossfit"] = crossfit_metrics(cf, {t: y[rows] for t, y in run.labels.items()}, run.ps.classes)
