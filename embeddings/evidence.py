@@ -26,9 +26,14 @@ import numpy as np
 from embeddings.scores import neighbour_labels
 
 KINDS = ("look", "artist", "period", "title")
-# Kernel widths in years: an artist's manner changes within a decade (Picasso 1901 vs 1907); a
-# movement's share of the paintings of a year changes over a generation.
-ARTIST_SPAN, PERIOD_SPAN = 8.0, 15.0
+# Kernel width in years for the artist kind: an artist's manner changes within a decade (Picasso
+# 1901 vs 1907).
+ARTIST_SPAN = 8.0
+# The period kind gives each class its own width (`period_spans`): a short movement (Cubism, most of
+# it 1907-1925) has sharp edges that a width fit for a long one (Baroque) would blur, and then "filed
+# under Cubism, dated 1903" would read as plausible. PERIOD_SPAN is the width for a class with too
+# few dated paintings to measure; MIN_PERIOD_SPAN allows for dates known only to a few years ("c. 1890").
+PERIOD_SPAN, MIN_PERIOD_SPAN = 15.0, 3.0
 # An undated painting of the same artist counts this much (it may come from any part of the career).
 UNDATED_WEIGHT = 0.5
 # Each kind's distribution is mixed with the prior by this much before combining: no single kind,
@@ -64,12 +69,14 @@ def neighbour_evidence(labels: np.ndarray, neighbor_ids: np.ndarray, neighbor_si
 
 
 def group_label_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray, n_classes: int,
-                         span: float, undated: float) -> tuple[np.ndarray, np.ndarray]:
+                       span: float | np.ndarray, undated: float) -> tuple[np.ndarray, np.ndarray]:
     """Leave-one-out weighted label counts over the other members of each painting's group:
     (counts (N, C), total weight (N,)). Weight of a pair: Gaussian in the year difference with
-    width `span`, or `undated` when either painting has no year. group (N,) int, -1 = no group."""
+    width `span` (a number, or (C,) one per class of the other member's label), or `undated` when
+    either painting has no year. group (N,) int, -1 = no group."""
     n = len(labels)
     counts = np.zeros((n, n_classes))
+    spans = np.broadcast_to(np.asarray(span, float), (n_classes,))
     order = np.argsort(group, kind="stable")
     g_sorted = group[order]
     starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
@@ -83,8 +90,8 @@ def group_label_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray,
         if not keep.any():
             continue
         yr = years[idx]
-        dy = yr[:, None] - yr[None, keep]
-        w = np.where(np.isnan(dy), undated, np.exp(-0.5 * (dy / span) ** 2))
+        dy = (yr[:, None] - yr[None, keep]) / spans[y[keep]][None, :]
+        w = np.where(np.isnan(dy), undated, np.exp(-0.5 * dy ** 2))
         w[np.flatnonzero(keep), np.arange(keep.sum())] = 0.0          # leave the painting itself out
         np.add.at(counts, (np.repeat(idx, keep.sum()), np.tile(y[keep], len(idx))), w.ravel())
     return counts, counts.sum(1)
@@ -100,11 +107,27 @@ def artist_evidence(labels: np.ndarray, artist: np.ndarray, years: np.ndarray, n
     return _smoothed(counts, total, label_prior(labels, n_classes), alpha)
 
 
+def period_spans(labels: np.ndarray, years: np.ndarray, n_classes: int) -> np.ndarray:
+    """(C,) kernel width in years per class: Silverman's rule of thumb on the years of the class's
+    dated paintings (0.9 min(sd, IQR/1.34) n^-1/5), at least MIN_PERIOD_SPAN; PERIOD_SPAN for a
+    class with fewer than 5 dated paintings."""
+    spans = np.full(n_classes, PERIOD_SPAN)
+    ok = (labels >= 0) & ~np.isnan(years)
+    for c in range(n_classes):
+        y = years[ok & (labels == c)]
+        if len(y) < 5:
+            continue
+        q75, q25 = np.percentile(y, [75, 25])
+        spread = min(y.std(), (q75 - q25) / 1.34) or y.std()
+        spans[c] = max(MIN_PERIOD_SPAN, 0.9 * spread * len(y) ** -0.2)
+    return spans
+
+
 def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artist: np.ndarray | None = None,
                     alpha: float = 1.0) -> np.ndarray:
-    """(N, C) share of each class among other artists' dated paintings near this one's year
-    (Gaussian kernel, PERIOD_SPAN years, on whole years so it scales with the number of distinct
-    years, not of paintings). NaN rows for undated paintings.
+    """(N, C) how likely each class is for this year, from other artists' dated paintings: each
+    class's years as a kernel density (width `period_spans`, on whole years so it scales with the
+    number of distinct years, not of paintings) times the class's count. NaN rows for undated paintings.
 
     artist (N,) int (-1 = unknown): the painting's own artist is left out, not only the painting.
     Near an artist's dates the artist's other paintings would otherwise make up much of the period,
@@ -116,18 +139,21 @@ def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artis
     yr = np.round(years[dated]).astype(int)
     first = yr.min()
     y_lab = labels[dated]
+    spans = period_spans(y_lab, yr.astype(float), n_classes)
     hist = np.zeros((yr.max() - first + 1, n_classes))
     np.add.at(hist, (yr[y_lab >= 0] - first, y_lab[y_lab >= 0]), 1.0)
     offsets = np.arange(len(hist))
-    kernel = np.exp(-0.5 * ((offsets[:, None] - offsets[None, :]) / PERIOD_SPAN) ** 2)   # (Y, Y)
-    near = kernel @ hist                                          # (Y, C) kernel-weighted counts
+    gap = offsets[:, None] - offsets[None, :]
+    near = np.stack([np.exp(-0.5 * (gap / spans[c]) ** 2) @ hist[:, c] for c in range(n_classes)], 1)   # (Y, C)
     counts = near[yr - first]
     own = np.flatnonzero(y_lab >= 0)
     counts[own, y_lab[own]] -= 1.0                                # leave the painting itself out
     if artist is not None:                                        # and its artist's other dated paintings
-        same, _ = group_label_counts(y_lab, artist[dated], yr.astype(float), n_classes, PERIOD_SPAN, 0.0)
+        same, _ = group_label_counts(y_lab, artist[dated], yr.astype(float), n_classes, spans, 0.0)
         counts -= same
-    counts = np.clip(counts, 0, None)
+    # a density, not a count: a narrow kernel gathers fewer paintings than a wide one for the same
+    # share of the year's paintings, so each class's counts are scaled to the median width
+    counts = np.clip(counts, 0, None) * (np.median(spans) / spans)[None, :]
     out[dated] = _smoothed(counts, counts.sum(1), label_prior(labels, n_classes), alpha)
     return out
 

@@ -192,3 +192,22 @@ def test_period_leaves_the_paintings_own_artist_out():
     assert without[10, 0] > 0.8 and without[10, 1] < 0.2
     # the painting of an unknown artist still hears everyone but itself
     assert np.allclose(without[20], with_own[20])
+
+
+def test_a_short_movement_keeps_its_edges():
+    """A movement that lasted five years (class 1, 1907-1911) among long ones (class 0 over 1850-1950):
+    a painting filed under it but dated 1900 is from before the movement, and the period kind
+    must say so; one dated 1909 is in the middle of it."""
+    rng = np.random.default_rng(0)
+    long_years = rng.uniform(1850, 1950, 300).round()
+    short_years = np.repeat(np.arange(1907, 1912), 8).astype(float)
+    years = np.r_[long_years, short_years, 1900.0, 1909.0]
+    labels = np.r_[np.zeros(300, int), np.ones(40, int), 1, 1]
+    artist = np.r_[np.arange(300), 300 + np.arange(40) % 8, 400, 401]
+    prior = E.label_prior(labels, 2)
+    pp = E.period_evidence(labels, years, 2, artist)
+    verdict = E.kind_verdicts(labels, pp, prior)
+    assert verdict[-2] == "against" and pp[-2, 1] < prior[1] / 2
+    assert verdict[-1] == "supports"
+    spans = E.period_spans(labels, years, 2)
+    assert spans[1] < 5 < spans[0]
