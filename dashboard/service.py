@@ -110,11 +110,14 @@ class Artlens:
 
     def evidence_card(self, image_id: int, task: str) -> tuple[list[tuple[str, str]], str]:
         """Why a painting is in the queue: ([(verdict, line)] one per kind of evidence, model and
-        look-alikes first; a summary: which kinds are against the label and which support it).
+        look-alikes first; a summary: which kinds are against the label and which support it, and
+        where no kind is decisive alone, which ones lean the same way and what they say together).
         Empty for a store written before the evidence table."""
         ev = self.store.evidence_of(image_id, task)
         if ev.empty:
             return [], ""
+        combined = ev[ev["kind"] == "combined"]
+        ev = ev[ev["kind"] != "combined"]
         lines = [(r.verdict, r.line) for r in ev.itertuples() if r.line]
         kinds = ev[ev["kind"].isin(KINDS)]
         name = {"look": "the look"}
@@ -125,9 +128,18 @@ class Artlens:
             parts.append(f"against the label: {', '.join(against)}")
         if support:
             parts.append(f"for it: {', '.join(support)}")
+        if len(combined) and combined["verdict"].iloc[0] != "supports":
+            # kinds that are not decisive alone can still agree: each finds the same other class likeliest
+            alt = combined["best"].iloc[0]
+            lean = [name.get(k, k) for k, v, b in zip(kinds["kind"], kinds["verdict"], kinds["best"])
+                    if v == "mixed" and b == alt]
+            if lean:
+                parts.append(f"{', '.join(lean)} {'each find' if len(lean) > 1 else 'finds'} {alt} likeliest")
         summary = "; ".join(parts) if parts else "no kind of evidence is clearly for or against the label"
         if against and not support and len(against) == 1 and against == ["the look"]:
             summary += " (only the look is odd: check the metadata before calling it wrong)"
+        if len(combined):
+            summary += f". {combined['line'].iloc[0]}"
         return lines, summary[0].upper() + summary[1:]
 
     def leaky_duplicates(self) -> tuple[str, pd.DataFrame]:

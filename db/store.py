@@ -313,13 +313,15 @@ class Store:
     def evidence_of(self, image_id: int, task: str) -> pd.DataFrame:
         """What each kind of evidence says of one painting's label for `task`: kind, verdict
         (supports | mixed | against), p_given, best (class name), p_best, line; empty for a store
-        written before the evidence table. Ordered model, neighbours, artist, period, title."""
+        written before the evidence table. Ordered model, neighbours, look, artist, period, title, then
+        `combined` (all kinds together; absent in stores written before v8)."""
         if not self._has_column("evidence", "line"):
             return pd.DataFrame(columns=["kind", "verdict", "p_given", "best", "p_best", "line"])
         return self._q("""SELECT e.kind, e.verdict, e.p_given, c.name AS best, e.p_best, e.line FROM evidence e
             LEFT JOIN classes c ON c.task = e.task AND c.class_index = e.best
             WHERE e.image_id = ? AND e.task = ? ORDER BY CASE e.kind WHEN 'model' THEN 0 WHEN 'neighbours' THEN 1
-              WHEN 'look' THEN 2 WHEN 'artist' THEN 3 WHEN 'period' THEN 4 ELSE 5 END""", [int(image_id), task])
+              WHEN 'look' THEN 2 WHEN 'artist' THEN 3 WHEN 'period' THEN 4 WHEN 'title' THEN 5 ELSE 6 END""",
+                       [int(image_id), task])
 
     def given_label(self, path: str, task: str) -> str | None:
         """The given label (class name) of the painting at `path` (relative to the data root), or None."""

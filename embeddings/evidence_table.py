@@ -49,8 +49,8 @@ class Metadata:
 @dataclass
 class TaskEvidence:
     """One task's evidence: kinds {kind: (N, C)}, neighbour_probs (N, C), posterior (N, C), votes
-    {kind: (N,) verdict} for the kinds and for the look's two readings (`model`, `neighbours`),
-    prior (C,)."""
+    {kind: (N,) verdict} for the kinds, for the look's two readings (`model`, `neighbours`) and for
+    the posterior (`combined`), prior (C,)."""
     kinds: dict[str, np.ndarray]
     neighbour_probs: np.ndarray
     posterior: np.ndarray
@@ -69,12 +69,18 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
              "title": title_evidence(labels, md.title, n_classes, seed=seed)}
     prior = label_prior(labels, n_classes)
     post = combine_evidence(kinds, prior)
-    votes = verdicts(labels, {**kinds, "model": probs, "neighbours": nb}, prior)
+    votes = verdicts(labels, {**kinds, "model": probs, "neighbours": nb, "combined": post}, prior)
     return TaskEvidence(kinds, nb, post, votes, prior)
 
 
 def _pretty(slug: str) -> str:
     return " ".join(w.capitalize() for w in str(slug).replace("-", " ").split()) if slug else ""
+
+
+def _share(p: float) -> str:
+    """A probability in two decimals, without rounding a near-certainty to a certainty: the
+    combined evidence is a product of kinds and often lands beyond 0.99."""
+    return "<0.01" if p < 0.005 else ">0.99" if p > 0.995 else f"{p:.2f}"
 
 
 def _class_years(labels: np.ndarray, years: np.ndarray, n_classes: int) -> np.ndarray:
@@ -90,7 +96,8 @@ def _class_years(labels: np.ndarray, years: np.ndarray, n_classes: int) -> np.nd
 def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, ev: TaskEvidence,
                   md: Metadata, names: list[str]) -> pd.DataFrame:
     """The store's evidence rows for the labelled paintings of one task, with a line of words per
-    kind (model and neighbours are two lines of the one `look` kind)."""
+    kind (model and neighbours are two lines of the one `look` kind) and a `combined` row: what all
+    kinds say together (the posterior the `evidence` ranking sorts by)."""
     C = probs.shape[1]
     known = np.flatnonzero(labels >= 0)
     y = labels[known]
@@ -153,4 +160,10 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, nb_ids: np.n
             if t_top != g:
                 text += f"; {given} {pt[g]:.2f}"
             add("title", i, pt, text)
+        post = ev.posterior[i]
+        alt = int(np.argmax(np.where(np.arange(C) == g, -1.0, post)))
+        text = f"All kinds together: {given} {_share(post[g])}"
+        text += (f", {names[alt]} {_share(post[alt])}" if post[alt] > post[g]
+                 else f" (the likeliest; next {names[alt]} {_share(post[alt])})")
+        add("combined", i, post, text)
     return pd.DataFrame(rows, columns=["image_id", "task", "kind", "p_given", "best", "p_best", "verdict", "line"])

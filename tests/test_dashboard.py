@@ -98,7 +98,7 @@ def test_review_tag_persists_across_restart(app_env):
     assert first.split("`")[1] == top
     # the card says why: one line per kind of evidence, each marked for or against the label
     why = next(m.value for m in at.markdown if m.value.startswith("**Why it is here:**"))
-    assert "against the label" in why.lower()
+    assert "against the label" in why.lower() and "All kinds together:" in why
     lines = next(m.value for m in at.markdown if "Model (never saw this label)" in m.value)
     assert "Look-alikes:" in lines and "Artist (" in lines
     assert re.search(r":(red|green|orange)\[[✗✓~] (against|supports|mixed)\] · Model", lines)
@@ -241,6 +241,34 @@ def test_spot_check_samples_every_depth_and_refines_the_estimate(app_env):
         assert after["estimate"] < before["estimate"]
         assert (after["strata"]["source"] == "review").sum() >= 3
         assert not set(app.spot_check_queue("style", 30)["path"]) & set(queue["path"])   # it moves on
+    finally:
+        app.close()
+
+
+def test_the_card_names_kinds_that_lean_the_same_way(app_env):
+    """A painting can top the queue with no kind decisive alone: each leans to the same other class.
+    The card's summary then names those kinds and the class, and says what all kinds give together,
+    so a reviewer is never shown "no kind is clearly against" for a painting ranked first."""
+    from db.store import Paths
+    from dashboard.service import Artlens
+    app = Artlens(Paths.from_store(app_env["store"], tags=app_env["tags"]))
+    try:
+        queue = app.store.ranked("style", "evidence", limit=60)
+        checked = 0
+        for image_id in queue["image_id"]:
+            ev = app.store.evidence_of(int(image_id), "style")
+            combined = ev[ev["kind"] == "combined"].iloc[0]
+            lines, summary = app.evidence_card(int(image_id), "style")
+            assert summary.endswith(combined["line"]) and combined["line"].startswith("All kinds together:")
+            assert not any(line.startswith("All kinds") for _, line in lines)    # the summary, not a line
+            if combined["verdict"] == "supports":
+                continue
+            leaning = ev[(ev["verdict"] == "mixed") & (ev["best"] == combined["best"])
+                         & ev["kind"].isin(["artist", "period", "title"])]
+            for kind in leaning["kind"]:
+                assert kind in summary.lower() and f"{combined['best']} likeliest" in summary, (summary, kind)
+                checked += 1
+        assert checked > 0        # the small store has such paintings: the rule above was exercised
     finally:
         app.close()
 

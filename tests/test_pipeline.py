@@ -131,7 +131,7 @@ def test_store_contents(store):
                 WHERE e.kind = 'model' AND l.training_index IS NOT NULL""")[0][0] == \
         q("SELECT count(*) FROM labels WHERE training_index IS NOT NULL")[0][0]
     assert {r[0] for r in q("SELECT DISTINCT kind FROM evidence")} == {"model", "neighbours", "look", "artist",
-                                                                       "period", "title"}
+                                                                       "period", "title", "combined"}
     assert {r[0] for r in q("SELECT DISTINCT verdict FROM evidence")} <= {"supports", "mixed", "against"}
     assert q("SELECT count(*) FROM evidence WHERE kind <> 'look' AND line = ''")[0][0] == 0
     index = faiss.read_index(str(store["index"]))
