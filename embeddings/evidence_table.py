@@ -93,17 +93,72 @@ def _class_years(labels: np.ndarray, years: np.ndarray, n_classes: int) -> np.nd
     return out
 
 
+def model_line(g: int, p: np.ndarray, names: list[str]) -> str:
+    """The cross-fitted classifier's reading, p (C,), of a painting given class g."""
+    top = int(np.argmax(p))
+    if top == g:
+        return f"Model (never saw this label): {names[g]} is its first choice, p {p[g]:.2f}"
+    return f"Model (never saw this label): p({names[g]}) {p[g]:.2f}; most likely {names[top]} {p[top]:.2f}"
+
+
+def neighbours_line(g: int, neighbour_classes: np.ndarray, names: list[str]) -> str:
+    """The labels (k,) of a painting's label-free visual neighbours."""
+    cnt = np.bincount(neighbour_classes, minlength=len(names))
+    top = int(np.argmax(cnt))
+    text = f"Look-alikes: {cnt[g]} of {len(neighbour_classes)} nearest are {names[g]}"
+    return text + (f"; {cnt[top]} are {names[top]}" if top != g else "")
+
+
+def artist_line(g: int, artist: str, counts: np.ndarray, year: float, p: np.ndarray, names: list[str]) -> str:
+    """The artist's other paintings: plain counts (C,) for the words, and the date-weighted
+    evidence p (C,) where the painting has a year."""
+    top = int(np.argmax(counts))
+    text = f"Artist ({_pretty(artist)}): {int(counts[g])} of {int(round(counts.sum()))} other paintings here are {names[g]}"
+    if top != g and counts[top] > 0:
+        text += f"; {int(counts[top])} are {names[top]}"
+    if not np.isnan(year):
+        near_top = int(np.argmax(p))
+        text += f"; weighing those near {year:.0f} more: {names[g]} {p[g]:.0%}"
+        if near_top != g:
+            text += f", {names[near_top]} {p[near_top]:.0%}"
+    return text
+
+
+def period_line(g: int, class_years: np.ndarray, year: float, p: np.ndarray, names: list[str]) -> str:
+    """The year against the given class's dates here, class_years (2,) (5th, 95th percentile)."""
+    lo, hi = class_years
+    span = f"{names[g]} paintings here date {lo:.0f}-{hi:.0f}" if not np.isnan(lo) else f"few dated {names[g]} paintings here"
+    text = f"Period: {span}; this one {year:.0f}"
+    top = int(np.argmax(p))
+    if top != g:
+        text += f", when {names[top]} is likelier ({p[top]:.0%} of other artists' paintings near that year vs {p[g]:.0%})"
+    return text
+
+
+def title_line(g: int, title: str, p: np.ndarray, names: list[str]) -> str:
+    top = int(np.argmax(p))
+    text = f"Title “{title}”: reads as {names[top]} ({p[top]:.2f})"
+    return text + (f"; {names[g]} {p[g]:.2f}" if top != g else "")
+
+
+def combined_line(g: int, post: np.ndarray, names: list[str]) -> str:
+    """What all kinds give together, post (C,): the given class and its strongest rival."""
+    alt = int(np.argmax(np.where(np.arange(len(post)) == g, -1.0, post)))
+    text = f"All kinds together: {names[g]} {_share(post[g])}"
+    if post[alt] > post[g]:
+        return text + f", {names[alt]} {_share(post[alt])}"
+    return text + f" (the likeliest; next {names[alt]} {_share(post[alt])})"
+
+
 def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, ev: TaskEvidence,
                   md: Metadata, names: list[str]) -> pd.DataFrame:
     """The store's evidence rows for the labelled paintings of one task, with a line of words per
     kind (model and neighbours are two lines of the one `look` kind) and a `combined` row: what all
     kinds say together (the posterior the `evidence` ranking sorts by)."""
     C = probs.shape[1]
-    known = np.flatnonzero(labels >= 0)
-    y = labels[known]
-    nl = neighbour_labels(labels, nb_ids)[known]
+    nl = neighbour_labels(labels, nb_ids)
     # plain counts for the words; the evidence itself weighs the artist's paintings by date
-    artist_counts, artist_total = group_label_counts(labels, md.artist_id, md.year, C, np.inf, 1.0)
+    artist_counts, _ = group_label_counts(labels, md.artist_id, md.year, C, np.inf, 1.0)
     years_of = _class_years(labels, md.year, C)
     rows = []
 
@@ -112,58 +167,18 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, nb_ids: np.n
         best = int(np.argmax(p))
         rows.append((int(i), task, kind, float(p[g]), best, float(p[best]), ev.votes[kind][i], line))
 
-    for j, i in enumerate(known):
-        g = y[j]
-        given = names[g]
-        p = probs[i]
-        top = int(np.argmax(p))
-        if top == g:
-            text = f"Model (never saw this label): {given} is its first choice, p {p[g]:.2f}"
-        else:
-            text = f"Model (never saw this label): p({given}) {p[g]:.2f}; most likely {names[top]} {p[top]:.2f}"
-        add("model", i, p, text)
-        row = nl[j][nl[j] >= 0]
-        if len(row):
-            cnt = np.bincount(row, minlength=C)
-            nb_top = int(np.argmax(cnt))
-            text = f"Look-alikes: {cnt[g]} of {len(row)} nearest are {given}"
-            if nb_top != g:
-                text += f"; {cnt[nb_top]} are {names[nb_top]}"
-            add("neighbours", i, ev.neighbour_probs[i], text)
+    for i in np.flatnonzero(labels >= 0):
+        g = labels[i]
+        add("model", i, probs[i], model_line(g, probs[i], names))
+        if (nl[i] >= 0).any():
+            add("neighbours", i, ev.neighbour_probs[i], neighbours_line(g, nl[i][nl[i] >= 0], names))
         add("look", i, ev.kinds["look"][i], "")
-        pa = ev.kinds["artist"][i]
+        pa, pp, pt = (ev.kinds[k][i] for k in ("artist", "period", "title"))
         if not np.isnan(pa).any():
-            cnt, tot = artist_counts[i], int(round(artist_total[i]))
-            a_top = int(np.argmax(cnt))
-            text = f"Artist ({_pretty(md.artist_name[i])}): {int(cnt[g])} of {tot} other paintings here are {given}"
-            if a_top != g and cnt[a_top] > 0:
-                text += f"; {int(cnt[a_top])} are {names[a_top]}"
-            if not np.isnan(md.year[i]):   # the evidence weighs the artist's paintings near this date more
-                near_top = int(np.argmax(pa))
-                text += f"; weighing those near {md.year[i]:.0f} more: {given} {pa[g]:.0%}"
-                if near_top != g:
-                    text += f", {names[near_top]} {pa[near_top]:.0%}"
-            add("artist", i, pa, text)
-        pp = ev.kinds["period"][i]
+            add("artist", i, pa, artist_line(g, md.artist_name[i], artist_counts[i], md.year[i], pa, names))
         if not np.isnan(pp).any():
-            lo, hi = years_of[g]
-            span = f"{given} paintings here date {lo:.0f}-{hi:.0f}" if not np.isnan(lo) else f"few dated {given} paintings here"
-            text = f"Period: {span}; this one {md.year[i]:.0f}"
-            p_top = int(np.argmax(pp))
-            if p_top != g:
-                text += f", when {names[p_top]} is likelier ({pp[p_top]:.0%} of other artists' paintings near that year vs {pp[g]:.0%})"
-            add("period", i, pp, text)
-        pt = ev.kinds["title"][i]
+            add("period", i, pp, period_line(g, years_of[g], md.year[i], pp, names))
         if not np.isnan(pt).any():
-            t_top = int(np.argmax(pt))
-            text = f"Title “{md.title[i]}”: reads as {names[t_top]} ({pt[t_top]:.2f})"
-            if t_top != g:
-                text += f"; {given} {pt[g]:.2f}"
-            add("title", i, pt, text)
-        post = ev.posterior[i]
-        alt = int(np.argmax(np.where(np.arange(C) == g, -1.0, post)))
-        text = f"All kinds together: {given} {_share(post[g])}"
-        text += (f", {names[alt]} {_share(post[alt])}" if post[alt] > post[g]
-                 else f" (the likeliest; next {names[alt]} {_share(post[alt])})")
-        add("combined", i, post, text)
+            add("title", i, pt, title_line(g, md.title[i], pt, names))
+        add("combined", i, ev.posterior[i], combined_line(g, ev.posterior[i], names))
     return pd.DataFrame(rows, columns=["image_id", "task", "kind", "p_given", "best", "p_best", "verdict", "line"])
