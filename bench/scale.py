@@ -17,6 +17,7 @@ import multiprocessing as mp
 import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -124,102 +125,143 @@ def drawn_collection(n: int, cache_dir: Path, seed: int = 0):
     return sha1s, {t: y[src] for t, y in real_labels.items()}, classes
 
 
-def step_scale(n: int) -> dict:
-    """Head epoch, one cross-fit fold, export forward and store stage at n paintings (drawn maps)."""
-    import torch
+@dataclass
+class _Drawn:
+    """A drawn collection ready for the product's training functions (see `_draw`)."""
+    n: int
+    tmp: Path
+    cfg: object
+    sha1s: list
+    labels: dict
+    classes: dict
+    cache: object
+    views: dict
+    splits: dict
+    fit_rows: np.ndarray
+    stop_rows: np.ndarray
+    class_weights: dict
+    backbone: object
+    make_model: object
+    batch: object
 
-    from embeddings.config import EmbedConfig, Forward
-    from embeddings.export import store_stage
-    from embeddings.scores import fold_scores
+
+def _draw(n: int, tmp: Path, out: dict) -> _Drawn:
+    """n drawn stage maps in the product's cache, the split `train()` would make (15% test, 10% of
+    the rest for val) and a model factory for the default head."""
     from trainer.backbones import build_backbone
-    from trainer.cache import FeatureCache, pooled_means
-    from trainer.checkpoint import RunRecord
+    from trainer.cache import FeatureCache
     from trainer.config import TrainConfig
-    from trainer.crossfit import assign_folds, cross_fit_fold, crossfit_plan
-    from trainer.features import apply_tail, maps_for_run
-    from trainer.loop import cached_batcher, class_weights, epochs_for, fit, predict
+    from trainer.features import maps_for_run
+    from trainer.loop import cached_batcher, class_weights
     from trainer.model import CRNNClassifier, TailHead
     from trainer.train import final_rows
-    from db.store import Paths
-    torch.set_num_threads(os.cpu_count())
+    cfg = TrainConfig()
+    t0 = time.perf_counter()
+    sha1s, labels, classes = drawn_collection(n, tmp / "cache")
+    out["draw_maps_s"] = time.perf_counter() - t0
+    cache = FeatureCache(tmp / "cache", TEXTURE_CACHE, 224, stage=True)
+    views = maps_for_run({v: cache.maps(v, sha1s) for v in ("orig", "hflip")})
+    out["maps_in_ram"] = isinstance(views["orig"], np.ndarray)
+    perm = np.random.default_rng(0).permutation(n)
+    splits = {"test": perm[:int(0.15 * n)], "val": perm[int(0.15 * n):int(0.235 * n)], "train": perm[int(0.235 * n):]}
+    fit_rows, stop_rows = final_rows(cfg, splits)   # what train() fits on
+    ncls = {t: len(classes[t]) for t in labels}
+    bb = build_backbone("efficientnet_lite0", with_texture=True)
+    pristine = copy.deepcopy(bb.tail)
+
+    def make_model():
+        return TailHead(copy.deepcopy(pristine), CRNNClassifier(cfg.arch, bb.channels, ncls, cfg.dropout, bb.texture_dim))
+    return _Drawn(n, tmp, cfg, sha1s, labels, classes, cache, views, splits, fit_rows, stop_rows,
+                  {t: class_weights(labels[t][fit_rows], ncls[t]) for t in labels}, bb, make_model,
+                  cached_batcher(views, cfg.seed))
+
+
+def _time_training(d: _Drawn, out: dict, mark):
+    """One head epoch of the final fit and one cross-fitting fold (x epochs and folds for the
+    totals); returns the fit result, whose model the export forward runs."""
+    from embeddings.scores import fold_scores
+    from trainer.crossfit import assign_folds, cross_fit_fold, crossfit_plan
+    from trainer.loop import epochs_for, fit, predict
+    cfg = d.cfg
+    t0 = time.perf_counter()
+    res = fit(d.make_model(), d.batch, d.labels, d.fit_rows, d.stop_rows, cfg, 1, d.class_weights)
+    out["head_epoch_s"] = time.perf_counter() - t0
+    out["head_epochs"] = epochs_for(cfg.epochs, len(d.fit_rows), cfg.rows_per_head, cfg.min_steps, cfg.batch_size)
+    out["head_s"] = out["head_epoch_s"] * out["head_epochs"]
+    mark("head_epoch")
+    rows, cf_epochs, strata = crossfit_plan(cfg, d.labels, np.ones(d.n, bool), res.best_epoch)
+    fold = assign_folds(strata[rows], cfg.folds, cfg.seed)
+    t0 = time.perf_counter()
+    cross_fit_fold(0, fold, d.make_model,
+                   lambda m, r, desc: fit(m, d.batch, d.labels, r, None, cfg, cf_epochs, d.class_weights, desc=desc).model,
+                   lambda m, r: predict(m, d.batch, r, cfg.device), {t: y[rows] for t, y in d.labels.items()}, rows,
+                   cfg.seed, fold_scores, cfg.knn_k, cfg.folds)
+    out["crossfit_fold_s"] = time.perf_counter() - t0
+    out["crossfit_epochs"] = cf_epochs
+    out["crossfit_s"] = out["crossfit_fold_s"] * cfg.folds
+    mark("crossfit_fold")
+    return res
+
+
+def _time_store(d: _Drawn, res, out: dict, mark) -> None:
+    """`make embed` on the cached maps with the trained tail: the export forward, then the store
+    stage (FAISS, scores, duplicates, UMAP, DuckDB write) and the sizes of what it wrote."""
+    import torch
+
+    from db.store import Paths, read_info
+    from embeddings.config import EmbedConfig, Forward
+    from embeddings.export import store_stage
+    from trainer.cache import pooled_means
+    from trainer.checkpoint import RunRecord
+    from trainer.features import apply_tail
+    from trainer.loop import predict
+    cfg, bb, n = d.cfg, d.backbone, d.n
+    t0 = time.perf_counter()
+    emb, probs = predict(res.model, d.batch, np.arange(n), cfg.device)
+    pretrained = d.cache.maps("orig", d.sha1s).with_transform(lambda x: apply_tail(x, bb.tail))
+    pooled = pooled_means(pretrained, np.arange(n), bb.channels)
+    out["export_forward_s"] = time.perf_counter() - t0
+    mark("export_forward")
+    d.views = d.batch = pretrained = None   # `make embed` is its own process: its maps are unmapped before the store
+
+    run_dir = d.tmp / "run"
+    run_dir.mkdir()
+    torch.save({"bench": True}, run_dir / "model.pt")
+    record = RunRecord(run_id="scale", arch=cfg.arch, backbone="efficientnet_lite0", weights="bench",
+                       image_size=224, embedding_dim=emb.shape[1], data_root=str(d.tmp), data_hash="",
+                       created=time.strftime("%Y-%m-%dT%H:%M:%S"), tasks=list(d.labels), classes=d.classes,
+                       in_channels=bb.channels, knn_k=cfg.knn_k, folds=cfg.folds)
+    frame = pd.DataFrame({"path": [f"drawn/{s}.jpg" for s in d.sha1s], "split": "train", **d.labels})
+    frame.loc[d.splits["test"], "split"], frame.loc[d.splits["val"], "split"] = "test", "val"
+    paths = Paths.from_store(d.tmp / "store" / "artlens.duckdb")
+    paths.store.parent.mkdir()
+    t0 = time.perf_counter()
+    parts = store_stage(EmbedConfig(projection="umap"), run_dir, record, d.tmp,
+                        Forward(frame, d.sha1s, emb, probs, pooled, []), paths)
+    out["store_stage_s"] = time.perf_counter() - t0
+    out.update({f"store_{k}_s": v for k, v in parts.items()})
+    mark("store_stage")
+    info = read_info(paths.store)
+    out["index_kind"], out["index_recall_at_10"] = info["index_kind"], float(info["index_recall_at_10"])
+    out["store_mb"] = paths.store.stat().st_size / 2**20
+    out["index_mb"] = paths.index.stat().st_size / 2**20
+
+
+def step_scale(n: int) -> dict:
+    """Head epoch, one cross-fit fold, export forward and store stage at n paintings (drawn maps)."""
     import resource
+
+    import torch
+    torch.set_num_threads(os.cpu_count())
     out: dict = {"n": n, "peak_mb_after": {}}
 
     def mark(stage: str) -> None:   # which stage sets the peak
         out["peak_mb_after"][stage] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    cfg = TrainConfig()
     with tempfile.TemporaryDirectory(dir=os.environ.get("ARTLENS_BENCH_TMP")) as tmp:
-        tmp = Path(tmp)
-        t0 = time.perf_counter()
-        sha1s, labels, classes = drawn_collection(n, tmp / "cache")
-        out["draw_maps_s"] = time.perf_counter() - t0
+        drawn = _draw(n, Path(tmp), out)
         mark("draw")
-        cache = FeatureCache(tmp / "cache", TEXTURE_CACHE, 224, stage=True)
-        views = maps_for_run({v: cache.maps(v, sha1s) for v in ("orig", "hflip")})
-        out["maps_in_ram"] = isinstance(views["orig"], np.ndarray)
-        rng = np.random.default_rng(0)   # train() splits: 15% test, 10% of the rest for val
-        perm = rng.permutation(n)
-        test, val, train = perm[:int(0.15 * n)], perm[int(0.15 * n):int(0.235 * n)], perm[int(0.235 * n):]
-        fit_rows, stop_rows = final_rows(cfg, {"train": train, "val": val, "test": test})   # what train() fits on
-        ncls = {t: len(classes[t]) for t in labels}
-        cw = {t: class_weights(labels[t][fit_rows], ncls[t]) for t in labels}
-        bb = build_backbone("efficientnet_lite0", with_texture=True)
-        pristine = copy.deepcopy(bb.tail)
-
-        def make_model():
-            return TailHead(copy.deepcopy(pristine), CRNNClassifier(cfg.arch, bb.channels, ncls, cfg.dropout,
-                                                                    bb.texture_dim))
-        batch = cached_batcher(views, cfg.seed)
-
-        t0 = time.perf_counter()
-        res = fit(make_model(), batch, labels, fit_rows, stop_rows, cfg, 1, cw)
-        out["head_epoch_s"] = time.perf_counter() - t0
-        out["head_epochs"] = epochs_for(cfg.epochs, len(fit_rows), cfg.rows_per_head, cfg.min_steps, cfg.batch_size)
-        out["head_s"] = out["head_epoch_s"] * out["head_epochs"]
-        mark("head_epoch")
-
-        rows, cf_epochs, strata = crossfit_plan(cfg, labels, np.ones(n, bool), res.best_epoch)
-        fold = assign_folds(strata[rows], cfg.folds, cfg.seed)
-        t0 = time.perf_counter()
-        cross_fit_fold(0, fold, make_model,
-                       lambda m, r, d: fit(m, batch, labels, r, None, cfg, cf_epochs, cw, desc=d).model,
-                       lambda m, r: predict(m, batch, r, cfg.device), {t: y[rows] for t, y in labels.items()}, rows,
-                       cfg.seed, fold_scores, cfg.knn_k, cfg.folds)
-        out["crossfit_fold_s"] = time.perf_counter() - t0
-        out["crossfit_epochs"] = cf_epochs
-        out["crossfit_s"] = out["crossfit_fold_s"] * cfg.folds
-        mark("crossfit_fold")
-
-        t0 = time.perf_counter()   # export forward: `make embed` on cached maps with the trained tail
-        emb, probs = predict(res.model, batch, np.arange(n), cfg.device)
-        pretrained = cache.maps("orig", sha1s).with_transform(lambda x: apply_tail(x, bb.tail))
-        pooled = pooled_means(pretrained, np.arange(n), bb.channels)
-        out["export_forward_s"] = time.perf_counter() - t0
-        mark("export_forward")
-        views = batch = pretrained = None   # `make embed` is its own process: its maps are unmapped before the store
-
-        run_dir = tmp / "run"
-        run_dir.mkdir()
-        torch.save({"bench": True}, run_dir / "model.pt")
-        record = RunRecord(run_id="scale", arch=cfg.arch, backbone="efficientnet_lite0", weights="bench",
-                           image_size=224, embedding_dim=emb.shape[1], data_root=str(tmp), data_hash="",
-                           created=time.strftime("%Y-%m-%dT%H:%M:%S"), tasks=list(labels), classes=classes,
-                           in_channels=bb.channels, knn_k=cfg.knn_k, folds=cfg.folds)
-        frame = pd.DataFrame({"path": [f"drawn/{s}.jpg" for s in sha1s], "split": "train", **labels})
-        frame.loc[test, "split"], frame.loc[val, "split"] = "test", "val"
-        fw = Forward(frame, sha1s, emb, probs, pooled, [])
-        paths = Paths.from_store(tmp / "store" / "artlens.duckdb")
-        paths.store.parent.mkdir()
-        t0 = time.perf_counter()
-        parts = store_stage(EmbedConfig(projection="umap"), run_dir, record, tmp, fw, paths)
-        out["store_stage_s"] = time.perf_counter() - t0
-        out.update({f"store_{k}_s": v for k, v in parts.items()})
-        mark("store_stage")
-        from db.store import read_info
-        info = read_info(paths.store)
-        out["index_kind"], out["index_recall_at_10"] = info["index_kind"], float(info["index_recall_at_10"])
-        out["store_mb"] = paths.store.stat().st_size / 2**20
-        out["index_mb"] = paths.index.stat().st_size / 2**20
+        res = _time_training(drawn, out, mark)
+        _time_store(drawn, res, out, mark)
     return out
 
 
