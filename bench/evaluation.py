@@ -149,3 +149,25 @@ def wrong_label_interval(labels: np.ndarray, probs: np.ndarray, n_boot: int = 20
     lo, hi = bootstrap_interval(labels[known], probs[known], lambda y, p: wrong_label_estimate(y, p).sum(),
                                 n_boot, seed, level) if n_boot else (np.nan, np.nan)
     return wrong_label_estimate(labels, probs), lo, hi
+
+
+# Bins of a predicted probability for `reliability_table`.
+RELIABILITY_EDGES = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0)
+
+
+def right_if_errors_uniform(q_given: np.ndarray, n_classes: int, error_rate: float) -> np.ndarray:
+    """(N,) chance the given label is right when the catalogue errs at `error_rate`, each error any
+    other class alike: (1-e) q / ((1-e) q + e (1-q) / (C-1)). q_given (N,): the evidence's
+    probability of the given class with the label itself left out."""
+    q = np.clip(q_given, 0.0, 1.0)
+    right = (1 - error_rate) * q
+    return right / (right + error_rate * (1 - q) / max(n_classes - 1, 1))
+
+
+def reliability_table(predicted: np.ndarray, outcome: np.ndarray, edges=RELIABILITY_EDGES) -> list[dict]:
+    """Per bin of `predicted` (N,) probabilities: {lo, hi, n, predicted (mean), observed (share of
+    outcome (N,) bool)}; empty bins left out. A calibrated prediction has predicted ~ observed."""
+    idx = np.clip(np.digitize(predicted, edges[1:-1]), 0, len(edges) - 2)
+    return [{"lo": edges[b], "hi": edges[b + 1], "n": int(m.sum()), "predicted": float(predicted[m].mean()),
+             "observed": float(outcome[m].mean())}
+            for b in range(len(edges) - 1) if (m := idx == b).any()]

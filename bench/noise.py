@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from db.store import Store, read_info
-from bench.evaluation import artist_flips, flip_labels, grade_ranking, pr_curve
+from bench.evaluation import (artist_flips, flip_labels, grade_ranking, pr_curve, reliability_table,
+                             right_if_errors_uniform)
 from embeddings.config import EmbedConfig
 from embeddings.export import embed
 from embeddings.scores import fold_scores
@@ -117,6 +118,29 @@ def grade_store(store_path: Path, flipped_paths: dict[str, set[str]], n_boot: in
                 res[name] = grade_ranking(s, positive, split, n_boot)
             grades[task] = res
         return grades, curves
+    finally:
+        store.close()
+
+
+def evidence_reliability(store_path: Path, flipped: dict[str, set[str]], fraction: float) -> dict[str, list[dict]]:
+    """{task: reliability_table}: is the `evidence` ranking's probability of the given class (the label
+    itself left out) honest? Read as the chance the label is right, were the flips uniform
+    (`right_if_errors_uniform` at the flipped fraction), against the share really left unflipped."""
+    store = Store(store_path)
+    try:
+        out = {}
+        for t, v in flipped.items():
+            frame, _, stored = store.scored_labels(t)
+            score = stored.get("evidence")
+            if score is None:
+                continue
+            ok = ~np.isnan(score)
+            q = 1.0 / (1.0 + np.exp(score[ok]))            # the score is log p(not given) - log p(given)
+            labels = frame["label"].to_numpy(np.int64)
+            n_classes = len(np.unique(labels[labels >= 0]))    # uniform flips go to a class present
+            predicted = right_if_errors_uniform(q, n_classes, fraction)
+            out[t] = reliability_table(predicted, ~frame["path"].isin(v).to_numpy()[ok])
+        return out
     finally:
         store.close()
 
@@ -244,6 +268,7 @@ def run_bench(cfg: NoiseBenchConfig) -> dict:
         result["seconds"][mode] = time.time() - t0
         result.setdefault("review_default", read_info(store).get("review_default", "consensus"))
         result.setdefault("wrong_label_estimates", {})[mode] = wrong_label_check(store, flipped)
+        result.setdefault("evidence_reliability", {})[mode] = evidence_reliability(store, flipped, cfg.fraction)
         curves.update({(mode, t): c for t, c in pr.items()})
         log.info("%s-seed%d graded in %.0fs", mode, cfg.seed, result["seconds"][mode])
     result["seconds"]["total"] = time.time() - t_start
@@ -330,6 +355,22 @@ def choice_table(result: dict) -> str:
     return "\n".join(out)
 
 
+def reliability_markdown(result: dict) -> str:
+    """The `evidence_reliability` tables as one markdown table: a row per flip kind and task, a cell
+    per bin "predicted / observed (n)"."""
+    rel = result.get("evidence_reliability", {})
+    rows = [(m, t, r) for m, tasks in rel.items() for t, r in tasks.items()]
+    if not rows:
+        return ""
+    from bench.evaluation import RELIABILITY_EDGES as E
+    bins = [f"{E[b]:.2f}-{E[b + 1]:.2f}" for b in range(len(E) - 1)]
+    out = ["| flips | task | " + " | ".join(bins) + " |", "|---|---|" + "---|" * len(bins)]
+    for m, t, r in rows:
+        cell = {f"{x['lo']:.2f}-{x['hi']:.2f}": f"{x['predicted']:.2f} / {x['observed']:.2f} ({x['n']})" for x in r}
+        out.append(f"| {m} | {t} | " + " | ".join(cell.get(b, "") for b in bins) + " |")
+    return "\n".join(out)
+
+
 def write_outputs(cfg: NoiseBenchConfig, run_dir: Path, result: dict, curves: dict) -> None:
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -339,6 +380,10 @@ def write_outputs(cfg: NoiseBenchConfig, run_dir: Path, result: dict, curves: di
                                       f"{100 * result['fraction']:.0f}% per task)\n\n{markdown_table(result)}\n\n"
                                       + (f"Mean over {' and '.join(CHOICE_MODES)} flips (the default is chosen on "
                                          f"this):\n\n{choice}\n\n" if choice else "")
+                                      + (f"How honest the evidence's probabilities are: the chance a label is right "
+                                         f"that they imply were errors uniform, predicted / observed share unflipped "
+                                         f"(paintings), per bin of the predicted chance:\n\n{reliability}\n\n"
+                                         if (reliability := reliability_markdown(result)) else "")
                                       + f"All rankings:\n\n{markdown_table(result, full=True)}\n")
     (run_dir / "noise.json").write_text(json.dumps(result, indent=1))
     import matplotlib

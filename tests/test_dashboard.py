@@ -98,7 +98,7 @@ def test_review_tag_persists_across_restart(app_env):
     assert first.split("`")[1] == top
     # the card says why: one line per kind of evidence, each marked for or against the label
     why = next(m.value for m in at.markdown if m.value.startswith("**Why it is here:**"))
-    assert "against the label" in why.lower() and "All kinds together:" in why
+    assert "against the label" in why.lower() and "All kinds together, the label itself left out:" in why
     lines = next(m.value for m in at.markdown if "Model (never saw this label)" in m.value)
     assert "Look-alikes:" in lines and "Artist (" in lines
     assert re.search(r":(red|green|orange)\[[✗✓~] (against|supports|mixed)\] · Model", lines)
@@ -259,7 +259,8 @@ def test_the_card_names_kinds_that_lean_the_same_way(app_env):
             ev = app.store.evidence_of(int(image_id), "style")
             combined = ev[ev["kind"] == "combined"].iloc[0]
             lines, summary = app.evidence_card(int(image_id), "style")
-            assert summary.endswith(combined["line"]) and combined["line"].startswith("All kinds together:")
+            assert summary.endswith(combined["line"])
+            assert combined["line"].startswith("All kinds together, the label itself left out:")
             assert not any(line.startswith("All kinds") for _, line in lines)    # the summary, not a line
             if combined["verdict"] == "supports":
                 continue

@@ -6,7 +6,8 @@ import json
 import numpy as np
 
 from conftest import run_cli
-from bench.evaluation import auroc, average_precision, flip_labels, precision_recall_at_k
+from bench.evaluation import (auroc, average_precision, flip_labels, precision_recall_at_k, reliability_table,
+                             right_if_errors_uniform)
 
 
 def test_evaluation_metrics_on_known_rankings():
@@ -22,6 +23,17 @@ def test_evaluation_metrics_on_known_rankings():
     probs = np.tile([.1, .3, .6], (10, 1))
     noisy, flipped = flip_labels(labels, 0.5, np.random.default_rng(0), 3, confusable_probs=probs)
     assert all(n == (1 if l == 2 else 2) for n, l in zip(noisy[flipped], labels[flipped]))
+
+
+def test_the_chance_a_label_is_right_weighs_the_catalogues_word():
+    """Evidence that leaves the label out gives the given class q. A catalogue right 90% of the time,
+    its errors spread over the 9 other classes: at q = 0.1 the label is right with 0.09 / (0.09 + 0.1 *
+    0.9 / 9) = 0.9, far above q; at q = 0.5 with 0.45 / 0.4556; at q = 0 never."""
+    p = right_if_errors_uniform(np.array([0.0, 0.1, 0.5, 1.0]), 10, 0.1)
+    np.testing.assert_allclose(p, [0.0, 0.9, 0.45 / (0.45 + 0.05 / 9), 1.0])
+    rows = reliability_table(np.array([0.05, 0.05, 0.95, 0.95, 0.999]), np.array([False, True, True, True, True]))
+    assert [(r["lo"], r["n"], r["observed"]) for r in rows] == [(0.0, 2, 0.5), (0.9, 2, 1.0), (0.99, 1, 1.0)]
+    assert rows[0]["predicted"] == 0.05
 
 
 def test_noise_bench_grades_the_store_make_train_embed_builds(trained, tmp_path):
@@ -58,6 +70,11 @@ def test_noise_bench_grades_the_store_make_train_embed_builds(trained, tmp_path)
     assert (tmp_path / "noise_pr.png").stat().st_size > 10_000 and (tmp_path / "noise_pr.html").is_file()
     assert (trained["run_dir"] / "noise.json").is_file() and "AUROC" in r.stdout
     assert dets["evidence"]["auroc"] > 0.75 and res["review_default"] == "evidence"
+    # how honest the evidence's probabilities are: every painting in one bin, flips where it says wrong
+    rel = res["evidence_reliability"]["uniform"]["style"]
+    assert sum(b["n"] for b in rel) == len(frame)
+    assert rel[0]["observed"] < rel[-1]["observed"] and rel[0]["predicted"] < 0.5 < rel[-1]["predicted"]
+    assert "How honest the evidence's probabilities are" in out.with_suffix(".md").read_text()
     # --reembed: the same noisy run embedded again (a changed score stage, no retraining) grades the same
     r2 = run_cli("bench noise", "--run", str(trained["run_dir"]), "--cache-dir",
                  str(trained["work"] / "cache"), "--modes", "uniform", "--tasks", "style", "--work-dir", str(work),
