@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 from trainer.cli import field, parse_config
@@ -32,7 +33,9 @@ class BenchConfig:
     images: int = field(256, "paintings used by the training and embedding steps")
     synthetic: int = field(100_000, "paintings in the synthetic store")
     umap_sizes: list[int] = field([25_000, 100_000], "UMAP sizes to time (0 to skip)")
-    steps: list[str] = field(["features", "train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap", "tags"],
+    evidence_size: int = field(100_000, "evidence step: paintings (WikiArt metadata resampled) whose evidence is built")
+    steps: list[str] = field(["features", "train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap", "tags",
+                              "evidence"],
                              "steps to run; also: scale (every stage at --scale-sizes, ~45 min)")
     scale_sizes: list[int] = field([10_000, 30_000, 100_000], "scale step: collection sizes (0 = only the features rate)")
     scale_features: int = field(10_000, "scale step: real JPEGs for the features rate (0 = keep the last measurement)")
@@ -342,6 +345,40 @@ def step_umap(n: int) -> dict:
     return {"n": n, "seconds": time.perf_counter() - t0}
 
 
+def step_evidence(n: int) -> dict:
+    """The evidence stage of `make embed` (`task_evidence`: look, artist, period, title, combined; then
+    the card's lines) for one task at n paintings: wikiart-mini's titles, artists and years resampled
+    (titles with two other title words appended, artists split 30 ways, years jittered +-5) so the
+    title vocabulary and the artist groups grow with n; cross-fitted probabilities and neighbours drawn."""
+    from embeddings.evidence import title_evidence
+    from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
+    from trainer.config import TrainConfig, run_paintings
+    ps = run_paintings(TrainConfig(), str(MINI))
+    frame, y = ps.frame, ps.labels("style")
+    rng = np.random.default_rng(0)
+    pick = rng.integers(0, len(frame), n)
+    words = np.array(" ".join(frame["title"]).split())
+    titles = np.array([f"{frame['title'].iat[i]} {' '.join(rng.choice(words, 2))}" for i in pick], dtype=object)
+    artist = np.array([f"{frame['artist_name'].iat[i]}-{k % 30}" for k, i in enumerate(pick)], dtype=object)
+    year = (frame["year_lo"].to_numpy() + frame["year_hi"].to_numpy())[pick] / 2 + rng.integers(-5, 6, n)
+    md = Metadata(pd.factorize(artist)[0].astype(np.int64), artist, year, titles, np.zeros(n, bool))
+    labels, c = y[pick], len(ps.classes["style"])
+    probs = rng.dirichlet(np.full(c, 0.3), n)
+    nb_ids = rng.integers(0, n, (n, 10))
+    nb_sim = rng.uniform(0.5, 1.0, (n, 10))
+    t0 = time.perf_counter()
+    title_evidence(labels, titles, c)
+    t_title = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ev = task_evidence(labels, probs, nb_ids, nb_sim, md, c)
+    t_all = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    rows = evidence_rows("style", labels, probs, nb_ids, ev, md, ps.classes["style"])
+    t_rows = time.perf_counter() - t0
+    return {"n": n, "artists": int(len(set(artist))), "title_s": t_title, "evidence_s": t_all,
+            "card_lines_s": t_rows, "rows": len(rows)}
+
+
 from bench.scale import step_scale, step_scale_features  # noqa: E402,F401  (run by name in a child)
 from bench.tagload import step_tags  # noqa: E402,F401
 
@@ -377,6 +414,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "faiss": [("step_faiss", cfg.synthetic)], "dashboard": [("step_dashboard", cfg.synthetic)],
             "browser": [("step_browser", cfg.synthetic)], "gradcam": [("step_gradcam", cfg.gradcam_images)],
             "umap": [("step_umap", n) for n in cfg.umap_sizes if n], "tags": [("step_tags", cfg.tag_decisions)],
+            "evidence": [("step_evidence", cfg.evidence_size)],
             "scale": [("step_scale_features", cfg.scale_features)] * bool(cfg.scale_features) +
                      [("step_scale", n) for n in cfg.scale_sizes if n]}
     out = Path(cfg.out)
@@ -475,6 +513,10 @@ def table(results: dict) -> str:
                 row(step, f"{backend}: decisions kept", f"{b['kept']}/{b['expected']}", "all")
         elif step.startswith("umap"):
             row(step, f"UMAP {r['n']:,} x 960, s", f"{r['seconds']:.0f}")
+        elif step == "evidence":
+            row(step, f"one task at {r['n']:,}: all kinds, s", f"{r['evidence_s']:.0f}")
+            row(step, "of which the title model, s", f"{r['title_s']:.0f}")
+            row(step, "the card's lines, s", f"{r['card_lines_s']:.0f}")
     return "\n".join(lines)
 
 

@@ -158,6 +158,17 @@ def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artis
     return out
 
 
+def _title_features():
+    """TF-IDF of a title's words and word pairs, and of character 3-5-grams within words: titles
+    come in many languages and spellings ("cielo par terra", "Mont Sainte-Victoire", "Bijin-ga"),
+    and a word's stem or a transliteration shares n-grams where whole words differ."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+    return FeatureUnion([("words", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)),
+                         ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=2,
+                                                   sublinear_tf=True))])
+
+
 def title_evidence(labels: np.ndarray, titles: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0,
                    min_titles: int = 50) -> np.ndarray:
     """(N, C) cross-fitted p(class | title): a TF-IDF + logistic-regression model per fold, each
@@ -186,7 +197,7 @@ def title_evidence(labels: np.ndarray, titles: np.ndarray, n_classes: int, folds
         if len(np.unique(labels[fit])) < 2:
             out[pred] = prior
             continue
-        vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+        vec = _title_features()
         try:
             x_fit = vec.fit_transform(titles[fit])
         except ValueError:            # no word occurs twice: the titles say nothing here
