@@ -110,10 +110,11 @@ register_detector("artist", "metadata", "the artist's other paintings (leave-one
                   "largest log Bayes factor of another class over the given one (each against its share of the "
                   "collection), from the artist's other paintings, nearer dates weighing more",
                   _evidence("artist"), threshold=LOG2)
-register_detector("period", "metadata", "other paintings dated near this one (leave-one-out)",
-                  "largest log Bayes factor of another class over the given one, from other paintings dated near "
-                  "this one", _evidence("period"), threshold=LOG2)
-register_detector("title", "metadata", "the title, a cross-fitted TF-IDF text model",
+register_detector("period", "metadata", "other artists' paintings dated near this one (leave-artist-out)",
+                  "largest log Bayes factor of another class over the given one, from other artists' paintings "
+                  "dated near this one (each class's dates a kernel density of its own width)",
+                  _evidence("period"), threshold=LOG2)
+register_detector("title", "metadata", "the title, a cross-fitted TF-IDF text model (words and character n-grams)",
                   "largest log Bayes factor of another class over the given one, from a cross-fitted text model "
                   "over titles", _evidence("title"), threshold=LOG2)
 # consensus: every single detector but the metadata kinds, rank-averaged.
