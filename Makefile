@@ -64,23 +64,26 @@ $(RAY_STAMP): requirements-ray.txt $(STAMP)
 	rm -f $(VENV)/.ray-*
 	touch $@
 
+# A tool with pins of its own in its own environment: $(call side_venv,DIR) in the recipe of DIR's
+# stamp, whose first prerequisite is the requirements file; the stamp names the file's hash.
+define side_venv
+test -x $(1)/bin/python || python3 -m venv $(1)
+$(1)/bin/python -m pip install -q --disable-pip-version-check -r $<
+rm -f $(1)/.installed-*
+touch $@
+endef
+
 # The Label Studio SDK in its own environment (it pins another numpy): tests check the --label-studio
 # round trip against it (bench/labelstudio_check.py).
 labelstudio: $(LS_STAMP)
 $(LS_STAMP): requirements-labelstudio.txt
-	test -x $(LS_VENV)/bin/python || python3 -m venv $(LS_VENV)
-	$(LS_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-labelstudio.txt
-	rm -f $(LS_VENV)/.installed-*
-	touch $@
+	$(call side_venv,$(LS_VENV))
 
 # FiftyOne (optional, about 1 GB) in its own .venv-fiftyone: tests load `artlens export --fiftyone`
 # with FiftyOne's importer when it is there (bench/fiftyone_check.py); `make test` does not need it.
 fiftyone: $(FO_STAMP)
 $(FO_STAMP): requirements-fiftyone.txt
-	test -x $(FO_VENV)/bin/python || python3 -m venv $(FO_VENV)
-	$(FO_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-fiftyone.txt
-	rm -f $(FO_VENV)/.installed-*
-	touch $@
+	$(call side_venv,$(FO_VENV))
 
 bench-noise: $(STAMP) $(BENCH_STAMP)
 	$(ARTLENS) bench noise $(ARGS)
