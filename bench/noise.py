@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from db.store import Store, read_info
-from bench.evaluation import (artist_flips, flip_labels, grade_ranking, pr_curve, reliability_table,
-                             right_if_errors_uniform)
+from bench.evaluation import (RELIABILITY_EDGES, artist_flips, flip_labels, grade_ranking, pr_curve,
+                             reliability_table, right_if_errors_uniform)
 from embeddings.config import EmbedConfig
 from embeddings.export import embed
 from embeddings.scores import fold_scores
@@ -99,14 +99,16 @@ def confusable_probs(run_dir: Path, paths: list[str]) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------ grading the store
-def grade_store(store_path: Path, flipped_paths: dict[str, set[str]], n_boot: int = 0
-                ) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]]:
-    """({task: {ranking: grade_ranking(...)}}, {task: {detector: (recall, precision)}}) for every
-    detector in the store's `scores` table, plus the max-softmax baseline and (if installed) cleanlab
-    in the grades, all over the paintings labelled for the task."""
+def grade_store(store_path: Path, flipped_paths: dict[str, set[str]], n_boot: int = 0, fraction: float = 0.1
+                ) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
+                           dict[str, list[dict]]]:
+    """({task: {ranking: grade_ranking(...)}}, {task: {detector: (recall, precision)}}, {task:
+    evidence_reliability(...)}) for every detector in the store's `scores` table, plus the
+    max-softmax baseline and (if installed) cleanlab in the grades, all over the paintings labelled
+    for the task; `fraction`: the share of labels flipped."""
     store = Store(store_path)
     try:
-        grades, curves = {}, {}
+        grades, curves, reliability = {}, {}, {}
         for task, flipped in flipped_paths.items():
             frame, probs, stored = store.scored_labels(task)
             positive = frame["path"].isin(flipped).to_numpy()
@@ -117,32 +119,23 @@ def grade_store(store_path: Path, flipped_paths: dict[str, set[str]], n_boot: in
             for name, s in peer_rankings(frame["label"].to_numpy(np.int64), probs).items():
                 res[name] = grade_ranking(s, positive, split, n_boot)
             grades[task] = res
-        return grades, curves
+            if "evidence" in stored:
+                reliability[task] = evidence_reliability(stored["evidence"], frame["label"].to_numpy(np.int64),
+                                                         positive, fraction)
+        return grades, curves, reliability
     finally:
         store.close()
 
 
-def evidence_reliability(store_path: Path, flipped: dict[str, set[str]], fraction: float) -> dict[str, list[dict]]:
-    """{task: reliability_table}: is the `evidence` ranking's probability of the given class (the label
-    itself left out) honest? Read as the chance the label is right, were the flips uniform
-    (`right_if_errors_uniform` at the flipped fraction), against the share really left unflipped."""
-    store = Store(store_path)
-    try:
-        out = {}
-        for t, v in flipped.items():
-            frame, _, stored = store.scored_labels(t)
-            score = stored.get("evidence")
-            if score is None:
-                continue
-            ok = ~np.isnan(score)
-            q = 1.0 / (1.0 + np.exp(score[ok]))            # the score is log p(not given) - log p(given)
-            labels = frame["label"].to_numpy(np.int64)
-            n_classes = len(np.unique(labels[labels >= 0]))    # uniform flips go to a class present
-            predicted = right_if_errors_uniform(q, n_classes, fraction)
-            out[t] = reliability_table(predicted, ~frame["path"].isin(v).to_numpy()[ok])
-        return out
-    finally:
-        store.close()
+def evidence_reliability(score: np.ndarray, labels: np.ndarray, flipped: np.ndarray, fraction: float) -> list[dict]:
+    """reliability_table: is the `evidence` ranking's probability of the given class (the label itself
+    left out) honest? Read as the chance the label is right, were the flips uniform
+    (`right_if_errors_uniform` at the flipped fraction), against the share really left unflipped.
+    score, labels, flipped (N,) over the task's labelled paintings."""
+    ok = ~np.isnan(score)
+    q = 1.0 / (1.0 + np.exp(score[ok]))                # the score is log p(not given) - log p(given)
+    n_classes = len(np.unique(labels[labels >= 0]))     # uniform flips go to a class present
+    return reliability_table(right_if_errors_uniform(q, n_classes, fraction), ~flipped[ok])
 
 
 def wrong_label_check(store_path: Path, flipped: dict[str, set[str]]) -> dict[str, dict]:
@@ -263,12 +256,12 @@ def run_bench(cfg: NoiseBenchConfig) -> dict:
         t0 = time.time()
         store, flipped = noisy_store(ps, run_dir, clean_cfg, mode, cfg.seed, cfg.fraction, tasks, work,
                                      cfg.cache_dir, reuse="embed" if cfg.reembed else "grade" if cfg.grade_only else "")
-        graded, pr = grade_store(store, flipped, cfg.bootstrap)
+        graded, pr, reliability = grade_store(store, flipped, cfg.bootstrap, cfg.fraction)
         result[mode] = graded
         result["seconds"][mode] = time.time() - t0
         result.setdefault("review_default", read_info(store).get("review_default", "consensus"))
         result.setdefault("wrong_label_estimates", {})[mode] = wrong_label_check(store, flipped)
-        result.setdefault("evidence_reliability", {})[mode] = evidence_reliability(store, flipped, cfg.fraction)
+        result.setdefault("evidence_reliability", {})[mode] = reliability
         curves.update({(mode, t): c for t, c in pr.items()})
         log.info("%s-seed%d graded in %.0fs", mode, cfg.seed, result["seconds"][mode])
     result["seconds"]["total"] = time.time() - t_start
@@ -362,7 +355,7 @@ def reliability_markdown(result: dict) -> str:
     rows = [(m, t, r) for m, tasks in rel.items() for t, r in tasks.items()]
     if not rows:
         return ""
-    from bench.evaluation import RELIABILITY_EDGES as E
+    E = RELIABILITY_EDGES
     bins = [f"{E[b]:.2f}-{E[b + 1]:.2f}" for b in range(len(E) - 1)]
     out = ["| flips | task | " + " | ".join(bins) + " |", "|---|---|" + "---|" * len(bins)]
     for m, t, r in rows:

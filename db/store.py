@@ -356,8 +356,9 @@ class Store:
         meta = self._has_column("images", "artist_name")
         cols = "i.artist_name, i.title, i.year_lo, i.year_hi" if meta else \
             "'' AS artist_name, '' AS title, NULL::DOUBLE AS year_lo, NULL::DOUBLE AS year_hi"
-        quality = "coalesce(q.flags, '') AS flags" if self.has_quality() else "'' AS flags"
-        join = "LEFT JOIN image_quality q USING (image_id)" if self.has_quality() else ""
+        measured = self.has_quality()
+        quality = "coalesce(q.flags, '') AS flags" if measured else "'' AS flags"
+        join = "LEFT JOIN image_quality q USING (image_id)" if measured else ""
         return self._q(f"SELECT i.image_id, i.path, i.split, {cols}, {quality} FROM images i {join} ORDER BY i.image_id")
 
     def images(self) -> pd.DataFrame:

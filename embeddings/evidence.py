@@ -174,7 +174,6 @@ def title_evidence(labels: np.ndarray, titles: np.ndarray, n_classes: int, folds
     """(N, C) cross-fitted p(class | title): a TF-IDF + logistic-regression model per fold, each
     painting predicted by the model that never saw its label. NaN rows for untitled paintings, and
     everywhere when fewer than `min_titles` labelled paintings have a title."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import KFold
 
