@@ -9,7 +9,8 @@ cross-fitted):
 - look:    the cross-fitted classifier and the label-free visual neighbours (two readings of the
            picture, so they count as one kind);
 - artist:  the labels of the artist's other paintings, the nearer in date the more weight;
-- period:  the labels of other artists' paintings dated near this one;
+- period:  the labels of other artists' paintings dated near this one (for style and artist;
+           `Metadata.for_task` leaves it out of genre);
 - title:   a text model over titles, cross-fitted.
 
 `combine_evidence` multiplies the kinds' likelihood ratios (naive Bayes, one vote per kind, each

@@ -221,3 +221,30 @@ def test_the_evidence_bench_step_times_the_product_stage():
     r = step_evidence(3000)
     assert r["n"] == 3000 and r["artists"] > 294 and r["rows"] >= 3 * 3000
     assert 0 < r["title_s"] and 0 < r["evidence_s"] and 0 < r["card_lines_s"]
+
+
+def test_a_date_is_evidence_about_style_and_artist_but_not_genre():
+    """Movements and careers have dates, subjects do not: portraits and landscapes are painted in
+    every century, and what a year says about genre in one collection is which movements it holds.
+    For genre the period kind says nothing (no score, no card line); the artist kind still weighs
+    the artist's paintings by date."""
+    from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
+    rng = np.random.default_rng(0)
+    n = 120
+    years = np.r_[rng.uniform(1600, 1700, n // 2), rng.uniform(1880, 1950, n // 2)].round()
+    frame = pd.DataFrame({"artist_name": [f"artist-{i % 12}" for i in range(n)],
+                          "year_lo": years, "year_hi": years,
+                          "title": ["" for _ in range(n)]})
+    md = Metadata.from_frame(frame)
+    labels = np.r_[np.zeros(n // 2, int), np.ones(n // 2, int)]
+    probs = np.full((n, 2), 0.5)
+    nb_ids = np.full((n, 1), -1)
+    nb_sim = np.zeros((n, 1))
+    style = task_evidence(labels, probs, nb_ids, nb_sim, md.for_task("style"), 2)
+    genre = task_evidence(labels, probs, nb_ids, nb_sim, md.for_task("genre"), 2)
+    assert md.for_task("style").dates_classes and not md.for_task("genre").dates_classes
+    assert not np.isnan(style.kinds["period"]).any() and np.isnan(genre.kinds["period"]).all()
+    np.testing.assert_array_equal(style.kinds["artist"], genre.kinds["artist"])
+    rows = evidence_rows("genre", labels, probs, nb_ids, genre, md.for_task("genre"), ["a", "b"])
+    assert "period" not in set(rows["kind"]) and "artist" in set(rows["kind"])
+    assert "period" in set(evidence_rows("style", labels, probs, nb_ids, style, md.for_task("style"), ["a", "b"])["kind"])

@@ -132,6 +132,10 @@ def test_store_contents(store):
         q("SELECT count(*) FROM labels WHERE training_index IS NOT NULL")[0][0]
     assert {r[0] for r in q("SELECT DISTINCT kind FROM evidence")} == {"model", "neighbours", "look", "artist",
                                                                        "period", "title", "combined"}
+    # a date is evidence about style, not about genre (Metadata.for_task)
+    assert q("SELECT count(*) FROM evidence WHERE kind = 'period' AND task = 'style'")[0][0] > n // 3
+    assert q("SELECT count(*) FROM evidence WHERE kind = 'period' AND task = 'genre'")[0][0] == 0
+    assert q("SELECT count(*) FROM scores WHERE detector = 'period' AND task = 'genre'")[0][0] == 0
     assert {r[0] for r in q("SELECT DISTINCT verdict FROM evidence")} <= {"supports", "mixed", "against"}
     assert q("SELECT count(*) FROM evidence WHERE kind <> 'look' AND line = ''")[0][0] == 0
     index = faiss.read_index(str(store["index"]))
