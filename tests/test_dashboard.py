@@ -59,6 +59,12 @@ def test_every_page_renders(app_env):
     for det in ("mahalanobis_margin", "artist", "period", "title", "evidence"):   # the detectors v5 added
         at.selectbox(key="out_detector").set_value(det).run()
         assert not at.exception, (det, [e.value for e in at.exception])
+    # a date is no evidence about genre: the page says why the period detector ranks nothing there
+    at.sidebar.selectbox(key="task").set_value("genre").run()
+    at.selectbox(key="out_detector").set_value("period").run()
+    assert any("scores no genre label" in i.value for i in at.info), [i.value for i in at.info]
+    at.selectbox(key="out_detector").set_value("evidence").run()
+    assert not any("scores no" in i.value for i in at.info)
     at = open_page("Explore")
     assert at.get("plotly_chart")
     at = open_page("Neighbours")

@@ -17,13 +17,11 @@ def page_outliers(app: Artlens, task: str):
         thr = st.slider("show paintings whose given label has probability below", 0.0, 1.0, 0.5, 0.05, key="out_thr")
         min_score = 1.0 - thr
     total = app.store.count_scored(task, detector, min_score)
-    per_page = 24
-    pages = max(1, (total + per_page - 1) // per_page)
-    page = st.number_input(f"page (of {pages}; {total:,} paintings)", 1, pages, 1, key="out_page")
-    rows = app.store.ranked(task, detector, per_page, (page - 1) * per_page, min_score)
-    cam = st.toggle("Grad-CAM: where the model finds the given label and its top class", key="out_cam")
-    grid(app, task, rows, cols=4 if cam else 6, gradcam=cam,
-         extra=lambda r: f"  \n**score:** {r['score']:.3f} · rank {r['rank']}" + (" · **flagged**" if r["flag"] else ""))
+    if total == 0 and min_score is None:
+        st.info(f"`{detector}` scores no {task} label in this store: it needs metadata these paintings lack, "
+                "or it is no evidence about this task (a date says nothing of a genre).")
+    else:
+        ranked_grid(app, task, detector, total, min_score)
     st.subheader("Near-duplicates with conflicting labels")
     dup = app.store.duplicate_groups(conflicting_only=True)
     if dup.empty:
@@ -35,6 +33,17 @@ def page_outliers(app: Artlens, task: str):
         for col, (_, r) in zip(cols, g.iterrows()):
             show_thumb(app, r["path"], 200, container=col)
             col.caption(f"{r['path']}  \n{r['labels']}")
+
+
+def ranked_grid(app: Artlens, task: str, detector: str, total: int, min_score: float | None):
+    """One page of the paintings `detector` ranks, worst first."""
+    per_page = 24
+    pages = max(1, (total + per_page - 1) // per_page)
+    page = st.number_input(f"page (of {pages}; {total:,} paintings)", 1, pages, 1, key="out_page")
+    rows = app.store.ranked(task, detector, per_page, (page - 1) * per_page, min_score)
+    cam = st.toggle("Grad-CAM: where the model finds the given label and its top class", key="out_cam")
+    grid(app, task, rows, cols=4 if cam else 6, gradcam=cam,
+         extra=lambda r: f"  \n**score:** {r['score']:.3f} · rank {r['rank']}" + (" · **flagged**" if r["flag"] else ""))
 
 
 app, task, _ = page_setup("Outliers")
