@@ -324,8 +324,11 @@ class Artlens:
             text += (f"; the evidence alone said {w['model_estimate']:,.0f}, refined by your {w['reviewed']:,} "
                      "decisions at each depth of the review queue)")
         else:
-            text += ("; counted where at least two independent kinds of evidence (the look, the artist's other "
-                     "paintings, the date, the title) agree on another label and, weighing the catalogue's own "
+            words = {"look": "the look", "artist": "the artist's other paintings", "period": "the date",
+                     "title": "the title"}
+            kinds = ", ".join(words[k] for k in self.store.evidence_kinds(task)) or "the look"
+            text += (f"; counted where at least two independent kinds of evidence ({kinds}) agree on another "
+                     "label and, weighing the catalogue's own "
                      "word, wrong is likelier than right. The range runs from three kinds agreeing to every "
                      "label the evidence as a whole finds less likely than another; only that high end "
                      "counts the classifier's own confusions)")
