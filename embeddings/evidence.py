@@ -9,8 +9,9 @@ cross-fitted):
 - look:    the cross-fitted classifier and the label-free visual neighbours (two readings of the
            picture, so they count as one kind);
 - artist:  the labels of the artist's other paintings, the nearer in date the more weight;
-- period:  the labels of other artists' paintings dated near this one (for style and artist;
-           `Metadata.for_task` leaves it out of genre);
+- period:  the labels of other artists' paintings dated near this one, or near its artist's dated
+           paintings when it is undated (for style and artist; `Metadata.for_task` leaves it out
+           of genre);
 - title:   a text model over titles, cross-fitted.
 
 `combine_evidence` multiplies the kinds' likelihood ratios (naive Bayes, one vote per kind, each
@@ -128,11 +129,13 @@ def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artis
                     alpha: float = 1.0) -> np.ndarray:
     """(N, C) how likely each class is for this year, from other artists' dated paintings: each
     class's years as a kernel density (width `period_spans`, on whole years so it scales with the
-    number of distinct years, not of paintings) times the class's count. NaN rows for undated paintings.
+    number of distinct years, not of paintings) times the class's count.
 
     artist (N,) int (-1 = unknown): the painting's own artist is left out, not only the painting.
     Near an artist's dates the artist's other paintings would otherwise make up much of the period,
-    and the period would repeat the artist kind's vote (the kinds are combined as independent)."""
+    and the period would repeat the artist kind's vote (the kinds are combined as independent).
+    An undated painting is read at its artist's dates here (`career_period`); NaN rows for undated
+    paintings whose artist has no dated painting."""
     dated = ~np.isnan(years)
     out = np.full((len(labels), n_classes), np.nan)
     if not dated.any():
@@ -156,7 +159,27 @@ def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artis
     # share of the year's paintings, so each class's counts are scaled to the median width
     counts = np.clip(counts, 0, None) * (np.median(spans) / spans)[None, :]
     out[dated] = _smoothed(counts, counts.sum(1), label_prior(labels, n_classes), alpha)
+    if artist is not None:
+        undated, era = career_period(counts, artist[dated], artist, dated)
+        out[undated] = _smoothed(era, era.sum(1), label_prior(labels, n_classes), alpha)
     return out
+
+
+def career_period(dated_counts: np.ndarray, dated_artist: np.ndarray, artist: np.ndarray, dated: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The period of an undated painting: the mean of the other artists' class counts near each of
+    its artist's dated paintings (an undated painting comes from some point of the career the
+    collection dates). dated_counts (D, C) leave-artist-out counts of the dated paintings,
+    dated_artist (D,) their artists, artist (N,), dated (N,) bool. Returns (rows (U,) of the undated
+    paintings whose artist has a dated painting, their counts (U, C))."""
+    n_artists = int(max(artist.max(), dated_artist.max(), -1)) + 1
+    sums = np.zeros((n_artists, dated_counts.shape[1]))
+    ok = dated_artist >= 0
+    np.add.at(sums, dated_artist[ok], dated_counts[ok])
+    n_dated = np.bincount(dated_artist[ok], minlength=n_artists).astype(float)
+    rows = np.flatnonzero(~dated & (artist >= 0))
+    rows = rows[n_dated[artist[rows]] > 0]
+    return rows, sums[artist[rows]] / n_dated[artist[rows]][:, None]
 
 
 def _title_features():

@@ -102,6 +102,13 @@ def _class_years(labels: np.ndarray, years: np.ndarray, n_classes: int) -> np.nd
     return out
 
 
+def _careers(artist: np.ndarray, years: np.ndarray) -> dict[int, tuple[float, float]]:
+    """{artist id: (first, last) year of the artist's dated paintings} for artists with any."""
+    ok = (artist >= 0) & ~np.isnan(years)
+    frame = pd.DataFrame({"a": artist[ok], "y": years[ok]}).groupby("a")["y"].agg(["min", "max"])
+    return {int(a): (float(r["min"]), float(r["max"])) for a, r in frame.iterrows()}
+
+
 def model_line(g: int, p: np.ndarray, names: list[str]) -> str:
     """The cross-fitted classifier's reading, p (C,), of a painting given class g."""
     top = int(np.argmax(p))
@@ -133,14 +140,23 @@ def artist_line(g: int, artist: str, counts: np.ndarray, year: float, p: np.ndar
     return text
 
 
-def period_line(g: int, class_years: np.ndarray, year: float, p: np.ndarray, names: list[str]) -> str:
-    """The year against the given class's dates here, class_years (2,) (5th, 95th percentile)."""
+def period_line(g: int, class_years: np.ndarray, year: float, p: np.ndarray, names: list[str],
+                career: tuple[str, float, float] | None = None) -> str:
+    """The year against the given class's dates here, class_years (2,) (5th, 95th percentile); for an
+    undated painting, career = (artist, first, last year of the artist's dated paintings here)."""
     lo, hi = class_years
     span = f"{names[g]} paintings here date {lo:.0f}-{hi:.0f}" if not np.isnan(lo) else f"few dated {names[g]} paintings here"
-    text = f"Period: {span}; this one {year:.0f}"
+    if np.isnan(year) and career is not None:
+        artist, first, last = career
+        when = f"{first:.0f}" if first == last else f"{first:.0f}-{last:.0f}"
+        text = f"Period: {span}; this one undated, {_pretty(artist)}'s dated paintings here {when}"
+        near = "of those years"
+    else:
+        text = f"Period: {span}; this one {year:.0f}"
+        near = "near that year"
     top = int(np.argmax(p))
     if top != g:
-        text += f", when {names[top]} is likelier ({p[top]:.0%} of other artists' paintings near that year vs {p[g]:.0%})"
+        text += f", when {names[top]} is likelier ({p[top]:.0%} of other artists' paintings {near} vs {p[g]:.0%})"
     return text
 
 
@@ -171,6 +187,7 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, nb_ids: np.n
     # plain counts for the words; the evidence itself weighs the artist's paintings by date
     artist_counts, _ = group_label_counts(labels, md.artist_id, md.year, C, np.inf, 1.0)
     years_of = _class_years(labels, md.year, C)
+    careers = _careers(md.artist_id, md.year)
     rows = []
 
     def add(kind, i, p, line):
@@ -188,7 +205,9 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, nb_ids: np.n
         if not np.isnan(pa).any():
             add("artist", i, pa, artist_line(g, md.artist_name[i], artist_counts[i], md.year[i], pa, names))
         if not np.isnan(pp).any():
-            add("period", i, pp, period_line(g, years_of[g], md.year[i], pp, names))
+            a = md.artist_id[i]
+            career = (md.artist_name[i], *careers[a]) if a >= 0 and a in careers else None
+            add("period", i, pp, period_line(g, years_of[g], md.year[i], pp, names, career))
         if not np.isnan(pt).any():
             add("title", i, pt, title_line(g, md.title[i], pt, names))
         add("combined", i, ev.posterior[i], combined_line(g, ev.posterior[i], names))

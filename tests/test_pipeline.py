@@ -135,6 +135,8 @@ def test_store_contents(store):
     # a date is evidence about style, not about genre (Metadata.for_task)
     assert q("SELECT count(*) FROM evidence WHERE kind = 'period' AND task = 'style'")[0][0] > n // 3
     assert q("SELECT count(*) FROM evidence WHERE kind = 'period' AND task = 'genre'")[0][0] == 0
+    # an undated painting whose artist has dated ones is read at the artist's dates
+    assert q("SELECT count(*) FROM evidence WHERE kind = 'period' AND line LIKE '%this one undated, %'")[0][0] > 0
     assert q("SELECT count(*) FROM scores WHERE detector = 'period' AND task = 'genre'")[0][0] == 0
     assert {r[0] for r in q("SELECT DISTINCT verdict FROM evidence")} <= {"supports", "mixed", "against"}
     assert q("SELECT count(*) FROM evidence WHERE kind <> 'look' AND line = ''")[0][0] == 0
