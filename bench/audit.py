@@ -87,15 +87,18 @@ def audit_store(cfg: AuditConfig) -> dict:
                   "review_default": info.get("review_default"), "command": "make bench-audit", "tasks": {}}
         for task in sorted(set(audit["task"]) & set(store.tasks())):
             verdict_of = dict(audit.loc[audit["task"] == task, ["path", "verdict"]].itertuples(index=False))
-            rankings = {}
+            rankings, unscored = {}, []
             for det in store.detectors():
                 # the queue as the Review page shows it: a picture filed twice under one label once,
                 # photo defects left out
                 paths = store.ranked(task, det, limit=max(cfg.top), one_per_copy=True,
                                      leave_out_flags=PHOTO_DEFECTS)["path"].tolist()
+                if not paths:          # a detector with nothing to say about this task (period on genre)
+                    unscored.append(det)
+                    continue
                 rankings[det] = {str(k): grade_top(paths, verdict_of, k) for k in cfg.top}
             w = store.wrong_labels(task)
-            result["tasks"][task] = {"rankings": rankings, "audited": len(verdict_of),
+            result["tasks"][task] = {"rankings": rankings, "unscored": unscored, "audited": len(verdict_of),
                                      "store_count": {k: w.get(k) for k in ("estimate", "low", "high", "labelled")},
                                      "unaudited_in_default": unaudited_evidence(store, task, verdict_of,
                                                                                 result["review_default"], cfg.top[0])}
@@ -122,6 +125,9 @@ def markdown(result: dict, top: Sequence[int]) -> str:
             out.append(f"| {name} | " + " | ".join(f"{g[str(k)]['wrong']} / {g[str(k)]['right']} / "
                                                     f"{g[str(k)]['debatable']} / {g[str(k)]['unaudited']}"
                                                     for k in top) + " |")
+        if r.get("unscored"):
+            out += ["", f"No {task} scores (nothing to say about this task): "
+                        + ", ".join(f"`{d}`" for d in r["unscored"])]
         un = r.get("unaudited_in_default") or []
         if un:
             out += ["", f"Not audited in the top {top[0]} of `{default}` ({task}), with the evidence that put them there:", ""]

@@ -17,6 +17,7 @@ def test_audit_counts_each_rankings_top_k(store, tmp_path):
     # a panel that called the first 6 wrong, the next 4 right, 2 debatable, and never saw the rest
     verdicts = ["wrong"] * 6 + ["right"] * 4 + ["debatable"] * 2
     audit = pd.DataFrame({"path": top[:12], "task": "style", "given_label": "", "verdict": verdicts})
+    audit = pd.concat([audit, pd.DataFrame({"path": top[:1], "task": "genre", "given_label": "", "verdict": "right"})])
     audit.to_csv(tmp_path / "audit.csv", index=False)
     out = tmp_path / "audit.json"
     r = run_cli("bench audit", "--store", str(store["store"]), "--audit", str(tmp_path / "audit.csv"),
@@ -29,6 +30,10 @@ def test_audit_counts_each_rankings_top_k(store, tmp_path):
     assert res["review_default"] == "evidence" and "| **evidence** (default) | 6 / 4 / 0 / 0 |" in r.stdout
     c = res["tasks"]["style"]["store_count"]
     assert c["low"] <= c["estimate"] <= c["high"]
+    # a ranking with nothing to say about a task is named as such, not graded as an empty top k
+    assert res["tasks"]["genre"]["unscored"] == ["period"] and "period" not in res["tasks"]["genre"]["rankings"]
+    assert "No genre scores (nothing to say about this task): `period`" in r.stdout
+    assert res["tasks"]["style"]["unscored"] == []
 
 
 def test_a_bad_audit_file_is_one_clear_line(store, tmp_path):
