@@ -353,6 +353,7 @@ def step_evidence(n: int) -> dict:
     from embeddings.evidence import title_evidence
     from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
     from trainer.config import TrainConfig, run_paintings
+    from trainer.metadata import mid_year
     ps = run_paintings(TrainConfig(), str(MINI))
     frame, y = ps.frame, ps.labels("style")
     rng = np.random.default_rng(0)
@@ -360,7 +361,7 @@ def step_evidence(n: int) -> dict:
     words = np.array(" ".join(frame["title"]).split())
     titles = np.array([f"{frame['title'].iat[i]} {' '.join(rng.choice(words, 2))}" for i in pick], dtype=object)
     artist = np.array([f"{frame['artist_name'].iat[i]}-{k % 30}" for k, i in enumerate(pick)], dtype=object)
-    year = (frame["year_lo"].to_numpy() + frame["year_hi"].to_numpy())[pick] / 2 + rng.integers(-5, 6, n)
+    year = mid_year(frame)[pick] + rng.integers(-5, 6, n)
     md = Metadata(pd.factorize(artist)[0].astype(np.int64), artist, year, titles, np.zeros(n, bool))
     labels, c = y[pick], len(ps.classes["style"])
     probs = rng.dirichlet(np.full(c, 0.3), n)

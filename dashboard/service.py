@@ -326,7 +326,8 @@ class Artlens:
         else:
             words = {"look": "the look", "artist": "the artist's other paintings", "period": "the date",
                      "title": "the title"}
-            kinds = ", ".join(words[k] for k in self.store.evidence_kinds(task)) or "the look"
+            held = self.store.evidence_kinds(task)
+            kinds = ", ".join(words[k] for k in KINDS if k in held) or "the look"
             text += (f"; counted where at least two independent kinds of evidence ({kinds}) agree on another "
                      "label and, weighing the catalogue's own "
                      "word, wrong is likelier than right. The range runs from three kinds agreeing to every "

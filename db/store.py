@@ -323,14 +323,13 @@ class Store:
               WHEN 'look' THEN 2 WHEN 'artist' THEN 3 WHEN 'period' THEN 4 WHEN 'title' THEN 5 ELSE 6 END""",
                        [int(image_id), task])
 
-    def evidence_kinds(self, task: str) -> list[str]:
-        """The kinds of evidence the store holds for `task`'s labels (of look, artist, period, title:
-        the period is evidence about style and artist only, a metadata kind needs that metadata);
-        empty for a store written before the evidence table."""
+    def evidence_kinds(self, task: str) -> set[str]:
+        """The `kind`s of the store's evidence rows for `task` (the period is evidence about style and
+        artist only, a metadata kind needs that metadata); empty for a store written before the
+        evidence table."""
         if not self._has_column("evidence", "kind"):
-            return []
-        have = set(self._q("SELECT DISTINCT kind FROM evidence WHERE task = ?", [task])["kind"])
-        return [k for k in ("look", "artist", "period", "title") if k in have]
+            return set()
+        return set(self._q("SELECT DISTINCT kind FROM evidence WHERE task = ?", [task])["kind"])
 
     def given_label(self, path: str, task: str) -> str | None:
         """The given label (class name) of the painting at `path` (relative to the data root), or None."""

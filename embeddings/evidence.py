@@ -160,19 +160,19 @@ def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artis
     counts = np.clip(counts, 0, None) * (np.median(spans) / spans)[None, :]
     out[dated] = _smoothed(counts, counts.sum(1), label_prior(labels, n_classes), alpha)
     if artist is not None:
-        undated, era = career_period(counts, artist[dated], artist, dated)
+        undated, era = career_period(counts, artist, dated)
         out[undated] = _smoothed(era, era.sum(1), label_prior(labels, n_classes), alpha)
     return out
 
 
-def career_period(dated_counts: np.ndarray, dated_artist: np.ndarray, artist: np.ndarray, dated: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def career_period(dated_counts: np.ndarray, artist: np.ndarray, dated: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The period of an undated painting: the mean of the other artists' class counts near each of
     its artist's dated paintings (an undated painting comes from some point of the career the
-    collection dates). dated_counts (D, C) leave-artist-out counts of the dated paintings,
-    dated_artist (D,) their artists, artist (N,), dated (N,) bool. Returns (rows (U,) of the undated
+    collection dates). dated_counts (D, C) leave-artist-out counts of the dated paintings, artist
+    (N,) int (-1 = unknown), dated (N,) bool with D true. Returns (rows (U,) of the undated
     paintings whose artist has a dated painting, their counts (U, C))."""
-    n_artists = int(max(artist.max(), dated_artist.max(), -1)) + 1
+    dated_artist = artist[dated]
+    n_artists = int(artist.max()) + 1
     sums = np.zeros((n_artists, dated_counts.shape[1]))
     ok = dated_artist >= 0
     np.add.at(sums, dated_artist[ok], dated_counts[ok])

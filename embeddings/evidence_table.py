@@ -206,7 +206,7 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, nb_ids: np.n
             add("artist", i, pa, artist_line(g, md.artist_name[i], artist_counts[i], md.year[i], pa, names))
         if not np.isnan(pp).any():
             a = md.artist_id[i]
-            career = (md.artist_name[i], *careers[a]) if a >= 0 and a in careers else None
+            career = (md.artist_name[i], *careers[a]) if a in careers else None
             add("period", i, pp, period_line(g, years_of[g], md.year[i], pp, names, career))
         if not np.isnan(pt).any():
             add("title", i, pt, title_line(g, md.title[i], pt, names))
