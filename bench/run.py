@@ -350,7 +350,7 @@ def step_evidence(n: int) -> dict:
     the card's lines) for one task at n paintings: wikiart-mini's titles, artists and years resampled
     (titles with two other title words appended, artists split 30 ways, years jittered +-5) so the
     title vocabulary and the artist groups grow with n; cross-fitted probabilities and neighbours drawn."""
-    from embeddings.evidence import title_evidence
+    from embeddings.evidence import NEIGHBOUR_POOL, title_evidence
     from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
     from trainer.config import TrainConfig, run_paintings
     from trainer.metadata import mid_year
@@ -365,16 +365,16 @@ def step_evidence(n: int) -> dict:
     md = Metadata(pd.factorize(artist)[0].astype(np.int64), artist, year, titles, np.zeros(n, bool))
     labels, c = y[pick], len(ps.classes["style"])
     probs = rng.dirichlet(np.full(c, 0.3), n)
-    nb_ids = rng.integers(0, n, (n, 10))
-    nb_sim = rng.uniform(0.5, 1.0, (n, 10))
+    nb_ids = rng.integers(0, n, (n, 10 * NEIGHBOUR_POOL))        # candidates, as score_stage fetches them
+    nb_sim = np.sort(rng.uniform(0.5, 1.0, (n, 10 * NEIGHBOUR_POOL)))[:, ::-1]
     t0 = time.perf_counter()
     title_evidence(labels, titles, c)
     t_title = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ev = task_evidence(labels, probs, nb_ids, nb_sim, md, c)
+    ev = task_evidence(labels, probs, nb_ids, nb_sim, md, c, k=10)
     t_all = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rows = evidence_rows("style", labels, probs, nb_ids, ev, md, ps.classes["style"])
+    rows = evidence_rows("style", labels, probs, ev, md, ps.classes["style"])
     t_rows = time.perf_counter() - t0
     return {"n": n, "artists": int(len(set(artist))), "title_s": t_title, "evidence_s": t_all,
             "card_lines_s": t_rows, "rows": len(rows)}

@@ -134,7 +134,7 @@ register_detector("ensemble", "combined", ", ".join(ENSEMBLE_OF),
                   "knn_backbone (label-free features), cross_task (other labels)", _mean_rank_of(lambda: ENSEMBLE_OF))
 # evidence: the kinds of evidence (look, artist, period, title) combined as likelihood ratios
 # (embeddings.evidence.combine_evidence): a painting tops it only where several kinds agree.
-register_detector("evidence", "combined", "look (model + label-free neighbours), artist, period (not genre), title",
+register_detector("evidence", "combined", "look (model + label-free neighbours by other artists), artist, period (not genre), title",
                   "the kinds of evidence (look, artist, period for style and artist, title) combined: high only "
                   "where several agree another label fits better; the Review default", _evidence("evidence"), threshold=0.0)
 

@@ -6,8 +6,9 @@ several kinds of evidence do. Each kind below says, for every painting, how like
 from one kind of evidence only, never from the painting's own label (leave-one-out or
 cross-fitted):
 
-- look:    the cross-fitted classifier and the label-free visual neighbours (two readings of the
-           picture, so they count as one kind);
+- look:    the cross-fitted classifier and the label-free visual neighbours by other artists (two
+           readings of the picture, so they count as one kind; an artist's own paintings look alike
+           and carry the labels the artist kind already counts);
 - artist:  the labels of the artist's other paintings, the nearer in date the more weight;
 - period:  the labels of other artists' paintings dated near this one, or near its artist's dated
            paintings when it is undated (for style and artist; `Metadata.for_task` leaves it out
@@ -68,6 +69,28 @@ def neighbour_evidence(labels: np.ndarray, neighbor_ids: np.ndarray, neighbor_si
     rows = np.repeat(np.arange(len(labels)), nl.shape[1])
     np.add.at(counts, (rows, np.maximum(nl, 0).ravel()), w.ravel())
     return _smoothed(counts, w.sum(1), label_prior(labels, n_classes), alpha)
+
+
+# Candidates fetched per neighbour kept when the painting's own artist's are skipped: a prolific
+# artist's paintings fill much of each other's nearest list.
+NEIGHBOUR_POOL = 4
+
+
+def other_group_neighbours(nb_ids: np.ndarray, nb_sim: np.ndarray, group: np.ndarray, k: int
+                           ) -> tuple[np.ndarray, np.ndarray]:
+    """The first k neighbours outside each painting's own group, in their order: (ids (N, k) -1
+    padded, similarities (N, k) 0 padded). nb_ids / nb_sim (N, m) nearest first, -1 = none; group
+    (N,) int, -1 = unknown (keeps every neighbour)."""
+    g = group[np.maximum(nb_ids, 0)]
+    keep = (nb_ids >= 0) & ~((group[:, None] >= 0) & (g == group[:, None]))
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    kept = np.take_along_axis(keep, order, 1)
+    ids = np.where(kept, np.take_along_axis(nb_ids, order, 1), -1)
+    sim = np.where(kept, np.take_along_axis(np.nan_to_num(nb_sim), order, 1), 0.0)
+    pad = k - ids.shape[1]
+    if pad > 0:
+        ids, sim = np.pad(ids, ((0, 0), (0, pad)), constant_values=-1), np.pad(sim, ((0, 0), (0, pad)))
+    return ids, sim
 
 
 def group_label_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray, n_classes: int,

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from embeddings.evidence import (artist_evidence, combine_evidence, group_label_counts, label_prior,
-                                 look_evidence, neighbour_evidence, period_evidence, title_evidence, verdicts)
+                                 look_evidence, neighbour_evidence, other_group_neighbours, period_evidence,
+                                 title_evidence, verdicts)
 from embeddings.scores import neighbour_labels
 from trainer.metadata import mid_year
 
@@ -21,13 +22,20 @@ from trainer.metadata import mid_year
 class Metadata:
     """Per painting (N,): artist id (-1 unknown) and name, mid year (NaN undated), title ("" none),
     and whether the artist was taken from the artist label (not independent of that label);
-    dates_classes: whether a date is evidence about the task's classes (the period kind)."""
+    dates_classes: whether a date is evidence about the task's classes (the period kind);
+    other_artists_look: whether the look's neighbours are other artists' paintings only (the artist
+    kind counts the artist's own; not for the artist task, whose classes are the artists)."""
     artist_id: np.ndarray
     artist_name: np.ndarray
     year: np.ndarray
     title: np.ndarray
     artist_from_label: np.ndarray
     dates_classes: bool = True
+    other_artists_look: bool = True
+
+    def look_groups(self) -> np.ndarray:
+        """(N,) the group whose paintings the look's neighbours skip (-1: none skipped)."""
+        return self.artist_id if self.other_artists_look else np.full(len(self.artist_id), -1)
 
     def for_task(self, task: str) -> "Metadata":
         """The metadata that is evidence about `task`'s labels: for the artist task, an artist read
@@ -41,7 +49,7 @@ class Metadata:
         if task == "artist" and self.artist_from_label.any():
             artist_id = np.where(self.artist_from_label, -1, self.artist_id)
         return Metadata(artist_id, self.artist_name, self.year, self.title, self.artist_from_label,
-                        dates_classes=task != "genre")
+                        dates_classes=task != "genre", other_artists_look=task != "artist")
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> "Metadata":
@@ -56,10 +64,11 @@ class Metadata:
 
 @dataclass
 class TaskEvidence:
-    """One task's evidence: kinds {kind: (N, C)}, neighbour_probs (N, C), posterior (N, C), votes
-    {kind: (N,) verdict} for the kinds, for the look's two readings (`model`, `neighbours`) and for
-    the posterior (`combined`), prior (C,)."""
+    """One task's evidence: kinds {kind: (N, C)}, neighbour_ids (N, k) the neighbours the look read
+    (-1 = none), neighbour_probs (N, C), posterior (N, C), votes {kind: (N,) verdict} for the kinds,
+    for the look's two readings (`model`, `neighbours`) and for the posterior (`combined`), prior (C,)."""
     kinds: dict[str, np.ndarray]
+    neighbour_ids: np.ndarray
     neighbour_probs: np.ndarray
     posterior: np.ndarray
     votes: dict[str, np.ndarray]
@@ -67,9 +76,11 @@ class TaskEvidence:
 
 
 def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_sim: np.ndarray, md: Metadata,
-                  n_classes: int, seed: int = 0) -> TaskEvidence:
+                  n_classes: int, seed: int = 0, k: int | None = None) -> TaskEvidence:
     """Every kind of evidence for one task's labels (N,), from the cross-fitted probs (N, C), the
-    label-free neighbours nb_ids / nb_sim (N, k) and the metadata."""
+    label-free neighbours nb_ids / nb_sim (N, m) nearest first, and the metadata. The look reads the
+    first k neighbours (default m) outside the painting's `Metadata.look_groups` (fetch m > k)."""
+    nb_ids, nb_sim = other_group_neighbours(nb_ids, nb_sim, md.look_groups(), k or nb_ids.shape[1])
     nb = neighbour_evidence(labels, nb_ids, nb_sim, n_classes)
     kinds = {"look": look_evidence(probs, nb),
              "artist": artist_evidence(labels, md.artist_id, md.year, n_classes),
@@ -79,7 +90,7 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     prior = label_prior(labels, n_classes)
     post = combine_evidence(kinds, prior)
     votes = verdicts(labels, {**kinds, "model": probs, "neighbours": nb, "combined": post}, prior)
-    return TaskEvidence(kinds, nb, post, votes, prior)
+    return TaskEvidence(kinds, nb_ids, nb, post, votes, prior)
 
 
 def _pretty(slug: str) -> str:
@@ -117,11 +128,13 @@ def model_line(g: int, p: np.ndarray, names: list[str]) -> str:
     return f"Model (never saw this label): p({names[g]}) {p[g]:.2f}; most likely {names[top]} {p[top]:.2f}"
 
 
-def neighbours_line(g: int, neighbour_classes: np.ndarray, names: list[str]) -> str:
-    """The labels (k,) of a painting's label-free visual neighbours."""
+def neighbours_line(g: int, neighbour_classes: np.ndarray, names: list[str], other_artists: bool = False) -> str:
+    """The labels (k,) of a painting's label-free visual neighbours (other_artists: by artists other
+    than the painting's own)."""
     cnt = np.bincount(neighbour_classes, minlength=len(names))
     top = int(np.argmax(cnt))
-    text = f"Look-alikes: {cnt[g]} of {len(neighbour_classes)} nearest are {names[g]}"
+    who = " by other artists" if other_artists else ""
+    text = f"Look-alikes{who}: {cnt[g]} of {len(neighbour_classes)} nearest are {names[g]}"
     return text + (f"; {cnt[top]} are {names[top]}" if top != g else "")
 
 
@@ -177,17 +190,18 @@ def combined_line(g: int, post: np.ndarray, names: list[str]) -> str:
     return text + f" (the likeliest; next {names[alt]} {_share(post[alt])})"
 
 
-def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, ev: TaskEvidence,
-                  md: Metadata, names: list[str]) -> pd.DataFrame:
+def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvidence, md: Metadata,
+                  names: list[str]) -> pd.DataFrame:
     """The store's evidence rows for the labelled paintings of one task, with a line of words per
     kind (model and neighbours are two lines of the one `look` kind) and a `combined` row: what all
     kinds say together (the posterior the `evidence` ranking sorts by)."""
     C = probs.shape[1]
-    nl = neighbour_labels(labels, nb_ids)
+    nl = neighbour_labels(labels, ev.neighbour_ids)
     # plain counts for the words; the evidence itself weighs the artist's paintings by date
     artist_counts, _ = group_label_counts(labels, md.artist_id, md.year, C, np.inf, 1.0)
     years_of = _class_years(labels, md.year, C)
     careers = _careers(md.artist_id, md.year)
+    skipped = md.look_groups()
     rows = []
 
     def add(kind, i, p, line):
@@ -199,7 +213,8 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, nb_ids: np.n
         g = labels[i]
         add("model", i, probs[i], model_line(g, probs[i], names))
         if (nl[i] >= 0).any():
-            add("neighbours", i, ev.neighbour_probs[i], neighbours_line(g, nl[i][nl[i] >= 0], names))
+            add("neighbours", i, ev.neighbour_probs[i],
+                neighbours_line(g, nl[i][nl[i] >= 0], names, skipped[i] >= 0))
         add("look", i, ev.kinds["look"][i], "")
         pa, pp, pt = (ev.kinds[k][i] for k in ("artist", "period", "title"))
         if not np.isnan(pa).any():

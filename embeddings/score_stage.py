@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from embeddings.detectors import EMBEDDING_DETECTORS, METADATA_DETECTORS, DetectorInputs, detector_table
-from embeddings.evidence import against_scores, count_interval, wrong_count, wrong_log_odds
+from embeddings.evidence import (NEIGHBOUR_POOL, against_scores, count_interval, neighbour_evidence, wrong_count,
+                                 wrong_log_odds)
 from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
 from embeddings.index import build_index, neighbours_excluding_self
 from embeddings.scores import cross_task_table, neighbour_labels, rank_descending, reference_scores
@@ -72,19 +73,21 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
     image_ids = np.arange(len(pooled), dtype=np.int64)
     md = md or Metadata.from_frame(pd.DataFrame(index=image_ids))
     bb_index, _ = build_index(pooled, image_ids, exact_limit=exact_limit)
-    bb_nb, bb_sim = neighbours_excluding_self(bb_index, pooled, image_ids, knn_k)
+    pool_nb, pool_sim = neighbours_excluding_self(bb_index, pooled, image_ids, knn_k * NEIGHBOUR_POOL)
+    bb_nb, bb_sim = pool_nb[:, :knn_k], pool_sim[:, :knn_k]
     cross = cross_task_table(labels, n_classes)
     score_rows, wrong_rows, evidence_rows_, weights = [], [], [], {}
     for t in labels:
         y = labels[t]
         md_t = md.for_task(t)
-        ev = task_evidence(y, probs[t], bb_nb, bb_sim, md_t, n_classes[t])
+        ev = task_evidence(y, probs[t], pool_nb, pool_sim, md_t, n_classes[t], k=knn_k)
         ev_scores = {k: against_scores(y, ev.kinds[k], ev.prior) for k in METADATA_DETECTORS}
         ev_scores["evidence"] = wrong_log_odds(y, ev.posterior)
         scores, flags = detector_table(DetectorInputs(y, probs[t], emb_scores[t], neighbour_labels(y, bb_nb),
                                                       cross.get(t), ev_scores))
         # equal kNN shares (10 neighbours give 11 levels) are ordered by the similarity-weighted vote
-        nb_given = np.where(y >= 0, ev.neighbour_probs[np.arange(len(y)), np.maximum(y, 0)], np.nan)
+        nb_probs = neighbour_evidence(y, bb_nb, bb_sim, n_classes[t])
+        nb_given = np.where(y >= 0, nb_probs[np.arange(len(y)), np.maximum(y, 0)], np.nan)
         tiebreak = {"knn_backbone": -nb_given}
         for det, sc in scores.items():
             scored = ~np.isnan(sc)   # unlabelled, or a detector with nothing to say (cross_task without artist)
@@ -92,7 +95,7 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
                                             "score": sc[scored], "rank": rank_descending(sc, tiebreak.get(det))[scored],
                                             "flag": flags[det][scored]}))
         names = (class_names or {}).get(t) or [str(i) for i in range(n_classes[t])]
-        evidence_rows_.append(evidence_rows(t, y, probs[t], bb_nb, ev, md_t, names))
+        evidence_rows_.append(evidence_rows(t, y, probs[t], ev, md_t, names))
         counted, strict, loose = wrong_count(y, ev.posterior, ev.kinds, ev.prior)
         wrong_rows.append(wrong_count_rows(t, y, counted, strict, loose, n_classes[t]))
         weights[t] = np.where(y >= 0, counted.astype(float), np.nan)

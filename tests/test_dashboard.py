@@ -111,7 +111,7 @@ def test_review_tag_persists_across_restart(app_env):
     why = next(m.value for m in at.markdown if m.value.startswith("**Why it is here:**"))
     assert "against the label" in why.lower() and "All kinds together, the label itself left out:" in why
     lines = next(m.value for m in at.markdown if "Model (never saw this label)" in m.value)
-    assert "Look-alikes:" in lines and "Artist (" in lines
+    assert "Look-alikes by other artists:" in lines and "Artist (" in lines
     assert re.search(r":(red|green|orange)\[[✗✓~] (against|supports|mixed)\] · Model", lines)
     path = first.split("`")[1]
     image_id = re.search(r"#(\d+)", first).group(1)

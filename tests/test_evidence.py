@@ -245,9 +245,9 @@ def test_a_date_is_evidence_about_style_and_artist_but_not_genre():
     assert md.for_task("style").dates_classes and not md.for_task("genre").dates_classes
     assert not np.isnan(style.kinds["period"]).any() and np.isnan(genre.kinds["period"]).all()
     np.testing.assert_array_equal(style.kinds["artist"], genre.kinds["artist"])
-    rows = evidence_rows("genre", labels, probs, nb_ids, genre, md.for_task("genre"), ["a", "b"])
+    rows = evidence_rows("genre", labels, probs, genre, md.for_task("genre"), ["a", "b"])
     assert "period" not in set(rows["kind"]) and "artist" in set(rows["kind"])
-    assert "period" in set(evidence_rows("style", labels, probs, nb_ids, style, md.for_task("style"), ["a", "b"])["kind"])
+    assert "period" in set(evidence_rows("style", labels, probs, style, md.for_task("style"), ["a", "b"])["kind"])
 
 
 def test_an_undated_painting_is_read_at_its_artists_dates():
@@ -268,7 +268,39 @@ def test_an_undated_painting_is_read_at_its_artists_dates():
     assert np.isnan(pp[84]).all()                                 # no dated painting of this artist
     n = len(labels)
     ev = task_evidence(labels, np.full((n, 2), 0.5), np.full((n, 1), -1), np.zeros((n, 1)), md.for_task("style"), 2)
-    rows = evidence_rows("style", labels, np.full((n, 2), 0.5), np.full((n, 1), -1), ev, md, ["Rococo", "Cubism"])
+    rows = evidence_rows("style", labels, np.full((n, 2), 0.5), ev, md, ["Rococo", "Cubism"])
     line = rows[(rows.image_id == 83) & (rows.kind == "period")]["line"].item()
     assert "this one undated, Jan Late's dated paintings here 1905-1910, when Cubism is likelier" in line, line
     assert rows[(rows.image_id == 84) & (rows.kind == "period")].empty
+
+
+def test_the_look_reads_other_artists_neighbours():
+    """An artist's paintings look alike and fill each other's nearest list, and their labels are the
+    ones the artist kind already counts (kinds are combined as independent). So the look's neighbours
+    for style and genre are the nearest paintings by other artists; for the artist task, whose
+    classes are the artists, they stay; a painting with no known artist keeps all of them. The
+    card says whose look-alikes it counted."""
+    from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
+    names = ["ann"] * 4 + ["bob", "bob", "cy", ""]
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 0])
+    md = Metadata.from_frame(pd.DataFrame({"artist_name": names, "title": ""}))
+    n = len(labels)
+    # every painting's candidates, nearest first: ann's paintings first, then bob's and cy's
+    order = [1, 2, 3, 0, 4, 5, 6, 7]
+    nb_ids = np.array([[j for j in order if j != i] for i in range(n)])
+    nb_sim = np.tile(np.linspace(0.9, 0.3, n - 1), (n, 1))
+    ids, sim = E.other_group_neighbours(nb_ids, nb_sim, md.artist_id, 3)
+    assert ids[0].tolist() == [4, 5, 6] and ids[4].tolist() == [1, 2, 3]   # ann's nearest skip ann, bob's skip bob
+    assert ids[7].tolist() == [1, 2, 3]                                     # no known artist: nothing skipped
+    few, _ = E.other_group_neighbours(nb_ids[:, :4], nb_sim[:, :4], md.artist_id, 3)
+    assert few[0].tolist() == [4, -1, -1]                                   # padded where the candidates run out
+    probs = np.full((n, 2), 0.5)
+    style = task_evidence(labels, probs, nb_ids, nb_sim, md.for_task("style"), 2, k=3)
+    assert style.neighbour_ids[0].tolist() == [4, 5, 6] and style.neighbour_probs[0, 1] > 0.6
+    artist = task_evidence(labels, probs, nb_ids, nb_sim, md.for_task("artist"), 2, k=3)
+    assert artist.neighbour_ids[0].tolist() == [1, 2, 3] and artist.neighbour_probs[0, 0] > 0.6
+    rows = evidence_rows("style", labels, probs, style, md.for_task("style"), ["a", "b"])
+    line = rows[(rows.image_id == 0) & (rows.kind == "neighbours")]["line"].item()
+    assert line == "Look-alikes by other artists: 0 of 3 nearest are a; 3 are b", line
+    plain = rows[(rows.image_id == 7) & (rows.kind == "neighbours")]["line"].item()
+    assert plain.startswith("Look-alikes: 3 of 3 nearest are a"), plain
