@@ -72,17 +72,20 @@ def neighbour_evidence(labels: np.ndarray, neighbor_ids: np.ndarray, neighbor_si
 
 
 # Candidates fetched per neighbour kept when the painting's own artist's are skipped: a prolific
-# artist's paintings fill much of each other's nearest list.
-NEIGHBOUR_POOL = 4
+# artist's paintings fill much of each other's nearest list (`score_stage.look_neighbours` searches
+# wider, up to NEIGHBOUR_POOL_MAX times, for the paintings still short of other artists').
+NEIGHBOUR_POOL, NEIGHBOUR_POOL_MAX = 4, 64
 
 
-def other_group_neighbours(nb_ids: np.ndarray, nb_sim: np.ndarray, group: np.ndarray, k: int
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """The first k neighbours outside each painting's own group, in their order: (ids (N, k) -1
-    padded, similarities (N, k) 0 padded). nb_ids / nb_sim (N, m) nearest first, -1 = none; group
-    (N,) int, -1 = unknown (keeps every neighbour)."""
+def other_group_neighbours(nb_ids: np.ndarray, nb_sim: np.ndarray, group: np.ndarray, k: int,
+                           own: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The first k neighbours outside each painting's own group, in their order: (ids (R, k) -1
+    padded, similarities (R, k) 0 padded). nb_ids / nb_sim (R, m) nearest first, -1 = none, ids
+    index `group` (N,) int, -1 = unknown (keeps every neighbour); own (R,) the rows' groups
+    (default: R = N, group itself)."""
+    own = group if own is None else own
     g = group[np.maximum(nb_ids, 0)]
-    keep = (nb_ids >= 0) & ~((group[:, None] >= 0) & (g == group[:, None]))
+    keep = (nb_ids >= 0) & ~((own[:, None] >= 0) & (g == own[:, None]))
     order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
     kept = np.take_along_axis(keep, order, 1)
     ids = np.where(kept, np.take_along_axis(nb_ids, order, 1), -1)

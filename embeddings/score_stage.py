@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from embeddings.detectors import EMBEDDING_DETECTORS, METADATA_DETECTORS, DetectorInputs, detector_table
-from embeddings.evidence import (NEIGHBOUR_POOL, against_scores, count_interval, neighbour_evidence, wrong_count,
-                                 wrong_log_odds)
+from embeddings.evidence import (NEIGHBOUR_POOL, NEIGHBOUR_POOL_MAX, against_scores, count_interval,
+                                 neighbour_evidence, other_group_neighbours, wrong_count, wrong_log_odds)
 from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
 from embeddings.index import build_index, neighbours_excluding_self
 from embeddings.scores import cross_task_table, neighbour_labels, rank_descending, reference_scores
@@ -59,6 +59,23 @@ def merge_crossfit(run_dir: Path, paths: list[str], labels: dict[str, np.ndarray
                 scores[t][d][need] = ins[d][need]
     return probs, scores, source
 
+def look_neighbours(index, vectors: np.ndarray, pool_ids: np.ndarray, pool_sim: np.ndarray, groups: np.ndarray,
+                    k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, similarities) (N, k): each painting's k nearest outside its group (`groups` (N,), -1 =
+    keep all), from the candidates pool_ids / pool_sim (N, m) of `neighbours_excluding_self`; rows
+    still short of k are searched again with 4x the candidates, up to NEIGHBOUR_POOL_MAX x k (an
+    artist with hundreds of paintings here fills a painting's nearest 40). Rows are image_ids 0..N-1."""
+    ids, sim = other_group_neighbours(pool_ids, pool_sim, groups, k)
+    m, n = pool_ids.shape[1], len(ids)
+    short = np.flatnonzero((ids < 0).any(1))
+    while len(short) and m < min(k * NEIGHBOUR_POOL_MAX, n - 1):
+        m = min(m * 4, k * NEIGHBOUR_POOL_MAX, n - 1)
+        wide_ids, wide_sim = neighbours_excluding_self(index, vectors[short], short.astype(np.int64), m)
+        ids[short], sim[short] = other_group_neighbours(wide_ids, wide_sim, groups, k, own=groups[short])
+        short = short[(ids[short] < 0).any(1)]
+    return ids, sim
+
+
 def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
                 emb_scores: dict[str, dict[str, np.ndarray]], pooled: np.ndarray, n_classes: dict[str, int],
                 knn_k: int, exact_limit: int, md: Metadata | None = None,
@@ -73,14 +90,19 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
     image_ids = np.arange(len(pooled), dtype=np.int64)
     md = md or Metadata.from_frame(pd.DataFrame(index=image_ids))
     bb_index, _ = build_index(pooled, image_ids, exact_limit=exact_limit)
-    pool_nb, pool_sim = neighbours_excluding_self(bb_index, pooled, image_ids, knn_k * NEIGHBOUR_POOL)
-    bb_nb, bb_sim = pool_nb[:, :knn_k], pool_sim[:, :knn_k]
+    pool = neighbours_excluding_self(bb_index, pooled, image_ids, knn_k * NEIGHBOUR_POOL)
+    bb_nb, bb_sim = pool[0][:, :knn_k], pool[1][:, :knn_k]
+    look_nb = {}
     cross = cross_task_table(labels, n_classes)
     score_rows, wrong_rows, evidence_rows_, weights = [], [], [], {}
     for t in labels:
         y = labels[t]
         md_t = md.for_task(t)
-        ev = task_evidence(y, probs[t], pool_nb, pool_sim, md_t, n_classes[t], k=knn_k)
+        groups = md_t.look_groups()
+        key = groups.tobytes()              # style and genre skip the same artists: search once
+        if key not in look_nb:
+            look_nb[key] = look_neighbours(bb_index, pooled, *pool, groups, knn_k)
+        ev = task_evidence(y, probs[t], *look_nb[key], md_t, n_classes[t], k=knn_k)
         ev_scores = {k: against_scores(y, ev.kinds[k], ev.prior) for k in METADATA_DETECTORS}
         ev_scores["evidence"] = wrong_log_odds(y, ev.posterior)
         scores, flags = detector_table(DetectorInputs(y, probs[t], emb_scores[t], neighbour_labels(y, bb_nb),

@@ -186,3 +186,27 @@ def test_wrong_label_estimate_brackets_the_injected_flips():
     assert est.shape == (C,) and lo <= 40 <= hi, (est.sum(), lo, hi)
     clean, _, clean_hi = wrong_label_interval(y, probs, n_boot=100)
     assert clean.sum() < 15 and clean_hi < 40
+
+
+def test_the_look_searches_wider_for_a_prolific_artists_paintings():
+    """A prolific artist's paintings fill each other's nearest lists: where the first candidates hold
+    fewer than k paintings by other artists, `look_neighbours` searches wider, and each painting gets
+    its k nearest by other artists, the same ones an exact search over all paintings gives."""
+    from embeddings.score_stage import look_neighbours
+    rng = np.random.default_rng(0)
+    big = rng.normal(size=(1, 16)) * 4 + rng.normal(size=(120, 16)) * 0.3     # one artist, 120 alike
+    rest = rng.normal(size=(180, 16)) * 4                                       # 180 paintings, 60 artists
+    x = np.vstack([big, rest]).astype(np.float32)
+    groups = np.r_[np.zeros(120, int), 1 + np.arange(180) % 60]
+    ids = np.arange(len(x))
+    index, _ = build_index(x, ids, exact_limit=10_000)
+    pool_ids, pool_sim = neighbours_excluding_self(index, x, ids, 20)
+    assert (groups[pool_ids[:120]] == 0).all()                  # the first 20 candidates are all the artist's own
+    got, sim = look_neighbours(index, x, pool_ids, pool_sim, groups, 5)
+    assert (got >= 0).all() and (groups[got[:120]] != 0).all()
+    everything, _ = neighbours_excluding_self(index, x, ids, len(x) - 1)
+    want = [[j for j in row if groups[j] != groups[i]][:5] for i, row in enumerate(everything)]
+    np.testing.assert_array_equal(got, np.array(want))
+    assert (np.diff(sim, axis=1) <= 1e-6).all()                 # nearest first
+    plain, _ = look_neighbours(index, x, pool_ids, pool_sim, np.full(len(x), -1), 5)
+    np.testing.assert_array_equal(plain, pool_ids[:, :5])       # nothing skipped: the plain nearest
