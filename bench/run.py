@@ -33,9 +33,9 @@ class BenchConfig:
     images: int = field(256, "paintings used by the training and embedding steps")
     synthetic: int = field(100_000, "paintings in the synthetic store")
     umap_sizes: list[int] = field([25_000, 100_000], "UMAP sizes to time (0 to skip)")
-    evidence_size: int = field(100_000, "evidence step: paintings (WikiArt metadata resampled) whose evidence is built")
+    evidence_size: int = field(100_000, "evidence and look steps: paintings (evidence: WikiArt metadata resampled)")
     steps: list[str] = field(["features", "train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap", "tags",
-                              "evidence"],
+                              "evidence", "look"],
                              "steps to run; also: scale (every stage at --scale-sizes, ~45 min)")
     scale_sizes: list[int] = field([10_000, 30_000, 100_000], "scale step: collection sizes (0 = only the features rate)")
     scale_features: int = field(10_000, "scale step: real JPEGs for the features rate (0 = keep the last measurement)")
@@ -380,6 +380,29 @@ def step_evidence(n: int) -> dict:
             "card_lines_s": t_rows, "rows": len(rows)}
 
 
+def step_look(n: int) -> dict:
+    """The look's neighbours in `make embed` (`score_stage.look_neighbours`) at their worst: n paintings
+    by n / 200 artists, each artist a tight cluster in 512-d, so a painting's first 40 candidates are
+    all its own artist's and every painting needs the wider search for 10 by other artists."""
+    from embeddings.evidence import NEIGHBOUR_POOL
+    from embeddings.index import build_index, neighbours_excluding_self
+    from embeddings.score_stage import look_neighbours
+    rng = np.random.default_rng(0)
+    artists = max(1, n // 200)
+    centers = rng.normal(size=(artists, 512)).astype(np.float32) * 2
+    groups = rng.integers(0, artists, n)
+    x = centers[groups] + rng.normal(size=(n, 512)).astype(np.float32) * 0.5
+    ids = np.arange(n)
+    index, _ = build_index(x, ids)
+    t0 = time.perf_counter()
+    pool = neighbours_excluding_self(index, x, ids, 10 * NEIGHBOUR_POOL)
+    first_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got, _ = look_neighbours(index, x, *pool, groups, 10)
+    return {"n": n, "artists": artists, "first_search_s": first_s, "wider_s": time.perf_counter() - t0,
+            "short_after": int((got < 0).any(1).sum())}
+
+
 from bench.scale import step_scale, step_scale_features  # noqa: E402,F401  (run by name in a child)
 from bench.tagload import step_tags  # noqa: E402,F401
 
@@ -415,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "faiss": [("step_faiss", cfg.synthetic)], "dashboard": [("step_dashboard", cfg.synthetic)],
             "browser": [("step_browser", cfg.synthetic)], "gradcam": [("step_gradcam", cfg.gradcam_images)],
             "umap": [("step_umap", n) for n in cfg.umap_sizes if n], "tags": [("step_tags", cfg.tag_decisions)],
-            "evidence": [("step_evidence", cfg.evidence_size)],
+            "evidence": [("step_evidence", cfg.evidence_size)], "look": [("step_look", cfg.evidence_size)],
             "scale": [("step_scale_features", cfg.scale_features)] * bool(cfg.scale_features) +
                      [("step_scale", n) for n in cfg.scale_sizes if n]}
     out = Path(cfg.out)
@@ -518,6 +541,10 @@ def table(results: dict) -> str:
             row(step, f"one task at {r['n']:,}: all kinds, s", f"{r['evidence_s']:.0f}")
             row(step, "of which the title model, s", f"{r['title_s']:.0f}")
             row(step, "the card's lines, s", f"{r['card_lines_s']:.0f}")
+        elif step == "look":
+            row(step, f"{r['n']:,}, {r['artists']} artists: first 40, s", f"{r['first_search_s']:.1f}")
+            row(step, "wider search (worst case), s", f"{r['wider_s']:.1f}")
+            row(step, "paintings still short of 10", f"{r['short_after']}")
     return "\n".join(lines)
 
 

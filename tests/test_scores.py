@@ -210,3 +210,12 @@ def test_the_look_searches_wider_for_a_prolific_artists_paintings():
     assert (np.diff(sim, axis=1) <= 1e-6).all()                 # nearest first
     plain, _ = look_neighbours(index, x, pool_ids, pool_sim, np.full(len(x), -1), 5)
     np.testing.assert_array_equal(plain, pool_ids[:, :5])       # nothing skipped: the plain nearest
+
+
+def test_the_look_bench_step_times_the_product_search():
+    """`make bench --steps look` times `look_neighbours` where every painting needs the wider search
+    (each artist a tight cluster of 200): after it, every painting has 10 by other artists."""
+    from bench.run import step_look
+    r = step_look(2000)
+    assert r["n"] == 2000 and r["artists"] == 10 and r["short_after"] == 0
+    assert r["first_search_s"] > 0 and r["wider_s"] > 0
