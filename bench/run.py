@@ -350,8 +350,9 @@ def step_evidence(n: int) -> dict:
     the card's lines) for one task at n paintings: wikiart-mini's titles, artists and years resampled
     (titles with two other title words appended, artists split 30 ways, years jittered +-5) so the
     title vocabulary and the artist groups grow with n; cross-fitted probabilities and neighbours drawn."""
-    from embeddings.evidence import NEIGHBOUR_POOL, title_evidence
+    from embeddings.evidence import other_group_neighbours, title_evidence
     from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
+    from embeddings.score_stage import NEIGHBOUR_POOL
     from trainer.config import TrainConfig, run_paintings
     from trainer.metadata import mid_year
     ps = run_paintings(TrainConfig(), str(MINI))
@@ -371,7 +372,7 @@ def step_evidence(n: int) -> dict:
     title_evidence(labels, titles, c)
     t_title = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ev = task_evidence(labels, probs, nb_ids, nb_sim, md, c, k=10)
+    ev = task_evidence(labels, probs, *other_group_neighbours(nb_ids, nb_sim, md.look_groups(), 10), md, c)
     t_all = time.perf_counter() - t0
     t0 = time.perf_counter()
     rows = evidence_rows("style", labels, probs, ev, md, ps.classes["style"])
@@ -384,9 +385,8 @@ def step_look(n: int) -> dict:
     """The look's neighbours in `make embed` (`score_stage.look_neighbours`) at their worst: n paintings
     by n / 200 artists, each artist a tight cluster in 512-d, so a painting's first 40 candidates are
     all its own artist's and every painting needs the wider search for 10 by other artists."""
-    from embeddings.evidence import NEIGHBOUR_POOL
     from embeddings.index import build_index, neighbours_excluding_self
-    from embeddings.score_stage import look_neighbours
+    from embeddings.score_stage import NEIGHBOUR_POOL, look_neighbours
     rng = np.random.default_rng(0)
     artists = max(1, n // 200)
     centers = rng.normal(size=(artists, 512)).astype(np.float32) * 2

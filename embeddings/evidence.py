@@ -71,12 +71,6 @@ def neighbour_evidence(labels: np.ndarray, neighbor_ids: np.ndarray, neighbor_si
     return _smoothed(counts, w.sum(1), label_prior(labels, n_classes), alpha)
 
 
-# Candidates fetched per neighbour kept when the painting's own artist's are skipped: a prolific
-# artist's paintings fill much of each other's nearest list (`score_stage.look_neighbours` searches
-# wider, up to NEIGHBOUR_POOL_MAX times, for the paintings still short of other artists').
-NEIGHBOUR_POOL, NEIGHBOUR_POOL_MAX = 4, 64
-
-
 def other_group_neighbours(nb_ids: np.ndarray, nb_sim: np.ndarray, group: np.ndarray, k: int,
                            own: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first k neighbours outside each painting's own group, in their order: (ids (R, k) -1

@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 
 from embeddings.evidence import (artist_evidence, combine_evidence, group_label_counts, label_prior,
-                                 look_evidence, neighbour_evidence, other_group_neighbours, period_evidence,
-                                 title_evidence, verdicts)
+                                 look_evidence, neighbour_evidence, period_evidence, title_evidence, verdicts)
 from embeddings.scores import neighbour_labels
 from trainer.metadata import mid_year
 
@@ -76,11 +75,11 @@ class TaskEvidence:
 
 
 def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_sim: np.ndarray, md: Metadata,
-                  n_classes: int, seed: int = 0, k: int | None = None) -> TaskEvidence:
+                  n_classes: int, seed: int = 0) -> TaskEvidence:
     """Every kind of evidence for one task's labels (N,), from the cross-fitted probs (N, C), the
-    label-free neighbours nb_ids / nb_sim (N, m) nearest first, and the metadata. The look reads the
-    first k neighbours (default m) outside the painting's `Metadata.look_groups` (fetch m > k)."""
-    nb_ids, nb_sim = other_group_neighbours(nb_ids, nb_sim, md.look_groups(), k or nb_ids.shape[1])
+    label-free neighbours the look reads, nb_ids / nb_sim (N, k) (-1 = none; in `make embed` the
+    nearest outside the painting's `Metadata.look_groups`: `score_stage.look_neighbours`), and the
+    metadata."""
     nb = neighbour_evidence(labels, nb_ids, nb_sim, n_classes)
     kinds = {"look": look_evidence(probs, nb),
              "artist": artist_evidence(labels, md.artist_id, md.year, n_classes),

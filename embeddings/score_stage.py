@@ -10,14 +10,19 @@ import numpy as np
 import pandas as pd
 
 from embeddings.detectors import EMBEDDING_DETECTORS, METADATA_DETECTORS, DetectorInputs, detector_table
-from embeddings.evidence import (NEIGHBOUR_POOL, NEIGHBOUR_POOL_MAX, against_scores, count_interval,
-                                 neighbour_evidence, other_group_neighbours, wrong_count, wrong_log_odds)
+from embeddings.evidence import (against_scores, count_interval, neighbour_evidence, other_group_neighbours,
+                                 wrong_count, wrong_log_odds)
 from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
 from embeddings.index import build_index, neighbours_excluding_self
 from embeddings.scores import cross_task_table, neighbour_labels, rank_descending, reference_scores
 from trainer.crossfit import CrossFit
 
 log = logging.getLogger("embeddings")
+
+# Candidates fetched per neighbour the look keeps: its own artist's paintings are skipped, and a
+# prolific artist's fill much of each other's nearest list (`look_neighbours` searches wider, up to
+# NEIGHBOUR_POOL_MAX times, for the paintings still short of other artists').
+NEIGHBOUR_POOL, NEIGHBOUR_POOL_MAX = 4, 64
 
 
 def merge_crossfit(run_dir: Path, paths: list[str], labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
@@ -66,10 +71,10 @@ def look_neighbours(index, vectors: np.ndarray, pool_ids: np.ndarray, pool_sim: 
     still short of k are searched again with 4x the candidates, up to NEIGHBOUR_POOL_MAX x k (an
     artist with hundreds of paintings here fills a painting's nearest 40). Rows are image_ids 0..N-1."""
     ids, sim = other_group_neighbours(pool_ids, pool_sim, groups, k)
-    m, n = pool_ids.shape[1], len(ids)
+    m, widest = pool_ids.shape[1], min(k * NEIGHBOUR_POOL_MAX, len(ids) - 1)
     short = np.flatnonzero((ids < 0).any(1))
-    while len(short) and m < min(k * NEIGHBOUR_POOL_MAX, n - 1):
-        m = min(m * 4, k * NEIGHBOUR_POOL_MAX, n - 1)
+    while len(short) and m < widest:
+        m = min(m * 4, widest)
         wide_ids, wide_sim = neighbours_excluding_self(index, vectors[short], short.astype(np.int64), m)
         ids[short], sim[short] = other_group_neighbours(wide_ids, wide_sim, groups, k, own=groups[short])
         short = short[(ids[short] < 0).any(1)]
@@ -102,7 +107,7 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
         key = groups.tobytes()              # style and genre skip the same artists: search once
         if key not in look_nb:
             look_nb[key] = look_neighbours(bb_index, pooled, *pool, groups, knn_k)
-        ev = task_evidence(y, probs[t], *look_nb[key], md_t, n_classes[t], k=knn_k)
+        ev = task_evidence(y, probs[t], *look_nb[key], md_t, n_classes[t])
         ev_scores = {k: against_scores(y, ev.kinds[k], ev.prior) for k in METADATA_DETECTORS}
         ev_scores["evidence"] = wrong_log_odds(y, ev.posterior)
         scores, flags = detector_table(DetectorInputs(y, probs[t], emb_scores[t], neighbour_labels(y, bb_nb),

@@ -295,9 +295,13 @@ def test_the_look_reads_other_artists_neighbours():
     few, _ = E.other_group_neighbours(nb_ids[:, :4], nb_sim[:, :4], md.artist_id, 3)
     assert few[0].tolist() == [4, -1, -1]                                   # padded where the candidates run out
     probs = np.full((n, 2), 0.5)
-    style = task_evidence(labels, probs, nb_ids, nb_sim, md.for_task("style"), 2, k=3)
+
+    def look(task):   # the look's neighbours for a task, chosen as score_stage.look_neighbours does
+        md_t = md.for_task(task)
+        return task_evidence(labels, probs, *E.other_group_neighbours(nb_ids, nb_sim, md_t.look_groups(), 3), md_t, 2)
+    style = look("style")
     assert style.neighbour_ids[0].tolist() == [4, 5, 6] and style.neighbour_probs[0, 1] > 0.6
-    artist = task_evidence(labels, probs, nb_ids, nb_sim, md.for_task("artist"), 2, k=3)
+    artist = look("artist")
     assert artist.neighbour_ids[0].tolist() == [1, 2, 3] and artist.neighbour_probs[0, 0] > 0.6
     rows = evidence_rows("style", labels, probs, style, md.for_task("style"), ["a", "b"])
     line = rows[(rows.image_id == 0) & (rows.kind == "neighbours")]["line"].item()
