@@ -10,13 +10,7 @@ import importlib
 import sys
 from typing import Callable, Sequence
 
-from trainer.cli import run_cli
-
-
-def _train(argv: Sequence[str] | None) -> object:
-    from embeddings.scores import fold_scores
-    from trainer.train import main
-    return main(argv, fold_scores)
+from trainer.cli import parse_config, run_cli
 
 
 def _entry(target: str) -> Callable[[Sequence[str] | None], object]:
@@ -24,10 +18,37 @@ def _entry(target: str) -> Callable[[Sequence[str] | None], object]:
     return lambda argv: getattr(importlib.import_module(module), name)(argv)
 
 
+def _configured(config: str, work: str, prog: str, description: str) -> Callable[[Sequence[str] | None], object]:
+    """A command whose work loads torch: its flags are parsed from the torch-free config dataclass
+    `config` ("module:Class") first, so `--help` and a wrong flag answer at once; then `work`
+    ("module:function") runs on the parsed config."""
+    def main(argv):
+        cfg = parse_config(_load(config), argv, prog, description)
+        return _load(work)(cfg)
+    return main
+
+
+def _load(target: str):
+    module, name = target.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _train(cfg) -> object:
+    from embeddings.scores import fold_scores
+    from trainer.train import train
+    return train(cfg, fold_scores)
+
+
 # name -> (what it does, its main(argv)); imported only when run, so `artlens --help` is instant.
 COMMANDS: dict[str, tuple[str, Callable]] = {
-    "train": ("fit the classifier, cross-fit every painting's scores (runs/<id>/)", _train),
-    "embed": ("run the model over the collection and build the store + FAISS index", _entry("embeddings.export:main")),
+    "train": ("fit the classifier, cross-fit every painting's scores (runs/<id>/)",
+              _configured("trainer.config:TrainConfig", "artlens.cli:_train", "artlens train",
+                          "fit a multi-task CNN-RNN classifier (artist, genre, style) and cross-fit every "
+                          "painting's scores (trainer/train.py)")),
+    "embed": ("run the model over the collection and build the store + FAISS index",
+              _configured("embeddings.config:EmbedConfig", "embeddings.export:embed", "artlens embed",
+                          "run the trained model over the whole data set and build the store "
+                          "(embeddings/export.py)")),
     "dashboard": ("start the Streamlit dashboard over the store", _entry("dashboard.launch:main")),
     "explain": ("Grad-CAM of one painting for one task", _entry("embeddings.explain:main")),
     "export": ("write the review tags and corrected label CSVs", _entry("dashboard.export:main")),

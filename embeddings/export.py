@@ -12,7 +12,6 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +30,7 @@ from embeddings.tables import store_tables
 from trainer.cache import pooled_means
 from trainer.checkpoint import (Checkpoint, RunRecord, build_model, check_classes, load_checkpoint, pretrained_backbone,
                                 resolve_run_dir)
-from trainer.cli import UserError, parse_config
+from trainer.cli import UserError
 from trainer.config import run_paintings
 from trainer.features import check_images, extract_features
 from trainer.loop import cached_batcher, image_batcher, predict
@@ -212,8 +211,3 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, record: RunRecord, root: Path, 
         raise UserError(str(e)) from None
     times["write"] = time.time() - t0
     return times
-
-
-def main(argv: Sequence[str] | None = None) -> Path:
-    cfg = parse_config(EmbedConfig, argv, "artlens embed", __doc__.split("\n\n")[0])
-    return embed(cfg)

@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("embeddings")
 

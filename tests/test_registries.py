@@ -1,18 +1,27 @@
 """The backbone and detector registries and the typed run record (fast tier: no training)."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from embeddings import detectors as D
-from trainer.backbones import BACKBONE_SPECS, BACKBONES, resolve_backbone
+from trainer.backbones import BUILDERS
 from trainer.checkpoint import Checkpoint, RunRecord
 from trainer.cli import UserError
 from trainer.config import TrainConfig
+from trainer.model import ARCHS
+from trainer.specs import BACKBONE_SPECS, BACKBONES, HEADS, resolve_backbone
+
+from conftest import ROOT
 
 
 def test_backbone_entries_say_what_fits_and_auto_resolves():
     assert BACKBONES[0] == "efficientnet_lite0" and set(BACKBONES) == set(BACKBONE_SPECS)
+    # the torch-free entries and the builders / heads registered with torch name the same things
+    assert set(BUILDERS) == set(BACKBONE_SPECS) and set(ARCHS) == set(HEADS)
     assert BACKBONE_SPECS["efficientnet_lite0"].offline_weights and not BACKBONE_SPECS["resnet50"].offline_weights
     assert resolve_backbone("rowcol_bigru", "auto") == "efficientnet_lite0"
     assert resolve_backbone("scratch_crnn", "auto") == "pixels"
@@ -57,3 +66,16 @@ def test_run_record_upgrades_older_runs_and_round_trips():
     assert back.record == rec and back.config == TrainConfig(seed=3) and back.tail_state is None
     before_texture = {k: v for k, v in ck.to_saved()["config"].items() if k not in ("texture", "fit_on")}
     assert Checkpoint.from_saved({**ck.to_saved(), "config": before_texture}).config.texture is False
+
+
+def test_help_and_flag_errors_answer_without_loading_torch():
+    """`artlens train --help`, `artlens embed --help` and a wrong flag read only the torch-free
+    config and registry entries (trainer/specs.py), so they answer at once."""
+    code = ("import contextlib, io, sys\nfrom artlens.cli import main\n"
+            "for argv in (['train', '--help'], ['embed', '--help'], ['train', '--backbone', 'vgg']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+            "        try:\n            main(argv)\n        except SystemExit:\n            pass\n"
+            "print(sorted(m for m in ('torch', 'faiss') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

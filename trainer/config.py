@@ -8,10 +8,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from trainer.backbones import BACKBONES
 from trainer.cli import field
 from trainer.data import PaintingSet, load_paintings
-from trainer.model import ARCHS
+from trainer.specs import BACKBONES, HEADS
 
 
 @dataclass
@@ -19,7 +18,7 @@ class TrainConfig:
     data: str = field("../shared/data/wikiart-mini", "ArtGAN-layout folder or manifest CSV (path,artist,genre,style[,split])")
     task: str = field("style", "ImageFolder data (DIR/<class>/<image>, no CSV): the task its folder names are",
                       choices=["style", "genre", "artist"])
-    arch: str = field("rowcol_bigru", "recurrent head", choices=list(ARCHS))
+    arch: str = field("rowcol_bigru", "recurrent head", choices=list(HEADS))
     backbone: str = field("auto", "CNN backbone; auto = efficientnet_lite0 (pixels for scratch_crnn)",
                           choices=["auto", *BACKBONES])
     weights: str = field("default", "torchvision backbones: none | imagenet (download) | PATH to a state_dict")

@@ -93,6 +93,7 @@ class ScratchCRNN(nn.Module):
         return self.drop(self.lstm(seq)[0].mean(1))
 
 
+# the --arch names are trainer/specs.py's HEADS (torch-free, for the flags)
 ARCHS = {"effnet_bilstm": EffnetBiLSTM, "resnet_lstm": ResnetLSTM,
          "rowcol_bigru": RowColBiGRU, "scratch_crnn": ScratchCRNN}
 

@@ -28,10 +28,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from trainer.backbones import Backbone, build_backbone, resolve_backbone
+from trainer.backbones import Backbone, build_backbone
 from trainer.checkpoint import (Checkpoint, RunRecord, atomic_torch_save, point_latest, resolve_run_dir,
                                 save_fold_head)
-from trainer.cli import UserError, parse_config
+from trainer.cli import UserError
 from trainer.config import TrainConfig, run_paintings, saved_config
 from trainer.crossfit import CrossFit, FoldScorer, cross_fit, crossfit_plan
 from trainer.data import PaintingSet
@@ -40,6 +40,7 @@ from trainer.loop import Batcher, FitResult, cached_batcher, epochs_for, fit, im
 from trainer.metrics import classification_metrics
 from trainer.model import CRNNClassifier, EndToEnd, TailHead
 from trainer.relabel import apply_decisions, read_decisions
+from trainer.specs import resolve_backbone
 
 log = logging.getLogger("trainer")
 
@@ -430,8 +431,3 @@ def summary_table(test_metrics: dict) -> str:
         lines.append(f"{t:<8}{m['n']:>6}{m['top1']:>8.3f}{f'{lo:.3f}-{hi:.3f}':>16}{m['top5']:>8.3f}"
                      f"{m['macro_f1']:>10.3f}{m['weighted_f1']:>8.3f}")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None, fold_scorer: FoldScorer) -> Path:
-    cfg = parse_config(TrainConfig, argv, "artlens train", __doc__.split("\n\n")[0])
-    return train(cfg, fold_scorer)
