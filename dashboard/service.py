@@ -332,7 +332,9 @@ class Artlens:
                      "label and, weighing the catalogue's own "
                      "word, wrong is likelier than right. The range runs from three kinds agreeing to every "
                      "label the evidence as a whole finds less likely than another; only that high end "
-                     "counts the classifier's own confusions)")
+                     "counts the classifier's own confusions. Labels given at artist level, which the "
+                     "artist's other paintings then back, are under-counted, and when common fall even "
+                     "beyond the high end)")
         if w["reviewed"]:
             text += (f"; your review so far confirms {w['confirmed']} of {w['reviewed']} reviewed "
                      f"({w['confirmed'] / w['reviewed']:.0%})")

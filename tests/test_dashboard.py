@@ -46,7 +46,7 @@ def test_every_page_renders(app_env):
     assert [m.label for m in at.metric][:1] == ["paintings"] and at.metric[0].value == f"{app_env['n']:,}"
     # the count of wrong labels says what it counts: agreement of independent kinds of evidence
     assert any("style labels look wrong (range" in m.value and "two independent kinds of evidence" in m.value
-               and "the date" in m.value for m in at.markdown)
+               and "the date" in m.value and "under-counted" in m.value for m in at.markdown)
     # ... and names the kinds it counted for that task: no date for genre
     at.sidebar.selectbox(key="task").set_value("genre").run()
     count = next(m.value for m in at.markdown if "genre labels look wrong (range" in m.value)
