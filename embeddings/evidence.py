@@ -37,6 +37,10 @@ ARTIST_SPAN = 8.0
 # under Cubism, dated 1903" would read as plausible. PERIOD_SPAN is the width for a class with too
 # few dated paintings to measure; MIN_PERIOD_SPAN allows for dates known only to a few years ("c. 1890").
 PERIOD_SPAN, MIN_PERIOD_SPAN = 15.0, 3.0
+# A movement has a start but no end: painters take a style up again decades later, nobody paints
+# in it before it exists. Dated before a class's paintings, a painting is read at this share of the
+# class's width; after them, at the full width.
+PERIOD_EARLY = 0.5
 # An undated painting of the same artist counts this much (it may come from any part of the career).
 UNDATED_WEIGHT = 0.5
 # Each kind's distribution is mixed with the prior by this much before combining: no single kind,
@@ -91,11 +95,13 @@ def other_group_neighbours(nb_ids: np.ndarray, nb_sim: np.ndarray, group: np.nda
 
 
 def group_label_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray, n_classes: int,
-                       span: float | np.ndarray, undated: float) -> tuple[np.ndarray, np.ndarray]:
+                       span: float | np.ndarray, undated: float, early: float = 1.0
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """Leave-one-out weighted label counts over the other members of each painting's group:
     (counts (N, C), total weight (N,)). Weight of a pair: Gaussian in the year difference with
-    width `span` (a number, or (C,) one per class of the other member's label), or `undated` when
-    either painting has no year. group (N,) int, -1 = no group."""
+    width `span` (a number, or (C,) one per class of the other member's label), `early` times that
+    where the painting is dated before the other member, or `undated` when either painting has no
+    year. group (N,) int, -1 = no group."""
     n = len(labels)
     counts = np.zeros((n, n_classes))
     spans = np.broadcast_to(np.asarray(span, float), (n_classes,))
@@ -113,6 +119,7 @@ def group_label_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray,
             continue
         yr = years[idx]
         dy = (yr[:, None] - yr[None, keep]) / spans[y[keep]][None, :]
+        dy = np.where(dy < 0, dy / early, dy)
         w = np.where(np.isnan(dy), undated, np.exp(-0.5 * dy ** 2))
         w[np.flatnonzero(keep), np.arange(keep.sum())] = 0.0          # leave the painting itself out
         np.add.at(counts, (np.repeat(idx, keep.sum()), np.tile(y[keep], len(idx))), w.ravel())
@@ -148,8 +155,9 @@ def period_spans(labels: np.ndarray, years: np.ndarray, n_classes: int) -> np.nd
 def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artist: np.ndarray | None = None,
                     alpha: float = 1.0) -> np.ndarray:
     """(N, C) how likely each class is for this year, from other artists' dated paintings: each
-    class's years as a kernel density (width `period_spans`, on whole years so it scales with the
-    number of distinct years, not of paintings) times the class's count.
+    class's years as a kernel density (width `period_spans`, PERIOD_EARLY times it on the side
+    before a class's paintings; on whole years so it scales with the number of distinct years, not
+    of paintings) times the class's count.
 
     artist (N,) int (-1 = unknown): the painting's own artist is left out, not only the painting.
     Near an artist's dates the artist's other paintings would otherwise make up much of the period,
@@ -168,12 +176,13 @@ def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artis
     np.add.at(hist, (yr[y_lab >= 0] - first, y_lab[y_lab >= 0]), 1.0)
     offsets = np.arange(len(hist))
     gap = offsets[:, None] - offsets[None, :]
+    gap = np.where(gap < 0, gap / PERIOD_EARLY, gap)          # the painting's year before the class's
     near = np.stack([np.exp(-0.5 * (gap / spans[c]) ** 2) @ hist[:, c] for c in range(n_classes)], 1)   # (Y, C)
     counts = near[yr - first]
     own = np.flatnonzero(y_lab >= 0)
     counts[own, y_lab[own]] -= 1.0                                # leave the painting itself out
     if artist is not None:                                        # and its artist's other dated paintings
-        same, _ = group_label_counts(y_lab, artist[dated], yr.astype(float), n_classes, spans, 0.0)
+        same, _ = group_label_counts(y_lab, artist[dated], yr.astype(float), n_classes, spans, 0.0, PERIOD_EARLY)
         counts -= same
     # a density, not a count: a narrow kernel gathers fewer paintings than a wide one for the same
     # share of the year's paintings, so each class's counts are scaled to the median width

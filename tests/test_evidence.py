@@ -178,11 +178,11 @@ def test_title_evidence_does_not_depend_on_the_global_random_state():
 
 
 def test_period_leaves_the_paintings_own_artist_out():
-    """Two artists paint in the same years, one labels 0, the other 1. Judged from the year alone,
+    """Two artists paint two years apart, one labels 0, the other 1. Judged from the year alone,
     a painting of the first artist should hear only the other artist's paintings: counting its own
     artist's would repeat the artist kind's vote. An unknown artist (-1) is nobody's colleague."""
     from embeddings.evidence import period_evidence
-    years = np.array([1700.0] * 10 + [1702.0] * 10 + [1701.0])
+    years = np.array([1700.0] * 10 + [1698.0] * 10 + [1701.0])
     labels = np.array([0] * 10 + [1] * 10 + [0])
     artist = np.array([0] * 10 + [1] * 10 + [-1])
     with_own = period_evidence(labels, years, 2)
@@ -211,6 +211,24 @@ def test_a_short_movement_keeps_its_edges():
     assert verdict[-1] == "supports"
     spans = E.period_spans(labels, years, 2)
     assert spans[1] < 5 < spans[0]
+
+
+def test_a_movement_has_a_start_but_no_end():
+    """Three years before a movement's first paintings is less plausible for it than three years
+    after its last: painters take a style up again later, nobody paints in it before it exists.
+    The long class's years are spread evenly, so only the movement's kernel differs on each side."""
+    long_years = np.repeat(np.arange(1850, 1950), 3).astype(float)
+    short_years = np.repeat(np.arange(1907, 1912), 8).astype(float)
+    years = np.r_[long_years, short_years, 1904.0, 1914.0]
+    labels = np.r_[np.zeros(300, int), np.ones(40, int), 1, 1]
+    artist = np.r_[np.arange(300), 300 + np.arange(40) % 8, 400, 401]
+    pp = E.period_evidence(labels, years, 2, artist)
+    assert pp[-2, 1] < 0.5 * pp[-1, 1]
+    # the artist's own paintings are left out with the same kernel: an artist of only this movement
+    # leaves none of it behind for a painting of theirs dated before it
+    alone = E.group_label_counts(labels[-42:], np.r_[np.zeros(40, int), 0, 0], years[-42:], 2,
+                                 E.period_spans(labels, years, 2), 0.0, E.PERIOD_EARLY)[0]
+    assert alone[-2, 1] < 0.5 * alone[-1, 1]
 
 
 def test_the_evidence_bench_step_times_the_product_stage():
