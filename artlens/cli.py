@@ -13,9 +13,14 @@ from typing import Callable, Sequence
 from trainer.cli import parse_config, run_cli
 
 
-def _entry(target: str) -> Callable[[Sequence[str] | None], object]:
+def _load(target: str):
+    """The object `target` ("module:name") names, its module imported now."""
     module, name = target.split(":")
-    return lambda argv: getattr(importlib.import_module(module), name)(argv)
+    return getattr(importlib.import_module(module), name)
+
+
+def _entry(target: str) -> Callable[[Sequence[str] | None], object]:
+    return lambda argv: _load(target)(argv)
 
 
 def _configured(config: str, work: str, prog: str, description: str) -> Callable[[Sequence[str] | None], object]:
@@ -26,11 +31,6 @@ def _configured(config: str, work: str, prog: str, description: str) -> Callable
         cfg = parse_config(_load(config), argv, prog, description)
         return _load(work)(cfg)
     return main
-
-
-def _load(target: str):
-    module, name = target.split(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def _train(cfg) -> object:

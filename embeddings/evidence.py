@@ -94,6 +94,12 @@ def other_group_neighbours(nb_ids: np.ndarray, nb_sim: np.ndarray, group: np.nda
     return ids, sim
 
 
+def year_weights(gap: np.ndarray, early: float = 1.0) -> np.ndarray:
+    """Gaussian weight of a year gap in kernel widths (painting's year minus the other's / width),
+    the width scaled by `early` where the painting comes first. NaN gaps stay NaN."""
+    return np.exp(-0.5 * np.where(gap < 0, gap / early, gap) ** 2)
+
+
 def group_label_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray, n_classes: int,
                        span: float | np.ndarray, undated: float, early: float = 1.0
                        ) -> tuple[np.ndarray, np.ndarray]:
@@ -119,8 +125,7 @@ def group_label_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray,
             continue
         yr = years[idx]
         dy = (yr[:, None] - yr[None, keep]) / spans[y[keep]][None, :]
-        dy = np.where(dy < 0, dy / early, dy)
-        w = np.where(np.isnan(dy), undated, np.exp(-0.5 * dy ** 2))
+        w = np.where(np.isnan(dy), undated, year_weights(dy, early))
         w[np.flatnonzero(keep), np.arange(keep.sum())] = 0.0          # leave the painting itself out
         np.add.at(counts, (np.repeat(idx, keep.sum()), np.tile(y[keep], len(idx))), w.ravel())
     return counts, counts.sum(1)
@@ -176,8 +181,7 @@ def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artis
     np.add.at(hist, (yr[y_lab >= 0] - first, y_lab[y_lab >= 0]), 1.0)
     offsets = np.arange(len(hist))
     gap = offsets[:, None] - offsets[None, :]
-    gap = np.where(gap < 0, gap / PERIOD_EARLY, gap)          # the painting's year before the class's
-    near = np.stack([np.exp(-0.5 * (gap / spans[c]) ** 2) @ hist[:, c] for c in range(n_classes)], 1)   # (Y, C)
+    near = np.stack([year_weights(gap / spans[c], PERIOD_EARLY) @ hist[:, c] for c in range(n_classes)], 1)  # (Y, C)
     counts = near[yr - first]
     own = np.flatnonzero(y_lab >= 0)
     counts[own, y_lab[own]] -= 1.0                                # leave the painting itself out

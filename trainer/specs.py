@@ -50,7 +50,6 @@ BACKBONE_SPECS: dict[str, BackboneSpec] = {s.name: s for s in (
                  heads=("scratch_crnn",)),
 )}
 BACKBONES = tuple(BACKBONE_SPECS)
-DEFAULT_BACKBONE = BACKBONES[0]
 
 
 def backbone_spec(name: str) -> BackboneSpec:
