@@ -34,9 +34,12 @@ def _configured(config: str, work: str, prog: str, description: str) -> Callable
 
 
 def _train(cfg) -> object:
+    from trainer.config import run_paintings
+    # the data is read before torch loads, so a wrong path, column or label answers at once
+    paintings = None if cfg.resume else run_paintings(cfg)
     from embeddings.scores import fold_scores
     from trainer.train import train
-    return train(cfg, fold_scores)
+    return train(cfg, fold_scores, paintings)
 
 
 # name -> (what it does, its main(argv)); imported only when run, so `artlens --help` is instant.

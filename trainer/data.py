@@ -274,7 +274,7 @@ def _read_manifest(path: Path) -> PaintingSet:
     missing = [c for c in ("path", "artist", "genre", "style") if c not in cols]
     if missing:
         raise UserError(f"{path}: manifest is missing column(s) {', '.join(missing)}; found {', '.join(cols)}"
-                        " (expected path,artist,genre,style[,split])")
+                        " (expected path,artist,genre,style[,split][,title][,year|date])")
     classes = {t: sorted({v.strip() for v in df[t] if v.strip()}) for t in TASKS}
     extra = [c for c in MANIFEST_COLUMNS if c in cols]
     problems: list[str] = []

@@ -99,8 +99,9 @@ class Run:
 
 
 # ------------------------------------------------------------------ stages
-def prepare(cfg: TrainConfig) -> Run:
-    """Check the settings, open (or resume) the run folder, load the data and the backbone."""
+def prepare(cfg: TrainConfig, paintings: PaintingSet | None = None) -> Run:
+    """Check the settings, open (or resume) the run folder, load the data (or take `paintings`, the
+    data already read from cfg.data; a resumed run reads its saved settings' data) and the backbone."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
@@ -120,7 +121,7 @@ def prepare(cfg: TrainConfig) -> Run:
     run = Run(cfg, run_dir, resolve_backbone(cfg.arch, cfg.backbone), resume_state)
     seed_everything(cfg.seed)
     run.t_start = time.time()
-    run.ps = subsample(run_paintings(cfg), cfg.limit)
+    run.ps = subsample(paintings if paintings is not None and not cfg.resume else run_paintings(cfg), cfg.limit)
     run.data_hash = run.ps.data_hash()   # of the data as given: `make embed` compares it with what it reads
     if cfg.apply_tags:
         run.ps.frame, run.changes, run.applied = apply_decisions(run.ps.frame, run.ps.classes,
@@ -269,11 +270,12 @@ def write_run(run: Run) -> None:
              time.time() - run.t_start, run.seconds["features"], run.seconds["train"], run.seconds["crossfit"])
 
 
-def train(cfg: TrainConfig, fold_scorer: FoldScorer) -> Path:
+def train(cfg: TrainConfig, fold_scorer: FoldScorer, paintings: PaintingSet | None = None) -> Path:
     """Run the whole training command; returns the run folder. `fold_scorer` scores each cross-fitting
     fold's held-out embeddings against its training ones (the embedding detectors, which live with
-    the other detectors in embeddings/scores.py: `artlens train` passes `fold_scores`)."""
-    run = prepare(cfg)
+    the other detectors in embeddings/scores.py: `artlens train` passes `fold_scores`); `paintings`
+    is cfg.data already read by `run_paintings(cfg)`, else it is read here."""
+    run = prepare(cfg, paintings)
     extract_features_stage(run)
     fit_final(run)
     evaluate(run)
