@@ -8,14 +8,21 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
+# Each writer signals it is ready (imports done) and waits for the go: they all start writing at once.
 WRITER = """
 import json, sys, time
+from pathlib import Path
 from db.tags import open_tag_log
 log = open_tag_log(sys.argv[2], wait_s=120)
+here = Path(sys.argv[4])
+(here / f"ready-{sys.argv[1]}").touch()
+while not (here / "go").exists():
+    time.sleep(0.005)
 waits = []
 for i in range(int(sys.argv[3])):
     t0 = time.perf_counter()
@@ -28,14 +35,21 @@ print(json.dumps(waits))
 
 def run_writers(spec: str, names: list[str], decisions: int) -> list[list[float]]:
     """One process per name, each recording `decisions` decisions (paths `<name>/painting-<i>.jpg`,
-    note = i) on the tag log `spec` at once; returns each writer's seconds per decision."""
+    note = i) on the tag log `spec`, all starting together once every writer is up; returns each
+    writer's seconds per decision."""
     from db.tags import open_tag_log
     open_tag_log(spec).ensure()
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "writer.py"
         script.write_text(WRITER)
-        procs = [subprocess.Popen([sys.executable, str(script), name, spec, str(decisions)],
+        procs = [subprocess.Popen([sys.executable, str(script), name, spec, str(decisions), tmp],
                                   stdout=subprocess.PIPE, text=True) for name in names]
+        deadline = time.monotonic() + 300
+        while not all((Path(tmp) / f"ready-{n}").exists() for n in names):
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                break                        # a writer died before its start: reported below
+            time.sleep(0.01)
+        (Path(tmp) / "go").touch()
         outs = [p.communicate(timeout=1800)[0] for p in procs]
     if any(p.returncode for p in procs):
         raise RuntimeError(f"a writer failed on {spec}")

@@ -18,14 +18,16 @@ def spec(request, tmp_path) -> str:
 
 
 def test_two_processes_tag_concurrently_without_loss(spec):
-    run_writers(spec, ["ana", "ben"], 150)
+    run_writers(spec, ["ana", "ben"], 60)
     hist = open_tag_log(spec).history()
-    assert len(hist) == 300 and hist["tag_id"].is_unique
+    assert len(hist) == 120 and hist["tag_id"].is_unique
     for who in ("ana", "ben"):
         mine = hist[hist.reviewer == who]
-        assert mine["note"].astype(int).tolist() == list(range(150))  # each writer's order preserved
+        assert mine["note"].astype(int).tolist() == list(range(60))  # each writer's order preserved
         assert mine["path"].is_unique
     assert hist["tag_id"].is_monotonic_increasing and hist["created_at"].is_monotonic_increasing
+    # the two wrote at the same time: their decisions interleave in the log, not one block after another
+    assert (hist["reviewer"] != hist["reviewer"].shift()).sum() > 2
 
 
 def test_six_writers_on_postgresql_lose_nothing(postgres_url):
