@@ -20,8 +20,8 @@ from db.tags import open_tag_log
 from embeddings.index import build_index, neighbours_excluding_self, save_index
 from embeddings.project import pca_2d
 from embeddings.prevalence import wrong_label_weights
-from embeddings.detectors import DetectorInputs, detector_table
-from embeddings.scores import cross_task_table, neighbour_labels, rank_descending, reference_scores
+from embeddings.detectors import DetectorInputs, detector_ranks, detector_table
+from embeddings.scores import cross_task_table, neighbour_labels, reference_scores
 from trainer.cli import field, parse_config
 
 log = logging.getLogger("bench.synthetic")
@@ -48,7 +48,7 @@ def make_store(cfg: SyntheticConfig) -> dict:
     emb = (centers[style] + rng.normal(size=(n, cfg.dim)).astype(np.float32))
     ids = np.arange(n)
     index, report = build_index(emb, ids)
-    nb, _ = neighbours_excluding_self(index, emb, ids, 10)
+    nb, nb_sim = neighbours_excluding_self(index, emb, ids, 10)
     tables = {"images": pd.DataFrame({"image_id": ids, "path": paths, "sha1": [f"{i:040x}" for i in ids],
                                       "width": 224, "height": 224,
                                       "split": rng.choice(["train", "val", "test"], n, p=[.6, .3, .1])}),
@@ -71,12 +71,14 @@ def make_store(cfg: SyntheticConfig) -> dict:
                                    "wrong_weight": wrong_label_weights(y, probs)}))
         given[t] = y
         nb_y = neighbour_labels(y, nb)   # synthetic: one embedding stands in for head and backbone
-        sc, fl = detector_table(DetectorInputs(y, probs, reference_scores(y, emb, y, emb, nb_y, c), nb_y,
-                                               cross_task_table(given, tasks).get(t)))
+        x = DetectorInputs(y, probs, reference_scores(y, emb, y, emb, nb_y, c), nb_y, cross_task_table(given, tasks).get(t),
+                           backbone_neighbour_sims=nb_sim)
+        sc, fl = detector_table(x)
+        ranks = detector_ranks(sc, x)
         for d, s in sc.items():
             ok = ~np.isnan(s)    # the store keeps scored rows only, as make embed does
             scores.append(pd.DataFrame({"image_id": ids[ok], "task": t, "detector": d, "score": s[ok],
-                                        "rank": rank_descending(s)[ok], "flag": fl[d][ok]}))
+                                        "rank": ranks[d][ok], "flag": fl[d][ok]}))
     xy = pca_2d(emb)
     tables.update({"labels": pd.concat(labels), "predictions": pd.concat(preds), "scores": pd.concat(scores),
                    "embeddings": pd.DataFrame({"image_id": ids, "faiss_id": ids, "vector": list(emb)}),

@@ -12,8 +12,9 @@ from typing import Callable
 
 import numpy as np
 
+from embeddings.evidence import label_prior, neighbour_label_evidence
 from embeddings.scores import (confidence_scores, confident_learning, knn_disagreement_scores, margin_scores,
-                               mean_percentile_rank)
+                               mean_percentile_rank, rank_descending)
 
 # Kinds of evidence: the cross-fitted model (its softmax or its embedding), label-free pictures,
 # the painting's other labels, its metadata, or a combination of detectors.
@@ -25,14 +26,16 @@ class DetectorInputs:
     """What the detectors of one task read. N paintings; labels (N,) int (-1 = none); probs (N, C)
     cross-fitted softmax; embedding_scores {detector: (N,)} from the cross-fitting folds
     (`scores.reference_scores`); backbone_neighbour_labels (N, k): labels of each painting's nearest
-    paintings in frozen-backbone features; cross_task (N,) or None; evidence_scores {detector: (N,)}
-    from embeddings.evidence_table (missing: NaN, nothing to say)."""
+    paintings in frozen-backbone features, backbone_neighbour_sims (N, k) their cosine similarities
+    (None: unknown); cross_task (N,) or None; evidence_scores {detector: (N,)} from
+    embeddings.evidence_table (missing: NaN, nothing to say)."""
     labels: np.ndarray
     probs: np.ndarray
     embedding_scores: dict[str, np.ndarray]
     backbone_neighbour_labels: np.ndarray
     cross_task: np.ndarray | None = None
     evidence_scores: dict[str, np.ndarray] | None = None
+    backbone_neighbour_sims: np.ndarray | None = None
 
     def nan(self) -> np.ndarray:
         return np.full(len(self.labels), np.nan)
@@ -47,16 +50,19 @@ class Detector:
     score: Callable[[DetectorInputs, dict], np.ndarray]   # (inputs, scores of the entries before it) -> (N,)
     threshold: float | None = None                         # flag above it; None: flag the top 5%
     flag: Callable[[DetectorInputs], np.ndarray] | None = None   # its own flag rule instead
+    # orders equal scores, higher first (a score with few levels, such as a share of 10 neighbours);
+    # None where it cannot be computed from the inputs: equal scores then keep the paintings' order
+    tiebreak: Callable[[DetectorInputs], np.ndarray | None] | None = None
 
 
 DETECTOR_REGISTRY: dict[str, Detector] = {}
 
 
 def register_detector(name: str, kind: str, inputs: str, help: str, score: Callable, threshold: float | None = None,
-                      flag: Callable | None = None) -> Detector:
+                      flag: Callable | None = None, tiebreak: Callable | None = None) -> Detector:
     if kind not in KINDS:
         raise ValueError(f"detector {name}: unknown kind {kind!r}")
-    DETECTOR_REGISTRY[name] = Detector(name, kind, inputs, help, score, threshold, flag)
+    DETECTOR_REGISTRY[name] = Detector(name, kind, inputs, help, score, threshold, flag, tiebreak)
     return DETECTOR_REGISTRY[name]
 
 
@@ -66,6 +72,17 @@ def _embedding(name: str) -> Callable:
 
 def _evidence(name: str) -> Callable:
     return lambda x, _: (x.evidence_scores or {}).get(name, x.nan()).astype(float).copy()
+
+
+def _weighted_other_share(x: DetectorInputs) -> np.ndarray | None:
+    """(N,) 1 - the similarity-weighted share of the given label among the backbone neighbours
+    (`neighbour_label_evidence`): 10 neighbours give `knn_backbone` 11 score levels, and within one
+    the nearer disagreeing look-alikes rank first. None without the similarities."""
+    if x.backbone_neighbour_sims is None:
+        return None
+    c = x.probs.shape[1]
+    p = neighbour_label_evidence(x.backbone_neighbour_labels, x.backbone_neighbour_sims, c, label_prior(x.labels, c))
+    return np.where(x.labels >= 0, 1 - p[np.arange(len(x.labels)), np.maximum(x.labels, 0)], np.nan)
 
 
 def _mean_rank_of(names: Callable[[], tuple[str, ...]]) -> Callable:
@@ -101,7 +118,8 @@ register_detector("knn", "model: embedding", EMB,
                   _embedding("knn"), threshold=0.5)
 register_detector("knn_backbone", "picture", "frozen-backbone features (no label used), their 10 nearest paintings",
                   "share of the 10 nearest neighbours in frozen-backbone features (no label used) with another label",
-                  lambda x, _: knn_disagreement_scores(x.labels, x.backbone_neighbour_labels), threshold=0.5)
+                  lambda x, _: knn_disagreement_scores(x.labels, x.backbone_neighbour_labels), threshold=0.5,
+                  tiebreak=lambda x: _weighted_other_share(x))
 register_detector("cross_task", "other labels", "the painting's other label, co-occurrence in the other paintings",
                   "−log p(given label | the painting's other label), from the other paintings only "
                   "(style given artist, genre given style)",
@@ -161,6 +179,16 @@ def detector_table(x: DetectorInputs) -> tuple[dict[str, np.ndarray], dict[str, 
     for s in scores.values():
         s[x.labels < 0] = np.nan
     return scores, detector_flags(scores, x)
+
+
+def detector_ranks(scores: dict[str, np.ndarray], x: DetectorInputs) -> dict[str, np.ndarray]:
+    """{detector: (N,) int rank, 1 = most suspect, 0 = unscored}: equal scores ordered by the
+    detector's tiebreak where it has one, else by position (`scores.rank_descending`)."""
+    ranks = {}
+    for name, s in scores.items():
+        d = DETECTOR_REGISTRY.get(name)
+        ranks[name] = rank_descending(s, d.tiebreak(x) if d is not None and d.tiebreak is not None else None)
+    return ranks
 
 
 def detector_flags(scores: dict[str, np.ndarray], x: DetectorInputs | None = None) -> dict[str, np.ndarray]:

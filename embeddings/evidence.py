@@ -67,12 +67,19 @@ def neighbour_evidence(labels: np.ndarray, neighbor_ids: np.ndarray, neighbor_si
 
     neighbor_ids (N, k) int (-1 = none, self excluded), neighbor_sim (N, k) cosine similarities.
     """
-    nl = neighbour_labels(labels, neighbor_ids)
+    return neighbour_label_evidence(neighbour_labels(labels, neighbor_ids), neighbor_sim, n_classes,
+                                    label_prior(labels, n_classes), alpha)
+
+
+def neighbour_label_evidence(nl: np.ndarray, neighbor_sim: np.ndarray, n_classes: int, prior: np.ndarray,
+                             alpha: float = 1.0) -> np.ndarray:
+    """(N, C) `neighbour_evidence` from the neighbours' labels nl (N, k) int (-1 = none), their
+    similarities (N, k) and the prior (C,)."""
     w = np.where(nl >= 0, np.clip(neighbor_sim, 1e-3, None), 0.0)
-    counts = np.zeros((len(labels), n_classes))
-    rows = np.repeat(np.arange(len(labels)), nl.shape[1])
+    counts = np.zeros((len(nl), n_classes))
+    rows = np.repeat(np.arange(len(nl)), nl.shape[1])
     np.add.at(counts, (rows, np.maximum(nl, 0).ravel()), w.ravel())
-    return _smoothed(counts, w.sum(1), label_prior(labels, n_classes), alpha)
+    return _smoothed(counts, w.sum(1), prior, alpha)
 
 
 def other_group_neighbours(nb_ids: np.ndarray, nb_sim: np.ndarray, group: np.ndarray, k: int,

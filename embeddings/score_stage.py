@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from embeddings.detectors import EMBEDDING_DETECTORS, METADATA_DETECTORS, DetectorInputs, detector_table
-from embeddings.evidence import (against_scores, count_interval, neighbour_evidence, other_group_neighbours,
+from embeddings.detectors import (EMBEDDING_DETECTORS, METADATA_DETECTORS, DetectorInputs, detector_ranks,
+                                  detector_table)
+from embeddings.evidence import (against_scores, count_interval, other_group_neighbours,
                                  wrong_count, wrong_log_odds)
 from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
 from embeddings.index import build_index, neighbours_excluding_self
-from embeddings.scores import cross_task_table, neighbour_labels, rank_descending, reference_scores
+from embeddings.scores import cross_task_table, neighbour_labels, reference_scores
 from trainer.crossfit import CrossFit
 
 log = logging.getLogger("embeddings")
@@ -110,16 +111,13 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
         ev = task_evidence(y, probs[t], *look_nb[key], md_t, n_classes[t])
         ev_scores = {k: against_scores(y, ev.kinds[k], ev.prior) for k in METADATA_DETECTORS}
         ev_scores["evidence"] = wrong_log_odds(y, ev.posterior)
-        scores, flags = detector_table(DetectorInputs(y, probs[t], emb_scores[t], neighbour_labels(y, bb_nb),
-                                                      cross.get(t), ev_scores))
-        # equal kNN shares (10 neighbours give 11 levels) are ordered by the similarity-weighted vote
-        nb_probs = neighbour_evidence(y, bb_nb, bb_sim, n_classes[t])
-        nb_given = np.where(y >= 0, nb_probs[np.arange(len(y)), np.maximum(y, 0)], np.nan)
-        tiebreak = {"knn_backbone": -nb_given}
+        x = DetectorInputs(y, probs[t], emb_scores[t], neighbour_labels(y, bb_nb), cross.get(t), ev_scores, bb_sim)
+        scores, flags = detector_table(x)
+        ranks = detector_ranks(scores, x)
         for det, sc in scores.items():
             scored = ~np.isnan(sc)   # unlabelled, or a detector with nothing to say (cross_task without artist)
             score_rows.append(pd.DataFrame({"image_id": image_ids[scored], "task": t, "detector": det,
-                                            "score": sc[scored], "rank": rank_descending(sc, tiebreak.get(det))[scored],
+                                            "score": sc[scored], "rank": ranks[det][scored],
                                             "flag": flags[det][scored]}))
         names = (class_names or {}).get(t) or [str(i) for i in range(n_classes[t])]
         evidence_rows_.append(evidence_rows(t, y, probs[t], ev, md_t, names))

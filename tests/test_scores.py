@@ -219,3 +219,20 @@ def test_the_look_bench_step_times_the_product_search():
     r = step_look(2000)
     assert r["n"] == 2000 and r["artists"] == 10 and r["short_after"] == 0
     assert r["first_search_s"] > 0 and r["wider_s"] > 0
+
+
+def test_knn_backbone_ties_rank_the_nearer_disagreeing_look_alikes_first():
+    """10 neighbours give knn_backbone 11 score levels; within one the registry's tiebreak (the
+    similarity-weighted share) orders them, not the paintings' order (the path)."""
+    labels = np.array([0, 0, 0, 0])
+    nb_labels = np.array([[1, 0], [1, 0], [0, 0], [1, 1]])      # shares of another label: .5, .5, 0, 1
+    sims = np.array([[0.5, 0.9], [0.9, 0.5], [0.9, 0.9], [0.9, 0.9]])
+    probs = np.full((4, 2), 0.5)
+    x = D.DetectorInputs(labels, probs, {d: np.zeros(4) for d in D.EMBEDDING_DETECTORS}, nb_labels,
+                         backbone_neighbour_sims=sims)
+    scores, _ = D.detector_table(x)
+    assert scores["knn_backbone"].tolist() == [0.5, 0.5, 0.0, 1.0]
+    # painting 1's disagreeing neighbour is the nearer one: it ranks above painting 0
+    assert D.detector_ranks(scores, x)["knn_backbone"].tolist() == [3, 2, 4, 1]
+    x.backbone_neighbour_sims = None          # no similarities: equal scores keep the paintings' order
+    assert D.detector_ranks(scores, x)["knn_backbone"].tolist() == [2, 3, 4, 1]
