@@ -15,9 +15,7 @@ import json
 import logging
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,30 +26,15 @@ from embeddings.config import EmbedConfig
 from embeddings.export import embed
 from embeddings.scores import fold_scores
 from trainer.checkpoint import build_model, load_checkpoint
+from bench.configs import LoopBenchConfig
 from bench.noise import clean_run, noisy_store
 from dashboard.service import Artlens
-from trainer.cli import field, parse_config
 from trainer.features import extract_features
 from trainer.config import run_paintings, saved_config
 from trainer.loop import cached_batcher, predict
 from trainer.train import train
 
 log = logging.getLogger("bench.loop")
-
-
-@dataclass
-class LoopBenchConfig:
-    run: str = field("", "clean run whose data and settings the noisy copy uses (default runs/latest)")
-    runs_dir: str = field("runs", "where runs are kept")
-    seed: int = field(1, "flip seed (the noisy copy of `make bench-noise ARGS=\"--seed S\"` is reused if present)")
-    fraction: float = field(0.1, "share of each task's labels flipped")
-    tasks: list[str] = field(["style", "genre"], "tasks reviewed")
-    review: int = field(100, "paintings the perfect reviewer decides per task, and the size of the next queue graded")
-    spot_check: int = field(60, "paintings of the Review page's spot check the perfect reviewer decides per task and "
-                                "store, for the refined wrong-label estimate")
-    work_dir: str = field("bench/noise", "where the noisy copies live (shared with make bench-noise)")
-    cache_dir: str = field("cache", "feature-map cache folder")
-    out: str = field("", "result file (a markdown table is written beside it; default bench/loop-seed<S>.json)")
 
 
 def perfect_review(app: Artlens, task: str, queue: pd.DataFrame, flipped: set[str], truth: dict[str, str]) -> dict:
@@ -205,15 +188,3 @@ def markdown_table(r: dict) -> str:
             rows.append(f"| {t} | {'noisy run' if when == 'before' else 'retrained'} | {x['model_only']:.0f} "
                         f"| {est(x, 'queue_only')} | {est(x)} | {x['true_wrong']} | {'yes' if x['covered'] else 'no'} |")
     return "\n".join(rows)
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    cfg = parse_config(LoopBenchConfig, argv, "artlens bench loop", __doc__.split("\n\n")[0])
-    return run_loop(cfg)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from trainer.cli import run_cli
-    sys.exit(run_cli(main))

@@ -16,50 +16,26 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from db.store import Store, read_info
+from bench.configs import MODES, NoiseBenchConfig
 from bench.evaluation import (RELIABILITY_EDGES, artist_flips, flip_labels, grade_ranking, pr_curve,
                              reliability_table, right_if_errors_uniform)
 from embeddings.config import EmbedConfig
 from embeddings.export import embed
 from embeddings.scores import fold_scores
 from trainer.checkpoint import load_checkpoint, resolve_run_dir
-from trainer.cli import UserError, field, parse_config
+from trainer.cli import UserError
 from trainer.crossfit import CrossFit
 from trainer.data import TASKS, PaintingSet
 from trainer.config import run_paintings, saved_config
 from trainer.train import train
 
 log = logging.getLogger("bench.noise")
-MODES = ("uniform", "confusable", "artist")
-
-
-@dataclass
-class NoiseBenchConfig:
-    run: str = field("", "clean run whose data and training settings to use (default runs/latest)")
-    runs_dir: str = field("runs", "where runs are kept")
-    fraction: float = field(0.1, "share of each task's labels to flip")
-    modes: list[str] = field(list(MODES), "flip kinds: uniform (to any other class), confusable (to the class a "
-                                          "cross-fitted head of the clean run likes next), artist (to a label the "
-                                          "painting's own artist carries elsewhere)")
-    tasks: list[str] = field(["style", "genre"], "tasks to flip and grade")
-    seed: int = field(1, "seed of the flips (the training seed stays the clean run's)")
-    work_dir: str = field("bench/noise", "where the noisy copies, their runs and stores go")
-    cache_dir: str = field("cache", "feature-map cache folder (shared with make train)")
-    out: str = field("bench/noise.json", "result file (PR curves are written beside it)")
-    grade_only: bool = field(False, "re-grade the stores an earlier run left in --work-dir (same seed) without "
-                                    "retraining or re-embedding")
-    reembed: bool = field(False, "run `make embed` again on the runs an earlier run left in --work-dir (same seed) "
-                                 "and grade: after changing the score stage, without retraining")
-    bootstrap: int = field(200, "bootstrap resamples for the 95% intervals of AUROC and precision@k (0 = none)")
-
-
 # ------------------------------------------------------------------ the noisy copy
 def write_noisy_copy(ps: PaintingSet, noisy: dict[str, np.ndarray], dest: Path) -> Path:
     """A manifest CSV of `ps` with `noisy` labels, in `dest` beside links to the original image folders.
@@ -401,15 +377,3 @@ def write_outputs(cfg: NoiseBenchConfig, run_dir: Path, result: dict, curves: di
     plt.close(fig)
     pf.update_layout(title="precision-recall of the stored rankings on injected flips (make bench-noise)")
     pf.write_html(out.with_name(out.stem + "_pr.html"), include_plotlyjs="cdn")
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    cfg = parse_config(NoiseBenchConfig, argv, "artlens bench noise", __doc__.split("\n\n")[0])
-    return run_bench(cfg)
-
-
-if __name__ == "__main__":
-    import sys
-
-    from trainer.cli import run_cli
-    sys.exit(run_cli(main))

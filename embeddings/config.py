@@ -54,3 +54,14 @@ class Forward:
     probs: dict[str, np.ndarray]
     pooled: np.ndarray
     failed: list[str]
+
+
+@dataclass
+class ExplainConfig:
+    path: str = field("", "image file to explain", positional=True)
+    task: str = field("style", "which task's classes to explain")
+    label: str = field("", "the painting's given label (class name); default: looked up in --store by path")
+    run: str = field("", "run folder (default: runs/latest)")
+    runs_dir: str = field("runs", "where runs are kept")
+    store: str = field("artlens.duckdb", "store to look the given label up in")
+    out: str = field("", "PNG to write; default: <image stem>.gradcam-<task>.png in the current folder")

@@ -18,7 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from trainer.cli import UserError, field, parse_config
+from embeddings.config import ExplainConfig
+from trainer.cli import UserError
 from trainer.images import centre_crop, image_tensor
 
 log = logging.getLogger("embeddings.explain")
@@ -162,21 +163,11 @@ def side_by_side(panels: list[tuple[str, Image.Image]], title: str = "") -> Imag
 
 
 # ------------------------------------------------------------------ CLI
-@dataclass
-class ExplainConfig:
-    path: str = field("", "image file to explain", positional=True)
-    task: str = field("style", "which task's classes to explain")
-    label: str = field("", "the painting's given label (class name); default: looked up in --store by path")
-    run: str = field("", "run folder (default: runs/latest)")
-    runs_dir: str = field("runs", "where runs are kept")
-    store: str = field("artlens.duckdb", "store to look the given label up in")
-    out: str = field("", "PNG to write; default: <image stem>.gradcam-<task>.png in the current folder")
-
-
-def main(argv: Sequence[str] | None = None) -> Path:
+def write_explanation(cfg: ExplainConfig) -> Path:
+    """The whole `artlens explain` command: Grad-CAM of one image for its given label and the
+    model's top class, drawn by the cross-fitting head that held it out; returns the PNG written."""
     from trainer.checkpoint import Embedder, FoldIndex, resolve_run_dir
     from trainer.data import load_image
-    cfg = parse_config(ExplainConfig, argv, "artlens explain", __doc__.split("\n\n")[0])
     run_dir = Path(cfg.run) if cfg.run else resolve_run_dir(cfg.runs_dir, "")
     try:
         image = load_image(Path(cfg.path))
@@ -222,10 +213,3 @@ def _store_lookup(store: str, image: Path, task: str) -> tuple[str, str, str]:
         return rel, given or "", top or ""
     finally:
         s.close()
-
-
-if __name__ == "__main__":
-    import sys
-
-    from trainer.cli import run_cli
-    sys.exit(run_cli(main))

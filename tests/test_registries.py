@@ -70,17 +70,23 @@ def test_run_record_upgrades_older_runs_and_round_trips():
 
 def test_help_and_flag_errors_answer_without_loading_torch(tmp_path):
     """`artlens train --help`, `artlens embed --help`, a wrong flag and a wrong data folder read only
-    the torch-free config, registry entries (trainer/specs.py) and data loader, so they answer at once."""
+    the torch-free config, registry entries (trainer/specs.py) and data loader, so they answer at
+    once; so does every other command's --help."""
     (tmp_path / "bad.csv").write_text("path,artist,genre\na.jpg,x,y\n")
-    code = ("import contextlib, io, sys\nfrom artlens.cli import main\nerr = io.StringIO()\n"
-            "for argv in (['train', '--help'], ['embed', '--help'], ['train', '--backbone', 'vgg'],\n"
-            f"             ['train', '--data', {str(tmp_path / 'nowhere')!r}], ['train', '--data', {str(tmp_path / 'bad.csv')!r}]):\n"
+    code = ("import contextlib, io, sys\nfrom artlens.cli import BENCHES, COMMANDS, main\nerr = io.StringIO()\n"
+            "def run(argv):\n"
             "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):\n"
             "        try:\n            print('exit', main(argv), file=err)\n        except SystemExit:\n            pass\n"
-            "print(sorted(m for m in ('torch', 'faiss') if m in sys.modules))\nprint(err.getvalue())")
+            "for argv in (['train', '--help'], ['embed', '--help'], ['train', '--backbone', 'vgg'],\n"
+            f"             ['train', '--data', {str(tmp_path / 'nowhere')!r}], ['train', '--data', {str(tmp_path / 'bad.csv')!r}]):\n"
+            "    run(argv)\n"
+            "print(sorted(m for m in ('torch', 'faiss') if m in sys.modules))\n"
+            "for name in [c for c in COMMANDS if c != 'bench'] + ['bench ' + b for b in BENCHES]:\n"
+            "    run(name.split() + ['--help'])\n"
+            "print('torch' in sys.modules)\nprint(err.getvalue())")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines()[0] == "[]"
+    assert r.stdout.splitlines()[:2] == ["[]", "False"], r.stdout
     errors = [line for line in r.stdout.splitlines() if line.startswith("error: ")]
     assert len(errors) == 2 and "data root" in errors[0] and "bad.csv" in errors[1], r.stdout
     assert r.stdout.count("exit 2") == 2
