@@ -34,8 +34,9 @@ def _configured(config: str, work: str, prog: str, description: str) -> Callable
 
 
 def _train(cfg) -> object:
-    from trainer.config import run_paintings
-    # the data is read before torch loads, so a wrong path, column or label answers at once
+    from trainer.config import check_settings, run_paintings
+    # flags and data are checked before torch loads, so a wrong flag, path, column or label answers at once
+    check_settings(cfg)
     paintings = None if cfg.resume else run_paintings(cfg)
     from embeddings.scores import fold_scores
     from trainer.train import train

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from trainer.cli import field
+from trainer.cli import UserError, field
 from trainer.data import PaintingSet, load_paintings
 from trainer.specs import BACKBONES, HEADS
 
@@ -97,6 +97,13 @@ def saved_config(saved: dict | TrainConfig, **overrides) -> TrainConfig:
     if isinstance(saved, TrainConfig):
         return dataclasses.replace(saved, **overrides)
     return TrainConfig(**{**SAVED_BEFORE, **saved, **overrides})
+
+
+def check_settings(cfg: TrainConfig) -> None:
+    """Raise UserError for flags that contradict each other: checked before any data or torch loads."""
+    if cfg.refit and cfg.fit_on != "train":
+        raise UserError("--refit retrains after early stopping on val: add --fit-on train (the default, "
+                        "--fit-on train+val, already trains the final model on train + val)")
 
 
 def run_paintings(cfg: TrainConfig, data: str | None = None, parse_names: bool = True) -> PaintingSet:

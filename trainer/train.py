@@ -32,7 +32,7 @@ from trainer.backbones import Backbone, build_backbone
 from trainer.checkpoint import (Checkpoint, RunRecord, atomic_torch_save, point_latest, resolve_run_dir,
                                 save_fold_head)
 from trainer.cli import UserError
-from trainer.config import TrainConfig, run_paintings, saved_config
+from trainer.config import TrainConfig, check_settings, run_paintings, saved_config
 from trainer.crossfit import CrossFit, FoldScorer, cross_fit, crossfit_plan
 from trainer.data import PaintingSet
 from trainer.features import check_images, extract_features, training_views
@@ -115,9 +115,7 @@ def prepare(cfg: TrainConfig, paintings: PaintingSet | None = None) -> Run:
         cfg = saved_config(resume_state["config"], resume=True, device=cfg.device, threads=cfg.threads)
     else:
         run_dir = Path(cfg.out_dir) / (cfg.run_id or time.strftime("%Y%m%d-%H%M%S"))
-    if cfg.refit and cfg.fit_on != "train":
-        raise UserError("--refit retrains after early stopping on val: add --fit-on train (the default, "
-                        "--fit-on train+val, already trains the final model on train + val)")
+    check_settings(cfg)
     run = Run(cfg, run_dir, resolve_backbone(cfg.arch, cfg.backbone), resume_state)
     seed_everything(cfg.seed)
     run.t_start = time.time()
