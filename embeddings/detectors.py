@@ -119,7 +119,7 @@ register_detector("knn", "model: embedding", EMB,
 register_detector("knn_backbone", "picture", "frozen-backbone features (no label used), their 10 nearest paintings",
                   "share of the 10 nearest neighbours in frozen-backbone features (no label used) with another label",
                   lambda x, _: knn_disagreement_scores(x.labels, x.backbone_neighbour_labels), threshold=0.5,
-                  tiebreak=lambda x: _weighted_other_share(x))
+                  tiebreak=_weighted_other_share)
 register_detector("cross_task", "other labels", "the painting's other label, co-occurrence in the other paintings",
                   "−log p(given label | the painting's other label), from the other paintings only "
                   "(style given artist, genre given style)",
