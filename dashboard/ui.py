@@ -1,5 +1,5 @@
 """What the dashboard's pages share: the opened store, cached thumbnails and Grad-CAM, the painting
-grid and panel, the tag form. Pages are one file each under dashboard/pages/; app.py runs them."""
+grid and panel, the evidence lines, the tag form. Pages are one file each under dashboard/pages/; app.py runs them."""
 from __future__ import annotations
 
 import os
@@ -147,7 +147,8 @@ def grid(app: Artlens, task: str, rows: pd.DataFrame, cols: int = 6, extra=None,
 
 
 def painting_panel(app: Artlens, task: str, image_id: int, reviewer: str):
-    """One painting opened from the plot: image, labels, top 3, Grad-CAM and tag buttons."""
+    """One painting opened from the plot or a shared link: image, labels, top 3, the evidence lines,
+    Grad-CAM and tag buttons."""
     rows = app.store.paintings(task, [image_id])
     if rows.empty:
         st.warning(f"painting #{image_id} has no {task} label")
@@ -159,6 +160,8 @@ def painting_panel(app: Artlens, task: str, image_id: int, reviewer: str):
     right.dataframe(app.store.labels_of(image_id), hide_index=True)
     top = app.top3_text(task, r)
     right.markdown("**model (top 3):** " + " · ".join(f"{n} {p:.2f}" for n, p in top))
+    # a link shared from the Review card must carry the card's reasons, not only the picture
+    show_evidence(app, image_id, task, right, heading="What the evidence says")
     show_gradcam(app, r["path"], task, r["given"], container=right)
     decision, suggested, note, _ = decision_form(right, "open", image_id, app.class_names(task), top)
     if decision:
@@ -167,6 +170,20 @@ def painting_panel(app: Artlens, task: str, image_id: int, reviewer: str):
         else:
             app.tag(task, rows, decision, reviewer, suggested if decision != "correct" else None, note)
             right.success(f"#{image_id} tagged {decision}")
+
+
+EVIDENCE_MARKS = {"against": ":red[✗ against]", "supports": ":green[✓ supports]", "mixed": ":orange[~ mixed]"}
+
+
+def show_evidence(app: Artlens, image_id: int, task: str, container, heading: str = "Why it is here") -> bool:
+    """The painting's evidence lines under a one-sentence summary, one line per kind marked
+    against / supports / mixed. Draws nothing (returns False) for a store without the evidence table."""
+    lines, summary = app.evidence_card(image_id, task)
+    if not lines:
+        return False
+    container.markdown(f"**{heading}:** {summary}")
+    container.markdown("  \n".join(f"{EVIDENCE_MARKS.get(v, v)} · {line}" for v, line in lines))
+    return True
 
 
 def decision_form(container, prefix: str, image_id: int, names: list[str], top: list, shortcuts: bool = False):

@@ -301,8 +301,9 @@ def test_stopping_the_dashboard_frees_its_port(store):
 
 
 def test_a_shared_link_opens_its_task_and_painting(app_env):
-    """`/review?task=genre&painting=N` opens painting N for the genre task, on any page switch; the
-    Review card carries such a link for the painting it shows, and 'back to the queue' drops it."""
+    """`/review?task=genre&painting=N` opens painting N for the genre task, on any page switch, with
+    its evidence lines; the Review card carries such a link for the painting it shows, and 'back to
+    the queue' drops it."""
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params["task"] = "genre"
     at.query_params["painting"] = "5"
@@ -311,6 +312,11 @@ def test_a_shared_link_opens_its_task_and_painting(app_env):
     assert not at.exception, [e.value for e in at.exception]
     assert at.sidebar.selectbox(key="task").value == "genre"
     assert at.subheader[0].value.startswith("#5 · ")
+    # the colleague who opens the link sees why the painting was sent: the card's evidence lines
+    why = next(m.value for m in at.markdown if m.value.startswith("**What the evidence says:**"))
+    assert "All kinds together, the label itself left out:" in why
+    lines = next(m.value for m in at.markdown if "Model (never saw this label)" in m.value)
+    assert "Look-alikes" in lines and re.search(r":(red|green|orange)\[[✗✓~] (against|supports|mixed)\] · Model", lines)
     button(at, "back to the queue").click().run()
     assert "painting" not in at.query_params and at.query_params["task"] == "genre"
     links = [c.value for c in at.caption if "link to this painting" in c.value]

@@ -166,6 +166,7 @@ def test_a_shared_link_as_a_fresh_servers_first_request(server, browser):
         names = [a.text for a in browser.find_elements("xpath", "//a[@data-testid='stSidebarNavLink']")]
         assert names == ["Overview", "Explore", "Neighbours", "Outliers", "Review", "Export"], names
         assert "task=genre" in browser.current_url
+        wait_for(browser, "//p[contains(., 'What the evidence says:')]")
         SHOTS.mkdir(exist_ok=True)
         browser.save_screenshot(str(SHOTS / "shared_link.png"))
     finally:

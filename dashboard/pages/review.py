@@ -9,7 +9,7 @@ from embeddings.detectors import DETECTORS
 from embeddings.quality import FLAG_NAMES as QUALITY_NAMES
 from embeddings.quality import PHOTO_DEFECTS
 from dashboard.ui import (page_setup, decision_form, detector_label, grid, painting_link, painting_panel,
-                          painting_param, show_gradcam, show_thumb)
+                          painting_param, show_evidence, show_gradcam, show_thumb)
 
 
 def page_review(app: Artlens, task: str, reviewer: str):
@@ -67,11 +67,7 @@ def page_review(app: Artlens, task: str, reviewer: str):
                       + f" under {r['given']}: your decision here covers it too")
     top = app.top3_text(task, r)
     right.markdown("**model (top 3):**  \n" + "  \n".join(f"{n}: {p:.2f}" for n, p in top))
-    lines, summary = app.evidence_card(int(r["image_id"]), task)
-    if lines:
-        right.markdown(f"**Why it is here:** {summary}")
-        mark = {"against": ":red[✗ against]", "supports": ":green[✓ supports]", "mixed": ":orange[~ mixed]"}
-        right.markdown("  \n".join(f"{mark.get(v, v)} · {line}" for v, line in lines))
+    show_evidence(app, int(r["image_id"]), task, right)
     right.caption((f"spot check · rank {r['rank']} in the {app.review_default} ranking" if spot else
                    f"{detector} score {r['score']:.3f} · rank {r['rank']}") + f" · probabilities: {r['source']}")
     d, suggested, note, skip = decision_form(right, "rv", r["image_id"], app.class_names(task), top, shortcuts=True)
