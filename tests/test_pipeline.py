@@ -373,3 +373,31 @@ def test_identical_files_share_a_cross_fitting_fold(trained):
     for a, b, _ in CONFLICTING_PAIRS:
         assert fold[a] == fold[b], (a, b)
     assert len(set(cf.fold)) == 3
+
+
+def test_a_manifests_title_and_date_reach_the_store_and_the_card(trained, tmp_path):
+    """A catalogue's own `title` and `date` columns win over what the file name says: `make embed`
+    stores them per painting, logs the dates it could not read (kept as text), and the Review card's
+    period and title lines read them."""
+    import pandas as pd
+    manifest = pd.read_csv(trained["manifest"], keep_default_na=False)
+    p, q = manifest.loc[manifest["style"] != "", "path"].iloc[[0, 1]]
+    manifest["title"] = np.where(manifest["path"] == p, "Study for a portrait of the painter's wife", "")
+    manifest["date"] = np.select([manifest["path"] == p, manifest["path"] == q], ["c. 1620", "spring"], "")
+    with_meta = trained["root"] / "manifest_with_metadata.csv"
+    manifest.to_csv(with_meta, index=False)
+    store = tmp_path / "meta.duckdb"
+    r = run_cli("embed", "--run", str(trained["run_dir"]), "--data", str(with_meta), "--store", str(store),
+                "--cache-dir", str(trained["work"] / "cache"), "--projection", "pca")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "1 dates could not be read (kept as text)" in r.stderr, r.stderr[-2000:]
+    con = duckdb.connect(str(store), read_only=True)
+    rows = {path: rest for path, *rest in con.execute(
+        "SELECT path, image_id, title, year_lo, year_hi, date_text FROM images WHERE path IN (?, ?)", [p, q]).fetchall()}
+    assert rows[p][1:] == ["Study for a portrait of the painter's wife", 1620.0, 1620.0, "c. 1620"], rows[p]
+    assert rows[q][4] == "spring", rows[q]   # unreadable: its text kept (the year, if any, from the file name)
+    lines = dict(con.execute("SELECT kind, line FROM evidence WHERE task = 'style' AND image_id = ?",
+                             [rows[p][0]]).fetchall())
+    con.close()
+    assert "this one 1620" in lines["period"], lines
+    assert "study for a portrait of the painter's wife" in lines["title"].lower(), lines
