@@ -1,5 +1,6 @@
 """What the dashboard's pages share: the opened store, cached thumbnails and Grad-CAM, the painting
-grid and panel, the evidence lines, the tag form. Pages are one file each under dashboard/pages/; app.py runs them."""
+grid and panel, the evidence lines, the tag form. Pages are one file each under dashboard/pages/;
+app.py runs them."""
 from __future__ import annotations
 
 import os
@@ -175,15 +176,13 @@ def painting_panel(app: Artlens, task: str, image_id: int, reviewer: str):
 EVIDENCE_MARKS = {"against": ":red[✗ against]", "supports": ":green[✓ supports]", "mixed": ":orange[~ mixed]"}
 
 
-def show_evidence(app: Artlens, image_id: int, task: str, container, heading: str = "Why it is here") -> bool:
+def show_evidence(app: Artlens, image_id: int, task: str, container, heading: str = "Why it is here"):
     """The painting's evidence lines under a one-sentence summary, one line per kind marked
-    against / supports / mixed. Draws nothing (returns False) for a store without the evidence table."""
+    against / supports / mixed. Draws nothing for a store without the evidence table."""
     lines, summary = app.evidence_card(image_id, task)
-    if not lines:
-        return False
-    container.markdown(f"**{heading}:** {summary}")
-    container.markdown("  \n".join(f"{EVIDENCE_MARKS.get(v, v)} · {line}" for v, line in lines))
-    return True
+    if lines:
+        container.markdown(f"**{heading}:** {summary}")
+        container.markdown("  \n".join(f"{EVIDENCE_MARKS.get(v, v)} · {line}" for v, line in lines))
 
 
 def decision_form(container, prefix: str, image_id: int, names: list[str], top: list, shortcuts: bool = False):

@@ -316,7 +316,8 @@ def test_a_shared_link_opens_its_task_and_painting(app_env):
     why = next(m.value for m in at.markdown if m.value.startswith("**What the evidence says:**"))
     assert "All kinds together, the label itself left out:" in why
     lines = next(m.value for m in at.markdown if "Model (never saw this label)" in m.value)
-    assert "Look-alikes" in lines and re.search(r":(red|green|orange)\[[✗✓~] (against|supports|mixed)\] · Model", lines)
+    assert "Look-alikes" in lines
+    assert re.search(r":(red|green|orange)\[[✗✓~] (against|supports|mixed)\] · Model", lines)
     button(at, "back to the queue").click().run()
     assert "painting" not in at.query_params and at.query_params["task"] == "genre"
     links = [c.value for c in at.caption if "link to this painting" in c.value]

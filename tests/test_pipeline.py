@@ -393,7 +393,8 @@ def test_a_manifests_title_and_date_reach_the_store_and_the_card(trained, tmp_pa
     assert "1 dates could not be read (kept as text)" in r.stderr, r.stderr[-2000:]
     con = duckdb.connect(str(store), read_only=True)
     rows = {path: rest for path, *rest in con.execute(
-        "SELECT path, image_id, title, year_lo, year_hi, date_text FROM images WHERE path IN (?, ?)", [p, q]).fetchall()}
+        "SELECT path, image_id, title, year_lo, year_hi, date_text FROM images WHERE path IN (?, ?)",
+        [p, q]).fetchall()}
     assert rows[p][1:] == ["Study for a portrait of the painter's wife", 1620.0, 1620.0, "c. 1620"], rows[p]
     assert rows[q][4] == "spring", rows[q]   # unreadable: its text kept (the year, if any, from the file name)
     lines = dict(con.execute("SELECT kind, line FROM evidence WHERE task = 'style' AND image_id = ?",
