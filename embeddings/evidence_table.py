@@ -178,15 +178,37 @@ def title_line(g: int, title: str, p: np.ndarray, names: list[str]) -> str:
     return text + (f"; {names[g]} {p[g]:.2f}" if top != g else "")
 
 
-def combined_line(g: int, post: np.ndarray, names: list[str]) -> str:
+def combined_line(g: int, post: np.ndarray, names: list[str], read_as_other: np.ndarray | None = None) -> str:
     """What all kinds give together, post (C,): the given class and its strongest rival. Said to
     leave the label out: a reader takes "Baroque <0.01" for the chance the label is right, which,
-    weighing a catalogue that is mostly right, is higher (bench: `make bench-noise`, reliability)."""
+    weighing a catalogue that is mostly right, is higher (bench: `make bench-noise`, reliability).
+    read_as_other (C + 1,): the share of each class's labels, and of all labels (last), whose
+    posterior finds another class likelier: some classes the kinds read poorly (a sketch is read as
+    the landscape it shows), and a reviewer should know how often the evidence doubts this one."""
     alt = int(np.argmax(np.where(np.arange(len(post)) == g, -1.0, post)))
     text = f"All kinds together, the label itself left out: {names[g]} {_share(post[g])}"
     if post[alt] > post[g]:
-        return text + f", {names[alt]} {_share(post[alt])}"
-    return text + f" (the likeliest; next {names[alt]} {_share(post[alt])})"
+        text += f", {names[alt]} {_share(post[alt])}"
+    else:
+        text += f" (the likeliest; next {names[alt]} {_share(post[alt])})"
+    if read_as_other is not None:
+        text += (f". Together they read {read_as_other[g]:.0%} of the {names[g]} labels here as another class "
+                 f"({read_as_other[-1]:.0%} of all labels)")
+    return text
+
+
+def read_as_other(labels: np.ndarray, post: np.ndarray) -> np.ndarray:
+    """(C + 1,) the share of each class's labels (labels (N,) int, -1 = none) whose posterior post
+    (N, C) finds another class likelier than the given one, and last the share of all labels
+    (NaN for a class with no label)."""
+    known = labels >= 0
+    y = labels[known]
+    other = post[known].argmax(1) != y
+    C = post.shape[1]
+    n = np.bincount(y, minlength=C).astype(float)
+    with np.errstate(invalid="ignore"):
+        per_class = np.bincount(y, weights=other.astype(float), minlength=C) / n
+    return np.r_[per_class, other.mean() if len(y) else np.nan]
 
 
 def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvidence, md: Metadata,
@@ -201,6 +223,7 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
     years_of = _class_years(labels, md.year, C)
     careers = _careers(md.artist_id, md.year)
     skipped = md.look_groups()
+    doubted = read_as_other(labels, ev.posterior)
     rows = []
 
     def add(kind, i, p, line):
@@ -224,5 +247,5 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
             add("period", i, pp, period_line(g, years_of[g], md.year[i], pp, names, career))
         if not np.isnan(pt).any():
             add("title", i, pt, title_line(g, md.title[i], pt, names))
-        add("combined", i, ev.posterior[i], combined_line(g, ev.posterior[i], names))
+        add("combined", i, ev.posterior[i], combined_line(g, ev.posterior[i], names, doubted))
     return pd.DataFrame(rows, columns=["image_id", "task", "kind", "p_given", "best", "p_best", "verdict", "line"])

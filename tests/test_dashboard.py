@@ -342,3 +342,28 @@ def test_two_dashboards_share_a_postgresql_tag_log(app_env, postgres_url, monkey
     assert latest[["path", "decision", "reviewer"]].values.tolist() == [[path, "mislabel", "ana"]]
     export = open_page("Export")
     assert export.metric[0].value == "1"
+
+
+def test_the_card_says_how_often_the_evidence_doubts_the_labels_class(app_env):
+    """Some classes the kinds read poorly (a study is read as the landscape it shows): each card
+    says for what share of its class's labels, and of all labels, the evidence finds another class
+    likelier, so a reviewer knows how much its doubt about this label is worth. The shares it
+    prints are those of the store's own combined evidence."""
+    import numpy as np
+    from db.store import Store
+    store = Store(app_env["store"])
+    try:
+        every = store.ranked("style", "evidence", limit=100_000)
+        doubted = {}
+        for r in every.itertuples():
+            combined = store.evidence_of(int(r.image_id), "style").query("kind == 'combined'").iloc[0]
+            doubted.setdefault(r.given, []).append(combined["best"] != r.given)
+        everyone = np.mean([d for ds in doubted.values() for d in ds])
+        assert 0 < everyone < 1
+        for r in every.head(15).itertuples():
+            line = store.evidence_of(int(r.image_id), "style").query("kind == 'combined'")["line"].iloc[0]
+            share = np.mean(doubted[r.given])
+            assert line.endswith(f". Together they read {share:.0%} of the {r.given} labels here as another class "
+                                 f"({everyone:.0%} of all labels)"), line
+    finally:
+        store.close()

@@ -326,3 +326,14 @@ def test_the_look_reads_other_artists_neighbours():
     assert line == "Look-alikes by other artists: 0 of 3 nearest are a; 3 are b", line
     plain = rows[(rows.image_id == 7) & (rows.kind == "neighbours")]["line"].item()
     assert plain.startswith("Look-alikes: 3 of 3 nearest are a"), plain
+
+
+def test_read_as_other_counts_the_labels_the_evidence_doubts_per_class():
+    from embeddings.evidence_table import combined_line, read_as_other
+    labels = np.array([0, 0, 0, 0, 1, 1, -1])
+    post = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4], [0.1, 0.9], [0.2, 0.8], [0.5, 0.5]])
+    np.testing.assert_allclose(read_as_other(labels, post), [0.25, 0.0, 1 / 6])
+    assert np.isnan(read_as_other(np.array([0, 0]), post[:2])[1])        # a class with no label
+    line = combined_line(0, post[2], ["sketch", "landscape"], read_as_other(labels, post))
+    assert line == ("All kinds together, the label itself left out: sketch 0.30, landscape 0.70. "
+                    "Together they read 25% of the sketch labels here as another class (17% of all labels)")
