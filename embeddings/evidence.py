@@ -107,44 +107,73 @@ def year_weights(gap: np.ndarray, early: float = 1.0) -> np.ndarray:
     return np.exp(-0.5 * np.where(gap < 0, gap / early, gap) ** 2)
 
 
-def group_label_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray, n_classes: int,
-                       span: float | np.ndarray, undated: float, early: float = 1.0
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """Leave-one-out weighted label counts over the other members of each painting's group:
-    (counts (N, C), total weight (N,)). Weight of a pair: Gaussian in the year difference with
-    width `span` (a number, or (C,) one per class of the other member's label), `early` times that
-    where the painting is dated before the other member, or `undated` when either painting has no
-    year. group (N,) int, -1 = no group."""
-    n = len(labels)
-    counts = np.zeros((n, n_classes))
-    spans = np.broadcast_to(np.asarray(span, float), (n_classes,))
+def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(N, C) 1 at each painting's label, a zero row where it has none (-1)."""
+    out = np.zeros((len(labels), n_classes))
+    known = np.flatnonzero(labels >= 0)
+    out[known, labels[known]] = 1.0
+    return out
+
+
+def group_counts(q: np.ndarray, group: np.ndarray, years: np.ndarray, span: float | np.ndarray, undated: float,
+                 early: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-out weighted class counts over the other members of each painting's group:
+    (counts (N, C), total weight (N,)). q (N, C): what each painting counts as (a one-hot label, or
+    a soft one; a zero row is never counted). Weight of a pair: Gaussian in the year difference
+    with width `span` (a number, or (N,) one per other member), `early` times that where the
+    painting is dated before the other member, or `undated` when either painting has no year.
+    group (N,) int, -1 = no group."""
+    n = len(q)
+    counts = np.zeros(q.shape)
+    spans = np.broadcast_to(np.asarray(span, float), (n,))
     order = np.argsort(group, kind="stable")
     g_sorted = group[order]
     starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
-    ends = np.r_[starts[1:], n]
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, np.r_[starts[1:], n]):
         if g_sorted[s] < 0:
             continue
         idx = order[s:e]
-        y = labels[idx]
-        keep = y >= 0
-        if not keep.any():
-            continue
         yr = years[idx]
-        dy = (yr[:, None] - yr[None, keep]) / spans[y[keep]][None, :]
+        dy = (yr[:, None] - yr[None, :]) / spans[idx][None, :]
         w = np.where(np.isnan(dy), undated, year_weights(dy, early))
-        w[np.flatnonzero(keep), np.arange(keep.sum())] = 0.0          # leave the painting itself out
-        np.add.at(counts, (np.repeat(idx, keep.sum()), np.tile(y[keep], len(idx))), w.ravel())
+        np.fill_diagonal(w, 0.0)                                       # leave the painting itself out
+        counts[idx] = w @ q[idx]
     return counts, counts.sum(1)
 
 
+def group_label_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray, n_classes: int,
+                       span: float | np.ndarray, undated: float, early: float = 1.0
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """`group_counts` of the labels (N,) int (-1 = none) themselves; span a number, or (C,) one per
+    class of the other member's label."""
+    span = np.asarray(span, float)
+    per_member = span[np.maximum(labels, 0)] if span.ndim else span
+    return group_counts(one_hot(labels, n_classes), group, years, per_member, undated, early)
+
+
+def soft_labels(labels: np.ndarray, others: np.ndarray, error_rate: float) -> np.ndarray:
+    """(N, C) each labelled painting's class as the other kinds of evidence and its own label read it
+    together: others (N, C) (a posterior from kinds that never used the label) times p(label | class),
+    where a catalogue gives the right label with 1 - error_rate and each other one with
+    error_rate / (C - 1). Zero rows where unlabelled (they are never counted)."""
+    C = others.shape[1]
+    like = np.where(one_hot(labels, C) > 0, 1 - error_rate, error_rate / max(C - 1, 1))
+    q = others * like
+    return np.where((labels >= 0)[:, None], q / q.sum(1, keepdims=True), 0.0)
+
+
 def artist_evidence(labels: np.ndarray, artist: np.ndarray, years: np.ndarray, n_classes: int,
-                    alpha: float = 1.0) -> np.ndarray:
+                    soft: np.ndarray | None = None, alpha: float = 1.0) -> np.ndarray:
     """(N, C) how the artist's other paintings are labelled, weighted by nearness in date.
 
-    artist (N,) int artist id (-1 = unknown), years (N,) float (NaN = undated). NaN rows where the
-    artist has no other labelled painting."""
-    counts, total = group_label_counts(labels, artist, years, n_classes, ARTIST_SPAN, UNDATED_WEIGHT)
+    artist (N,) int artist id (-1 = unknown), years (N,) float (NaN = undated). soft (N, C)
+    (`soft_labels`): each other painting counts as what the other kinds and its label make of it,
+    not as its label alone. A catalogue that files an artist's paintings under one label
+    wholesale would otherwise have every one of them vouch for the others; weighed, a label the
+    look, the date and the title all doubt vouches less. NaN rows where the artist has no other
+    labelled painting."""
+    q = one_hot(labels, n_classes) if soft is None else soft
+    counts, total = group_counts(q, artist, years, ARTIST_SPAN, UNDATED_WEIGHT)
     return _smoothed(counts, total, label_prior(labels, n_classes), alpha)
 
 

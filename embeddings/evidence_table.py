@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from embeddings.evidence import (artist_evidence, combine_evidence, group_label_counts, label_prior,
-                                 look_evidence, neighbour_evidence, period_evidence, title_evidence, verdicts)
+from embeddings.evidence import (CATALOGUE_ERROR_RATE, artist_evidence, combine_evidence, group_label_counts,
+                                 label_prior, look_evidence, neighbour_evidence, period_evidence, soft_labels,
+                                 title_evidence, verdicts)
 from embeddings.scores import neighbour_labels
 from trainer.metadata import mid_year
 
@@ -81,12 +82,15 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     nearest outside the painting's `Metadata.look_groups`: `score_stage.look_neighbours`), and the
     metadata."""
     nb = neighbour_evidence(labels, nb_ids, nb_sim, n_classes)
+    prior = label_prior(labels, n_classes)
     kinds = {"look": look_evidence(probs, nb),
-             "artist": artist_evidence(labels, md.artist_id, md.year, n_classes),
              "period": (period_evidence(labels, md.year, n_classes, md.artist_id) if md.dates_classes
                         else np.full((len(labels), n_classes), np.nan)),
              "title": title_evidence(labels, md.title, n_classes, seed=seed)}
-    prior = label_prior(labels, n_classes)
+    # the artist's other paintings count as what the other kinds and their labels make of them
+    soft = soft_labels(labels, combine_evidence(kinds, prior), CATALOGUE_ERROR_RATE)
+    kinds = {"look": kinds["look"], "artist": artist_evidence(labels, md.artist_id, md.year, n_classes, soft),
+             "period": kinds["period"], "title": kinds["title"]}
     post = combine_evidence(kinds, prior)
     votes = verdicts(labels, {**kinds, "model": probs, "neighbours": nb, "combined": post}, prior)
     return TaskEvidence(kinds, nb_ids, nb, post, votes, prior)
@@ -146,7 +150,7 @@ def artist_line(g: int, artist: str, counts: np.ndarray, year: float, p: np.ndar
         text += f"; {int(counts[top])} are {names[top]}"
     if not np.isnan(year):
         near_top = int(np.argmax(p))
-        text += f"; weighing those near {year:.0f} more: {names[g]} {p[g]:.0%}"
+        text += f"; each as the other evidence reads it, those near {year:.0f} weighing more: {names[g]} {p[g]:.0%}"
         if near_top != g:
             text += f", {names[near_top]} {p[near_top]:.0%}"
     return text
