@@ -83,14 +83,14 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     metadata."""
     nb = neighbour_evidence(labels, nb_ids, nb_sim, n_classes)
     prior = label_prior(labels, n_classes)
-    kinds = {"look": look_evidence(probs, nb),
-             "period": (period_evidence(labels, md.year, n_classes, md.artist_id) if md.dates_classes
-                        else np.full((len(labels), n_classes), np.nan)),
-             "title": title_evidence(labels, md.title, n_classes, seed=seed)}
+    others = {"look": look_evidence(probs, nb),
+              "period": (period_evidence(labels, md.year, n_classes, md.artist_id) if md.dates_classes
+                         else np.full((len(labels), n_classes), np.nan)),
+              "title": title_evidence(labels, md.title, n_classes, seed=seed)}
     # the artist's other paintings count as what the other kinds and their labels make of them
-    soft = soft_labels(labels, combine_evidence(kinds, prior), CATALOGUE_ERROR_RATE)
-    kinds = {"look": kinds["look"], "artist": artist_evidence(labels, md.artist_id, md.year, n_classes, soft),
-             "period": kinds["period"], "title": kinds["title"]}
+    soft = soft_labels(labels, combine_evidence(others, prior), CATALOGUE_ERROR_RATE)
+    kinds = {"look": others["look"], "artist": artist_evidence(labels, md.artist_id, md.year, n_classes, soft),
+             "period": others["period"], "title": others["title"]}
     post = combine_evidence(kinds, prior)
     votes = verdicts(labels, {**kinds, "model": probs, "neighbours": nb, "combined": post}, prior)
     return TaskEvidence(kinds, nb_ids, nb, post, votes, prior)
