@@ -142,8 +142,8 @@ def neighbours_line(g: int, neighbour_classes: np.ndarray, names: list[str], oth
 
 
 def artist_line(g: int, artist: str, counts: np.ndarray, year: float, p: np.ndarray, names: list[str]) -> str:
-    """The artist's other paintings: plain counts (C,) for the words, and the date-weighted
-    evidence p (C,) where the painting has a year."""
+    """The artist's other paintings: plain counts (C,) for the words, and the artist kind p (C,)
+    (date-weighted, each painting as the other evidence reads it) where the painting has a year."""
     top = int(np.argmax(counts))
     text = f"Artist ({_pretty(artist)}): {int(counts[g])} of {int(round(counts.sum()))} other paintings here are {names[g]}"
     if top != g and counts[top] > 0:

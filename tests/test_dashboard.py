@@ -354,14 +354,15 @@ def test_the_card_says_how_often_the_evidence_doubts_the_labels_class(app_env):
     store = Store(app_env["store"])
     try:
         every = store.ranked("style", "evidence", limit=100_000)
+        combined = [store.evidence_of(int(r.image_id), "style").query("kind == 'combined'").iloc[0]
+                    for r in every.itertuples()]
         doubted = {}
-        for r in every.itertuples():
-            combined = store.evidence_of(int(r.image_id), "style").query("kind == 'combined'").iloc[0]
-            doubted.setdefault(r.given, []).append(combined["best"] != r.given)
+        for r, c in zip(every.itertuples(), combined):
+            doubted.setdefault(r.given, []).append(c["best"] != r.given)
         everyone = np.mean([d for ds in doubted.values() for d in ds])
         assert 0 < everyone < 1
-        for r in every.head(15).itertuples():
-            line = store.evidence_of(int(r.image_id), "style").query("kind == 'combined'")["line"].iloc[0]
+        for r, c in zip(every.head(15).itertuples(), combined):
+            line = c["line"]
             share = np.mean(doubted[r.given])
             assert line.endswith(f". Together they read {share:.0%} of the {r.given} labels here as another class "
                                  f"({everyone:.0%} of all labels)"), line
