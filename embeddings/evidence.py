@@ -19,6 +19,10 @@ cross-fitted):
 kind's distribution mixed with the prior so no single kind can veto). A painting rises to the top
 of the queue only when several kinds agree that another class fits better.
 
+A painting filed twice (a copy under another file name or another artist's page, a rescan) is one
+painting: its copies' labels are its own label again, so every kind leaves them out with it (copies
+(N,) int, the store's duplicate groups, -1 = none), as the cross-fitting keeps them in one fold.
+
 All functions are numpy in, numpy out: labels (N,) int (-1 = none), probability tables (N, C)
 with NaN rows where a kind has nothing to say about a painting.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from embeddings.scores import neighbour_labels
+from trainer.splits import copies_share_fold
 
 KINDS = ("look", "artist", "period", "title")
 # Kernel width in years for the artist kind: an artist's manner changes within a decade (Picasso
@@ -84,13 +89,16 @@ def neighbour_label_evidence(nl: np.ndarray, neighbor_sim: np.ndarray, n_classes
 
 def other_group_neighbours(nb_ids: np.ndarray, nb_sim: np.ndarray, group: np.ndarray, k: int,
                            own: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The first k neighbours outside each painting's own group, in their order: (ids (R, k) -1
+    """The first k neighbours outside each painting's own groups, in their order: (ids (R, k) -1
     padded, similarities (R, k) 0 padded). nb_ids / nb_sim (R, m) nearest first, -1 = none, ids
-    index `group` (N,) int, -1 = unknown (keeps every neighbour); own (R,) the rows' groups
-    (default: R = N, group itself)."""
-    own = group if own is None else own
-    g = group[np.maximum(nb_ids, 0)]
-    keep = (nb_ids >= 0) & ~((own[:, None] >= 0) & (g == own[:, None]))
+    index `group` (N,) or (N, G) int, -1 = none in that column (e.g. artist and copy group: a
+    neighbour sharing any column's group with the painting is skipped); own (R,) or (R, G) the rows'
+    groups (default: R = N, group itself)."""
+    group = group.reshape(len(group), -1)
+    own = group if own is None else own.reshape(len(own), -1)
+    g = group[np.maximum(nb_ids, 0)]                                   # (R, m, G)
+    same = ((own[:, None, :] >= 0) & (g == own[:, None, :])).any(-1)
+    keep = (nb_ids >= 0) & ~same
     order = np.argsort(~keep, axis=1, kind="stable")[:, :k]
     kept = np.take_along_axis(keep, order, 1)
     ids = np.where(kept, np.take_along_axis(nb_ids, order, 1), -1)
@@ -116,13 +124,14 @@ def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def group_counts(q: np.ndarray, group: np.ndarray, years: np.ndarray, span: float | np.ndarray, undated: float,
-                 early: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                 early: float = 1.0, skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Leave-one-out weighted class counts over the other members of each painting's group:
     (counts (N, C), total weight (N,)). q (N, C): what each painting counts as (a one-hot label, or
     a soft one; a zero row is never counted). Weight of a pair: Gaussian in the year difference
     with width `span` (a number, or (N,) one per other member), `early` times that where the
     painting is dated before the other member, or `undated` when either painting has no year.
-    group (N,) int, -1 = no group."""
+    group (N,) int, -1 = no group; skip (N,) int, -1 = none: pairs that share a skip group (a
+    painting's copies) are left out with the painting."""
     n = len(q)
     counts = np.zeros(q.shape)
     spans = np.broadcast_to(np.asarray(span, float), (n,))
@@ -137,18 +146,21 @@ def group_counts(q: np.ndarray, group: np.ndarray, years: np.ndarray, span: floa
         dy = (yr[:, None] - yr[None, :]) / spans[idx][None, :]
         w = np.where(np.isnan(dy), undated, year_weights(dy, early))
         np.fill_diagonal(w, 0.0)                                       # leave the painting itself out
+        if skip is not None:                                           # and its copies
+            sk = skip[idx]
+            w[(sk[:, None] >= 0) & (sk[:, None] == sk[None, :])] = 0.0
         counts[idx] = w @ q[idx]
     return counts, counts.sum(1)
 
 
 def group_label_counts(labels: np.ndarray, group: np.ndarray, years: np.ndarray, n_classes: int,
-                       span: float | np.ndarray, undated: float, early: float = 1.0
+                       span: float | np.ndarray, undated: float, early: float = 1.0, skip: np.ndarray | None = None
                        ) -> tuple[np.ndarray, np.ndarray]:
     """`group_counts` of the labels (N,) int (-1 = none) themselves; span a number, or (C,) one per
     class of the other member's label."""
     span = np.asarray(span, float)
     per_member = span[np.maximum(labels, 0)] if span.ndim else span
-    return group_counts(one_hot(labels, n_classes), group, years, per_member, undated, early)
+    return group_counts(one_hot(labels, n_classes), group, years, per_member, undated, early, skip)
 
 
 def soft_labels(labels: np.ndarray, others: np.ndarray, error_rate: float) -> np.ndarray:
@@ -163,17 +175,18 @@ def soft_labels(labels: np.ndarray, others: np.ndarray, error_rate: float) -> np
 
 
 def artist_evidence(labels: np.ndarray, artist: np.ndarray, years: np.ndarray, n_classes: int,
-                    soft: np.ndarray | None = None, alpha: float = 1.0) -> np.ndarray:
+                    soft: np.ndarray | None = None, alpha: float = 1.0, copies: np.ndarray | None = None
+                    ) -> np.ndarray:
     """(N, C) how the artist's other paintings are labelled, weighted by nearness in date.
 
     artist (N,) int artist id (-1 = unknown), years (N,) float (NaN = undated). soft (N, C)
     (`soft_labels`): each other painting counts as what the other kinds and its label make of it,
     not as its label alone. A catalogue that files an artist's paintings under one label
     wholesale would otherwise have every one of them vouch for the others; weighed, a label the
-    look, the date and the title all doubt vouches less. NaN rows where the artist has no other
-    labelled painting."""
+    look, the date and the title all doubt vouches less. copies (N,) int (-1 = none): the
+    painting's copies are left out with it. NaN rows where the artist has no other labelled painting."""
     q = one_hot(labels, n_classes) if soft is None else soft
-    counts, total = group_counts(q, artist, years, ARTIST_SPAN, UNDATED_WEIGHT)
+    counts, total = group_counts(q, artist, years, ARTIST_SPAN, UNDATED_WEIGHT, skip=copies)
     return _smoothed(counts, total, label_prior(labels, n_classes), alpha)
 
 
@@ -194,7 +207,7 @@ def period_spans(labels: np.ndarray, years: np.ndarray, n_classes: int) -> np.nd
 
 
 def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artist: np.ndarray | None = None,
-                    alpha: float = 1.0) -> np.ndarray:
+                    alpha: float = 1.0, copies: np.ndarray | None = None) -> np.ndarray:
     """(N, C) how likely each class is for this year, from other artists' dated paintings: each
     class's years as a kernel density (width `period_spans`, PERIOD_EARLY times it on the side
     before a class's paintings; on whole years so it scales with the number of distinct years, not
@@ -203,6 +216,7 @@ def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artis
     artist (N,) int (-1 = unknown): the painting's own artist is left out, not only the painting.
     Near an artist's dates the artist's other paintings would otherwise make up much of the period,
     and the period would repeat the artist kind's vote (the kinds are combined as independent).
+    copies (N,) int (-1 = none): copies filed under another artist are left out too.
     An undated painting is read at its artist's dates here (`career_period`); NaN rows for undated
     paintings whose artist has no dated painting."""
     dated = ~np.isnan(years)
@@ -224,6 +238,10 @@ def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artis
     if artist is not None:                                        # and its artist's other dated paintings
         same, _ = group_label_counts(y_lab, artist[dated], yr.astype(float), n_classes, spans, 0.0, PERIOD_EARLY)
         counts -= same
+    if copies is not None:                                        # and its copies under other artists' names
+        twins, _ = group_label_counts(y_lab, copies[dated], yr.astype(float), n_classes, spans, 0.0, PERIOD_EARLY,
+                                      skip=None if artist is None else artist[dated])
+        counts -= twins
     # a density, not a count: a narrow kernel gathers fewer paintings than a wide one for the same
     # share of the year's paintings, so each class's counts are scaled to the median width
     counts = np.clip(counts, 0, None) * (np.median(spans) / spans)[None, :]
@@ -263,10 +281,11 @@ def _title_features():
 
 
 def title_evidence(labels: np.ndarray, titles: np.ndarray, n_classes: int, folds: int = 5, seed: int = 0,
-                   min_titles: int = 50) -> np.ndarray:
+                   min_titles: int = 50, copies: np.ndarray | None = None) -> np.ndarray:
     """(N, C) cross-fitted p(class | title): a TF-IDF + logistic-regression model per fold, each
-    painting predicted by the model that never saw its label. NaN rows for untitled paintings, and
-    everywhere when fewer than `min_titles` labelled paintings have a title."""
+    painting predicted by the model that never saw its label, nor its copies' (copies (N,) int,
+    -1 = none, share a fold: a copy's title is mostly the same words). NaN rows for untitled
+    paintings, and everywhere when fewer than `min_titles` labelled paintings have a title."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import KFold
 
@@ -281,6 +300,8 @@ def title_evidence(labels: np.ndarray, titles: np.ndarray, n_classes: int, folds
     fold_of = np.full(len(labels), -1)
     for k, (_, test) in enumerate(KFold(folds, shuffle=True, random_state=seed).split(targets)):
         fold_of[targets[test]] = k
+    if copies is not None:
+        fold_of[targets] = copies_share_fold(fold_of[targets], copies[targets])
     for k in range(folds):
         fit = usable[fold_of[usable] != k]
         pred = targets[fold_of[targets] == k]

@@ -6,7 +6,7 @@ store's `evidence` table: (image_id, task, kind, p_given, best, p_best, verdict,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,9 @@ class Metadata:
     and whether the artist was taken from the artist label (not independent of that label);
     dates_classes: whether a date is evidence about the task's classes (the period kind);
     other_artists_look: whether the look's neighbours are other artists' paintings only (the artist
-    kind counts the artist's own; not for the artist task, whose classes are the artists)."""
+    kind counts the artist's own; not for the artist task, whose classes are the artists);
+    copies: (N,) int the painting's duplicate group (the same picture filed twice; -1 none, None
+    unknown): every kind leaves a painting's copies out with it (`with_copies`)."""
     artist_id: np.ndarray
     artist_name: np.ndarray
     year: np.ndarray
@@ -32,10 +34,18 @@ class Metadata:
     artist_from_label: np.ndarray
     dates_classes: bool = True
     other_artists_look: bool = True
+    copies: np.ndarray | None = None
+
+    def with_copies(self, group: np.ndarray) -> "Metadata":
+        """The same metadata with each painting's duplicate group (N,) int, -1 = none."""
+        return replace(self, copies=np.asarray(group, np.int64))
 
     def look_groups(self) -> np.ndarray:
-        """(N,) the group whose paintings the look's neighbours skip (-1: none skipped)."""
-        return self.artist_id if self.other_artists_look else np.full(len(self.artist_id), -1)
+        """(N, 2) the groups whose paintings the look's neighbours skip (-1: none skipped): the
+        painting's artist (style and genre) and its copies (always)."""
+        n = len(self.artist_id)
+        artist = self.artist_id if self.other_artists_look else np.full(n, -1)
+        return np.stack([artist, np.full(n, -1) if self.copies is None else self.copies], 1)
 
     def for_task(self, task: str) -> "Metadata":
         """The metadata that is evidence about `task`'s labels: for the artist task, an artist read
@@ -48,8 +58,7 @@ class Metadata:
         artist_id = self.artist_id
         if task == "artist" and self.artist_from_label.any():
             artist_id = np.where(self.artist_from_label, -1, self.artist_id)
-        return Metadata(artist_id, self.artist_name, self.year, self.title, self.artist_from_label,
-                        dates_classes=task != "genre", other_artists_look=task != "artist")
+        return replace(self, artist_id=artist_id, dates_classes=task != "genre", other_artists_look=task != "artist")
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> "Metadata":
@@ -84,12 +93,13 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     nb = neighbour_evidence(labels, nb_ids, nb_sim, n_classes)
     prior = label_prior(labels, n_classes)
     others = {"look": look_evidence(probs, nb),
-              "period": (period_evidence(labels, md.year, n_classes, md.artist_id) if md.dates_classes
-                         else np.full((len(labels), n_classes), np.nan)),
-              "title": title_evidence(labels, md.title, n_classes, seed=seed)}
+              "period": (period_evidence(labels, md.year, n_classes, md.artist_id, copies=md.copies)
+                         if md.dates_classes else np.full((len(labels), n_classes), np.nan)),
+              "title": title_evidence(labels, md.title, n_classes, seed=seed, copies=md.copies)}
     # the artist's other paintings count as what the other kinds and their labels make of them
     soft = soft_labels(labels, combine_evidence(others, prior), CATALOGUE_ERROR_RATE)
-    kinds = {"look": others["look"], "artist": artist_evidence(labels, md.artist_id, md.year, n_classes, soft),
+    kinds = {"look": others["look"],
+             "artist": artist_evidence(labels, md.artist_id, md.year, n_classes, soft, copies=md.copies),
              "period": others["period"], "title": others["title"]}
     post = combine_evidence(kinds, prior)
     votes = verdicts(labels, {**kinds, "model": probs, "neighbours": nb, "combined": post}, prior)
@@ -141,11 +151,15 @@ def neighbours_line(g: int, neighbour_classes: np.ndarray, names: list[str], oth
     return text + (f"; {cnt[top]} are {names[top]}" if top != g else "")
 
 
-def artist_line(g: int, artist: str, counts: np.ndarray, year: float, p: np.ndarray, names: list[str]) -> str:
+def artist_line(g: int, artist: str, counts: np.ndarray, year: float, p: np.ndarray, names: list[str],
+                copies: int = 0) -> str:
     """The artist's other paintings: plain counts (C,) for the words, and the artist kind p (C,)
-    (date-weighted, each painting as the other evidence reads it) where the painting has a year."""
+    (date-weighted, each painting as the other evidence reads it) where the painting has a year;
+    copies: how many copies of this painting under the artist's name were left out."""
     top = int(np.argmax(counts))
-    text = f"Artist ({_pretty(artist)}): {int(counts[g])} of {int(round(counts.sum()))} other paintings here are {names[g]}"
+    left_out = f" (its {copies} {'copy' if copies == 1 else 'copies'} not counted)" if copies else ""
+    text = (f"Artist ({_pretty(artist)}): {int(counts[g])} of {int(round(counts.sum()))} other paintings "
+            f"here{left_out} are {names[g]}")
     if top != g and counts[top] > 0:
         text += f"; {int(counts[top])} are {names[top]}"
     if not np.isnan(year):
@@ -201,6 +215,17 @@ def combined_line(g: int, post: np.ndarray, names: list[str], read_as_other: np.
     return text
 
 
+def _copies_by_artist(md: Metadata) -> np.ndarray:
+    """(N,) int how many other paintings share each painting's copy group and its artist."""
+    n = len(md.artist_id)
+    if md.copies is None:
+        return np.zeros(n, int)
+    keyed = (md.copies >= 0) & (md.artist_id >= 0)
+    pairs = pd.Series(list(zip(md.copies, md.artist_id)))
+    sizes = pairs.map(pairs[keyed].value_counts()).fillna(1).to_numpy(int)
+    return np.where(keyed, sizes - 1, 0)
+
+
 def read_as_other(labels: np.ndarray, post: np.ndarray) -> np.ndarray:
     """(C + 1,) the share of each class's labels (labels (N,) int, -1 = none) whose posterior post
     (N, C) finds another class likelier than the given one, and last the share of all labels
@@ -223,7 +248,8 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
     C = probs.shape[1]
     nl = neighbour_labels(labels, ev.neighbour_ids)
     # plain counts for the words; the evidence itself weighs the artist's paintings by date
-    artist_counts, _ = group_label_counts(labels, md.artist_id, md.year, C, np.inf, 1.0)
+    artist_counts, _ = group_label_counts(labels, md.artist_id, md.year, C, np.inf, 1.0, skip=md.copies)
+    own_copies = _copies_by_artist(md)
     years_of = _class_years(labels, md.year, C)
     careers = _careers(md.artist_id, md.year)
     skipped = md.look_groups()
@@ -240,11 +266,12 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
         add("model", i, probs[i], model_line(g, probs[i], names))
         if (nl[i] >= 0).any():
             add("neighbours", i, ev.neighbour_probs[i],
-                neighbours_line(g, nl[i][nl[i] >= 0], names, skipped[i] >= 0))
+                neighbours_line(g, nl[i][nl[i] >= 0], names, skipped[i, 0] >= 0))
         add("look", i, ev.kinds["look"][i], "")
         pa, pp, pt = (ev.kinds[k][i] for k in ("artist", "period", "title"))
         if not np.isnan(pa).any():
-            add("artist", i, pa, artist_line(g, md.artist_name[i], artist_counts[i], md.year[i], pa, names))
+            add("artist", i, pa, artist_line(g, md.artist_name[i], artist_counts[i], md.year[i], pa, names,
+                                             int(own_copies[i])))
         if not np.isnan(pp).any():
             a = md.artist_id[i]
             career = (md.artist_name[i], *careers[a]) if a in careers else None

@@ -153,13 +153,6 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, record: RunRecord, root: Path, 
     times["index"] = time.time() - t0
 
     t0 = time.time()
-    probs, emb_scores, source = merge_crossfit(run_dir, frame["path"].tolist(), labels, fw.probs, emb, nb_ids,
-                                               n_classes)
-    scored = score_stage(labels, probs, emb_scores, fw.pooled, n_classes, record.knn_k, cfg.exact_limit,
-                         Metadata.from_frame(frame), record.classes)
-    times["scores"] = time.time() - t0
-
-    t0 = time.time()
     if n <= cfg.exact_limit:
         pi, pj, psim = dup.duplicate_pairs_exact(emb, cfg.duplicate_threshold)
     else:  # exact pairs are quadratic in the collection: use the ANN neighbours found above instead
@@ -173,6 +166,13 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, record: RunRecord, root: Path, 
     log.info("near-duplicates: %d groups, %d with conflicting labels", len(conflicts),
              sum(1 for v in conflicts.values() if v))
     times["duplicates"] = time.time() - t0
+
+    t0 = time.time()
+    probs, emb_scores, source = merge_crossfit(run_dir, frame["path"].tolist(), labels, fw.probs, emb, nb_ids,
+                                               n_classes)
+    scored = score_stage(labels, probs, emb_scores, fw.pooled, n_classes, record.knn_k, cfg.exact_limit,
+                         Metadata.from_frame(frame).with_copies(group), record.classes)
+    times["scores"] = time.time() - t0
 
     t0 = time.time()
     proj = [pd.DataFrame({"image_id": image_ids, "method": "pca", **dict(zip("xy", pca_2d(emb).T))})]

@@ -67,10 +67,11 @@ def merge_crossfit(run_dir: Path, paths: list[str], labels: dict[str, np.ndarray
 
 def look_neighbours(index, vectors: np.ndarray, pool_ids: np.ndarray, pool_sim: np.ndarray, groups: np.ndarray,
                     k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, similarities) (N, k): each painting's k nearest outside its group (`groups` (N,), -1 =
-    keep all), from the candidates pool_ids / pool_sim (N, m) of `neighbours_excluding_self`; rows
-    still short of k are searched again with 4x the candidates, up to NEIGHBOUR_POOL_MAX x k (an
-    artist with hundreds of paintings here fills a painting's nearest 40). Rows are image_ids 0..N-1."""
+    """(ids, similarities) (N, k): each painting's k nearest outside its groups (`groups` (N,) or
+    (N, G): `Metadata.look_groups`, -1 = none), from the candidates pool_ids / pool_sim (N, m) of
+    `neighbours_excluding_self`; rows still short of k are searched again with 4x the candidates, up
+    to NEIGHBOUR_POOL_MAX x k (an artist with hundreds of paintings here fills a painting's nearest
+    40). Rows are image_ids 0..N-1."""
     ids, sim = other_group_neighbours(pool_ids, pool_sim, groups, k)
     m, widest = pool_ids.shape[1], min(k * NEIGHBOUR_POOL_MAX, len(ids) - 1)
     short = np.flatnonzero((ids < 0).any(1))
