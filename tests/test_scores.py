@@ -236,3 +236,38 @@ def test_knn_backbone_ties_rank_the_nearer_disagreeing_look_alikes_first():
     assert D.detector_ranks(scores, x)["knn_backbone"].tolist() == [3, 2, 4, 1]
     x.backbone_neighbour_sims = None          # no similarities: equal scores keep the paintings' order
     assert D.detector_ranks(scores, x)["knn_backbone"].tolist() == [2, 3, 4, 1]
+
+
+def test_a_paintings_copy_is_never_its_look_alike():
+    """The same picture filed twice is one painting. Painting 0 sits among class-0 look-alikes but is
+    labelled 1, and so is its copy (the same features under another name and artist): skipping the
+    copy, the score stage's label-free neighbours (`knn_backbone`, the look, the card's line) see 0
+    of 10 look-alikes agree; with the copy counted as another painting, 1 of 10 would."""
+    import pandas as pd
+    from embeddings.evidence_table import Metadata
+    from embeddings.score_stage import score_stage
+    rng = np.random.default_rng(0)
+    n = 60
+    centre = np.repeat(rng.normal(size=(2, 32)) * 3, n // 2, axis=0)
+    pooled = (centre + rng.normal(size=(n, 32))).astype(np.float32)
+    labels = np.repeat([0, 1], n // 2)
+    labels[0] = 1                                   # misfiled, among class 0
+    pooled[n - 1], labels[n - 1] = pooled[0], 1      # its copy, filed the same way
+    probs = np.full((n, 2), 0.5)
+    md = Metadata.from_frame(pd.DataFrame({"artist_name": [f"artist-{i}" for i in range(n)], "title": ""}))
+    copies = np.full(n, -1)
+    copies[[0, n - 1]] = 0
+
+    def first_painting(m):
+        no_scores = {"style": {d: np.full(n, np.nan) for d in D.EMBEDDING_DETECTORS}}
+        out = score_stage({"style": labels}, {"style": probs}, no_scores, pooled, {"style": 2}, 10, 10_000, m,
+                          {"style": ["a", "b"]})
+        sc = out.scores[(out.scores.image_id == 0) & (out.scores.detector == "knn_backbone")]["score"].item()
+        ev = out.evidence
+        line = ev[(ev.image_id == 0) & (ev.kind == "neighbours")]["line"].item()
+        return sc, line
+
+    skipped, counted = first_painting(md.with_copies(copies)), first_painting(md)
+    assert skipped[0] == pytest.approx(1.0) and counted[0] == pytest.approx(0.9), (skipped, counted)
+    assert skipped[1].startswith("Look-alikes by other artists: 0 of 10 nearest are b"), skipped[1]
+    assert counted[1].startswith("Look-alikes by other artists: 1 of 10 nearest are b"), counted[1]
