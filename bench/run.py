@@ -349,7 +349,8 @@ def step_evidence(n: int) -> dict:
     """The evidence stage of `make embed` (`task_evidence`: look, artist, period, title, combined; then
     the card's lines) for one task at n paintings: wikiart-mini's titles, artists and years resampled
     (titles with two other title words appended, artists split 30 ways, years jittered +-5) so the
-    title vocabulary and the artist groups grow with n; cross-fitted probabilities and neighbours drawn."""
+    title vocabulary and the artist groups grow with n; 1.4% of the paintings filed twice, as in
+    wikiart-mini (pairs of copies); cross-fitted probabilities and neighbours drawn."""
     from embeddings.evidence import other_group_neighbours, title_evidence
     from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
     from embeddings.score_stage import NEIGHBOUR_POOL
@@ -363,13 +364,15 @@ def step_evidence(n: int) -> dict:
     titles = np.array([f"{frame['title'].iat[i]} {' '.join(rng.choice(words, 2))}" for i in pick], dtype=object)
     artist = np.array([f"{frame['artist_name'].iat[i]}-{k % 30}" for k, i in enumerate(pick)], dtype=object)
     year = mid_year(frame)[pick] + rng.integers(-5, 6, n)
-    md = Metadata(pd.factorize(artist)[0].astype(np.int64), artist, year, titles, np.zeros(n, bool))
+    pairs = int(0.007 * n)
+    copies = np.where(np.arange(n) < 2 * pairs, np.arange(n) // 2, -1)
+    md = Metadata(pd.factorize(artist)[0].astype(np.int64), artist, year, titles, np.zeros(n, bool)).with_copies(copies)
     labels, c = y[pick], len(ps.classes["style"])
     probs = rng.dirichlet(np.full(c, 0.3), n)
     nb_ids = rng.integers(0, n, (n, 10 * NEIGHBOUR_POOL))        # candidates, as score_stage fetches them
     nb_sim = np.sort(rng.uniform(0.5, 1.0, (n, 10 * NEIGHBOUR_POOL)))[:, ::-1]
     t0 = time.perf_counter()
-    title_evidence(labels, titles, c)
+    title_evidence(labels, titles, c, copies=copies)
     t_title = time.perf_counter() - t0
     t0 = time.perf_counter()
     ev = task_evidence(labels, probs, *other_group_neighbours(nb_ids, nb_sim, md.look_groups(), 10), md, c)
