@@ -20,7 +20,8 @@ class EmbedConfig:
     index: str = field("", "FAISS index to write; default: the store path with .faiss")
     tags: str = field("", TAG_LOG_HELP)
     cache_dir: str = field("cache", "feature-map cache folder")
-    duplicate_threshold: float = field(0.98, "cosine similarity at or above which paintings are near-duplicates")
+    duplicate_threshold: float = field(0.98, "cosine similarity at or above which paintings are near-duplicates "
+                                             "(copies of one painting: no kind of evidence reads a copy's label)")
     projection: str = field("umap", "2-D projection for Explore (pca is always stored too)", choices=["umap", "pca"])
     exact_limit: int = field(20_000, "largest collection indexed exactly (search cost grows with its square); "
                                      "above it HNSW, tuned to recall@10 >= 0.95")
