@@ -118,7 +118,7 @@ class Artlens:
             return [], ""
         combined = ev[ev["kind"] == "combined"]
         ev = ev[ev["kind"] != "combined"]
-        lines = [(r.verdict, r.line) for r in ev.itertuples() if r.line]
+        lines = [(r.verdict, r.line) for r in ev.itertuples() if r.line] + self._conflicting_copy_lines(image_id, task)
         kinds = ev[ev["kind"].isin(KINDS)]
         name = {"look": "the look"}
         against = [name.get(k, k) for k in kinds.loc[kinds["verdict"] == "against", "kind"]]
@@ -141,6 +141,17 @@ class Artlens:
         if len(combined):
             summary += f". {combined['line'].iloc[0]}"
         return lines, summary[0].upper() + summary[1:]
+
+    def _conflicting_copy_lines(self, image_id: int, task: str) -> list[tuple[str, str]]:
+        """[('against', line)] for each copy of the picture filed under another label: the catalogue
+        contradicts itself, and no kind of evidence reads a copy (its label is this painting's own)."""
+        path = self.store.paintings(task, [image_id])["path"]
+        if path.empty:
+            return []
+        copies = self.store.other_label_copies(task, path.tolist())
+        return [("against", f"Copy: the same picture is also filed as `{c.copy_path}` under {c.given}; at most "
+                            "one of the two labels is right (the kinds above leave copies out)")
+                for c in copies.itertuples()]
 
     def leaky_duplicates(self) -> tuple[str, pd.DataFrame]:
         """(a sentence, the paintings) for duplicate groups that cross splits: a painting in test

@@ -271,6 +271,15 @@ class Store:
         """For each of `paths`, the other members of its duplicate groups that carry the same label
         for `task` (what `ranked(one_per_copy=True)` folds into it): path, copy_path, copy_sha1,
         given, similarity."""
+        return self._copies(task, paths, same_label=True)
+
+    def other_label_copies(self, task: str, paths: Iterable[str]) -> pd.DataFrame:
+        """For each of `paths`, the other members of its duplicate groups whose label for `task`
+        differs (the catalogue files one picture under two labels): the same columns, `given` the
+        copy's label."""
+        return self._copies(task, paths, same_label=False)
+
+    def _copies(self, task: str, paths: Iterable[str], same_label: bool) -> pd.DataFrame:
         wanted = pd.DataFrame({"path": pd.Series(list(paths), dtype=object)})
         return self._q("""WITH mine AS (SELECT w.path, d.image_id, d.group_id, l.class_index
                     FROM wanted w JOIN images i ON i.path = w.path
@@ -279,10 +288,11 @@ class Store:
             SELECT DISTINCT mine.path, i.path AS copy_path, i.sha1 AS copy_sha1, c.name AS given, d.similarity
             FROM mine JOIN duplicate_groups d ON d.group_id = mine.group_id AND d.image_id <> mine.image_id
             JOIN labels l ON l.image_id = d.image_id AND l.task = $task
-                 AND l.class_index IS NOT DISTINCT FROM mine.class_index
+                 AND (l.class_index IS NOT DISTINCT FROM mine.class_index) = $same
+                 AND ($same OR (l.class_index IS NOT NULL AND mine.class_index IS NOT NULL))
             JOIN images i ON i.image_id = d.image_id
             LEFT JOIN classes c ON c.task = $task AND c.class_index = l.class_index
-            ORDER BY mine.path, copy_path""", {"task": task}, frames={"wanted": wanted})
+            ORDER BY mine.path, copy_path""", {"task": task, "same": same_label}, frames={"wanted": wanted})
 
     def count_scored(self, task: str, detector: str, min_score: float | None = None) -> int:
         return int(self._q("""SELECT count(*) AS n FROM scores WHERE task = ? AND detector = ?

@@ -402,3 +402,35 @@ def test_a_manifests_title_and_date_reach_the_store_and_the_card(trained, tmp_pa
     con.close()
     assert "this one 1620" in lines["period"], lines
     assert "study for a portrait of the painter's wife" in lines["title"].lower(), lines
+
+
+def test_the_card_names_a_copy_filed_under_another_label(store, tmp_path):
+    """Every kind of evidence leaves a painting's copies out (their labels are its own again), so
+    the card says it outright where the catalogue files the same picture under two labels: the
+    subset's fish market is Cornelis de Vos's genre painting and Frans Snyders' still life."""
+    from dashboard.service import Artlens
+    from db.store import Paths
+    app = Artlens(Paths.from_store(store["store"], tags=tmp_path / "tags.duckdb"))
+    try:
+        checked = 0
+        for a, b, task in CONFLICTING_PAIRS:
+            rows = app.store.ranked(task, "evidence", limit=app.store.counts()["paintings"])
+            rows = rows[rows["path"].isin([a, b])].set_index("path")
+            if len(rows) < 2:
+                continue              # a copy without a label for this task
+            checked += 1
+            for mine, other in ((a, b), (b, a)):
+                lines, _ = app.evidence_card(int(rows.loc[mine, "image_id"]), task)
+                copy_lines = [line for verdict, line in lines if line.startswith("Copy:")]
+                assert copy_lines == [f"Copy: the same picture is also filed as `{other}` under "
+                                      f"{rows.loc[other, 'given']}; at most one of the two labels is right "
+                                      "(the kinds above leave copies out)"], lines
+                assert dict((line, v) for v, line in lines)[copy_lines[0]] == "against"
+        assert checked >= 1
+        # a copy under the same label is no contradiction: no such line
+        for task in ("style",):
+            rows = app.store.ranked(task, "evidence", limit=app.store.counts()["paintings"])
+            devos = int(rows.loc[rows["path"] == CONFLICTING_PAIRS[0][0], "image_id"].iloc[0])
+            assert not [line for _, line in app.evidence_card(devos, task)[0] if line.startswith("Copy:")]
+    finally:
+        app.close()
