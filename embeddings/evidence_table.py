@@ -40,12 +40,15 @@ class Metadata:
         """The same metadata with each painting's duplicate group (N,) int, -1 = none."""
         return replace(self, copies=np.asarray(group, np.int64))
 
+    def copy_groups(self) -> np.ndarray:
+        """(N,) each painting's duplicate group, -1 where it has no copy or none are known."""
+        return np.full(len(self.artist_id), -1) if self.copies is None else self.copies
+
     def look_groups(self) -> np.ndarray:
         """(N, 2) the groups whose paintings the look's neighbours skip (-1: none skipped): the
         painting's artist (style and genre) and its copies (always)."""
-        n = len(self.artist_id)
-        artist = self.artist_id if self.other_artists_look else np.full(n, -1)
-        return np.stack([artist, np.full(n, -1) if self.copies is None else self.copies], 1)
+        artist = self.artist_id if self.other_artists_look else np.full(len(self.artist_id), -1)
+        return np.stack([artist, self.copy_groups()], 1)
 
     def for_task(self, task: str) -> "Metadata":
         """The metadata that is evidence about `task`'s labels: for the artist task, an artist read

@@ -99,8 +99,7 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
     bb_index, _ = build_index(pooled, image_ids, exact_limit=exact_limit)
     pool = neighbours_excluding_self(bb_index, pooled, image_ids, knn_k * NEIGHBOUR_POOL)
     # the plain label-free neighbours (`knn_backbone`) skip only a painting's copies: its own label again
-    bb_nb, bb_sim = other_group_neighbours(*pool, md.copies if md.copies is not None else np.full(len(pooled), -1),
-                                           knn_k)
+    bb_nb, bb_sim = other_group_neighbours(*pool, md.copy_groups(), knn_k)
     look_nb = {}
     cross = cross_task_table(labels, n_classes)
     score_rows, wrong_rows, evidence_rows_, weights = [], [], [], {}
