@@ -145,10 +145,10 @@ class Artlens:
     def _conflicting_copy_lines(self, image_id: int, task: str) -> list[tuple[str, str]]:
         """[('against', line)] for each copy of the picture filed under another label: the catalogue
         contradicts itself, and no kind of evidence reads a copy (its label is this painting's own)."""
-        path = self.store.paintings(task, [image_id])["path"]
-        if path.empty:
+        image = self.store.image_by_id(image_id)
+        if image is None:
             return []
-        copies = self.store.other_label_copies(task, path.tolist())
+        copies = self.store.other_label_copies(task, [image["path"]])
         return [("against", f"Copy: the same picture is also filed as `{c.copy_path}` under {c.given}; at most "
                             "one of the two labels is right (the kinds above leave copies out)")
                 for c in copies.itertuples()]
