@@ -171,3 +171,19 @@ def reliability_table(predicted: np.ndarray, outcome: np.ndarray, edges=RELIABIL
     return [{"lo": edges[b], "hi": edges[b + 1], "n": int(m.sum()), "predicted": float(predicted[m].mean()),
              "observed": float(outcome[m].mean())}
             for b in range(len(edges) - 1) if (m := idx == b).any()]
+
+
+def conflicting_clean_labels(group: np.ndarray, clean: np.ndarray) -> np.ndarray:
+    """(N,) bool: paintings whose clean label differs from a copy's clean label. group (N,) int
+    duplicate group (-1 = none), clean (N,) int label before the flips (-1 = none).
+
+    A benchmark on injected flips counts every clean label as right, but where the catalogue files
+    one picture under two labels at most one of them is: such paintings have no ground truth there,
+    and a ranking that puts them first (as it should) would be graded down for it."""
+    out = np.zeros(len(group), bool)
+    known = (group >= 0) & (clean >= 0)
+    for g in np.unique(group[known]):
+        members = known & (group == g)
+        if len(np.unique(clean[members])) > 1:
+            out |= members
+    return out

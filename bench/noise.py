@@ -23,8 +23,8 @@ import pandas as pd
 
 from db.store import Store, read_info
 from bench.configs import MODES, NoiseBenchConfig
-from bench.evaluation import (RELIABILITY_EDGES, artist_flips, flip_labels, grade_ranking, pr_curve,
-                             reliability_table, right_if_errors_uniform)
+from bench.evaluation import (RELIABILITY_EDGES, artist_flips, conflicting_clean_labels, flip_labels, grade_ranking,
+                             pr_curve, reliability_table, right_if_errors_uniform)
 from embeddings.config import EmbedConfig
 from embeddings.export import embed
 from embeddings.scores import fold_scores
@@ -75,18 +75,31 @@ def confusable_probs(run_dir: Path, paths: list[str]) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------ grading the store
-def grade_store(store_path: Path, flipped_paths: dict[str, set[str]], n_boot: int = 0, fraction: float = 0.1
+def grade_store(store_path: Path, flipped_paths: dict[str, set[str]], n_boot: int = 0, fraction: float = 0.1,
+                clean: dict[str, pd.Series] | None = None
                 ) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
-                           dict[str, list[dict]]]:
+                           dict[str, list[dict]], dict[str, list[str]]]:
     """({task: {ranking: grade_ranking(...)}}, {task: {detector: (recall, precision)}}, {task:
-    evidence_reliability(...)}) for every detector in the store's `scores` table, plus the
-    max-softmax baseline and (if installed) cleanlab in the grades, all over the paintings labelled
-    for the task; `fraction`: the share of labels flipped."""
+    evidence_reliability(...)}, {task: paths left out}) for every detector in the store's `scores`
+    table, plus the max-softmax baseline and (if installed) cleanlab in the grades, all over the
+    paintings labelled for the task; `fraction`: the share of labels flipped. clean {task: label
+    before the flips, indexed by path}: paintings whose clean label differs from a copy's (the
+    store's duplicate groups) have no ground truth and are left out of every grade
+    (`conflicting_clean_labels`)."""
     store = Store(store_path)
     try:
-        grades, curves, reliability = {}, {}, {}
+        grades, curves, reliability, left_out = {}, {}, {}, {}
+        groups = store.duplicate_groups(conflicting_only=False).drop_duplicates("path").set_index("path")["group_id"]
         for task, flipped in flipped_paths.items():
             frame, probs, stored = store.scored_labels(task)
+            keep = np.ones(len(frame), bool)
+            if clean is not None and task in clean:
+                group = groups.reindex(frame["path"]).fillna(-1).to_numpy(np.int64)
+                y0 = clean[task].reindex(frame["path"]).fillna(-1).to_numpy(np.int64)
+                keep = ~conflicting_clean_labels(group, y0)
+            left_out[task] = frame.loc[~keep, "path"].tolist()
+            frame, probs = frame[keep].reset_index(drop=True), probs[keep]
+            stored = {det: s[keep] for det, s in stored.items()}
             positive = frame["path"].isin(flipped).to_numpy()
             split = frame["split"].to_numpy()
             res = {det: grade_ranking(s, positive, split, n_boot) for det, s in stored.items()}
@@ -98,7 +111,7 @@ def grade_store(store_path: Path, flipped_paths: dict[str, set[str]], n_boot: in
             if "evidence" in stored:
                 reliability[task] = evidence_reliability(stored["evidence"], frame["label"].to_numpy(np.int64),
                                                          positive, fraction)
-        return grades, curves, reliability
+        return grades, curves, reliability, left_out
     finally:
         store.close()
 
@@ -228,12 +241,14 @@ def run_bench(cfg: NoiseBenchConfig) -> dict:
     result = {"fraction": cfg.fraction, "flip_seed": cfg.seed, "clean_run": meta.run_id, "tasks": tasks,
               "paintings": len(paths), "command": "make bench-noise", "grade_only": cfg.grade_only, "seconds": {}}
     curves = {}
+    clean = {t: pd.Series(ps.labels(t), index=paths) for t in tasks}
     for mode in cfg.modes:
         t0 = time.time()
         store, flipped = noisy_store(ps, run_dir, clean_cfg, mode, cfg.seed, cfg.fraction, tasks, work,
                                      cfg.cache_dir, reuse="embed" if cfg.reembed else "grade" if cfg.grade_only else "")
-        graded, pr, reliability = grade_store(store, flipped, cfg.bootstrap, cfg.fraction)
+        graded, pr, reliability, left_out = grade_store(store, flipped, cfg.bootstrap, cfg.fraction, clean)
         result[mode] = graded
+        result.setdefault("ungraded", {})[mode] = left_out
         result["seconds"][mode] = time.time() - t0
         result.setdefault("review_default", read_info(store).get("review_default", "consensus"))
         result.setdefault("wrong_label_estimates", {})[mode] = wrong_label_check(store, flipped)
@@ -340,13 +355,25 @@ def reliability_markdown(result: dict) -> str:
     return "\n".join(out)
 
 
+def ungraded_note(result: dict) -> str:
+    """A paragraph naming how many paintings per flip kind and task were left out of the grades
+    (their clean label conflicts with a copy's), or "" when none were."""
+    cells = [f"{mode} {t}: {len(paths)}" for mode, tasks in result.get("ungraded", {}).items()
+             for t, paths in tasks.items() if paths]
+    if not cells:
+        return ""
+    return ("Left out of every grade, as having no ground truth (the clean label differs from a copy's, "
+            f"so at most one of them is right): {', '.join(cells)} paintings.\n\n")
+
+
 def write_outputs(cfg: NoiseBenchConfig, run_dir: Path, result: dict, curves: dict) -> None:
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     choice = choice_table(result)
     out.with_suffix(".md").write_text(f"`make bench-noise` (flip seed {result['flip_seed']}, "
-                                      f"{100 * result['fraction']:.0f}% per task)\n\n{markdown_table(result)}\n\n"
+                                      f"{100 * result['fraction']:.0f}% per task)\n\n{ungraded_note(result)}"
+                                      f"{markdown_table(result)}\n\n"
                                       + (f"Mean over {' and '.join(CHOICE_MODES)} flips (the default is chosen on "
                                          f"this):\n\n{choice}\n\n" if choice else "")
                                       + (f"How honest the evidence's probabilities are: the chance a label is right "
