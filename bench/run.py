@@ -346,7 +346,7 @@ def step_umap(n: int) -> dict:
 
 
 def step_evidence(n: int) -> dict:
-    """The evidence stage of `make embed` (`task_evidence`: look, artist, period, title, combined; then
+    """The evidence stage of `make embed` (`task_evidence`: look, artist, period, title, copies, combined; then
     the card's lines) for one task at n paintings: wikiart-mini's titles, artists and years resampled
     (titles with two other title words appended, artists split 30 ways, years jittered +-5) so the
     title vocabulary and the artist groups grow with n; 1.4% of the paintings filed twice, as in

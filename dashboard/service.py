@@ -108,6 +108,17 @@ class Artlens:
             return []
         return [(names[int(c)], float(p)) for c, p in zip(row["top3"], row["top3_probs"])]
 
+    def suggested_label(self, image_id: int, task: str, given: str, top: list[tuple[str, float]]) -> str | None:
+        """The label the tag form offers first: the class all kinds of evidence together favour
+        (the card's combined line) where it is not the given one, else the model's top class (`top`,
+        `top3_text`). The model alone may point elsewhere (Snyders' *Fish market*: model
+        religious_painting, all kinds together genre_painting, its copy's label)."""
+        ev = self.store.evidence_of(image_id, task)
+        best = ev.loc[ev["kind"] == "combined", "best"]
+        if len(best) and best.iloc[0] is not None and best.iloc[0] != given:
+            return str(best.iloc[0])
+        return top[0][0] if top else None
+
     def evidence_card(self, image_id: int, task: str) -> tuple[list[tuple[str, str]], str]:
         """Why a painting is in the queue: ([(verdict, line)] one per kind of evidence, model and
         look-alikes first; a summary: which kinds are against the label and which support it, and
@@ -118,9 +129,10 @@ class Artlens:
             return [], ""
         combined = ev[ev["kind"] == "combined"]
         ev = ev[ev["kind"] != "combined"]
-        lines = [(r.verdict, r.line) for r in ev.itertuples() if r.line] + self._conflicting_copy_lines(image_id, task)
+        lines = [(r.verdict, r.line + self._copy_paths(image_id, task) if r.kind == "copies" else r.line)
+                 for r in ev.itertuples() if r.line]
         kinds = ev[ev["kind"].isin(KINDS)]
-        name = {"look": "the look"}
+        name = {"look": "the look", "copies": "its copies"}
         against = [name.get(k, k) for k in kinds.loc[kinds["verdict"] == "against", "kind"]]
         support = [name.get(k, k) for k in kinds.loc[kinds["verdict"] == "supports", "kind"]]
         parts = []
@@ -142,16 +154,15 @@ class Artlens:
             summary += f". {combined['line'].iloc[0]}"
         return lines, summary[0].upper() + summary[1:]
 
-    def _conflicting_copy_lines(self, image_id: int, task: str) -> list[tuple[str, str]]:
-        """[('against', line)] for each copy of the picture filed under another label: the catalogue
-        contradicts itself, and no kind of evidence reads a copy (its label is this painting's own)."""
+    def _copy_paths(self, image_id: int, task: str) -> str:
+        """Where the copies the `copies` line counts are filed (" The copy: `path` (label)."), so a
+        reviewer can open them."""
         image = self.store.image_by_id(image_id)
-        if image is None:
-            return []
-        copies = self.store.other_label_copies(task, [image["path"]])
-        return [("against", f"Copy: the same picture is also filed as `{c.copy_path}` under {c.given}; at most "
-                            "one of the two labels is right (the kinds above leave copies out)")
-                for c in copies.itertuples()]
+        copies = self.store.other_label_copies(task, [image["path"]]) if image is not None else None
+        if copies is None or copies.empty:
+            return ""
+        return (f" The cop{'y' if len(copies) == 1 else 'ies'}: "
+                + ", ".join(f"`{c.copy_path}` ({c.given})" for c in copies.itertuples()) + ".")
 
     def leaky_duplicates(self) -> tuple[str, pd.DataFrame]:
         """(a sentence, the paintings) for duplicate groups that cross splits: a painting in test
@@ -336,7 +347,7 @@ class Artlens:
                      "decisions at each depth of the review queue)")
         else:
             words = {"look": "the look", "artist": "the artist's other paintings", "period": "the date",
-                     "title": "the title"}
+                     "title": "the title", "copies": "a copy filed under another label"}
             held = self.store.evidence_kinds(task)
             kinds = ", ".join(words[k] for k in KINDS if k in held) or "the look"
             text += (f"; counted where at least two independent kinds of evidence ({kinds}) agree on another "

@@ -164,7 +164,8 @@ def painting_panel(app: Artlens, task: str, image_id: int, reviewer: str):
     # a link shared from the Review card must carry the card's reasons, not only the picture
     show_evidence(app, image_id, task, right, heading="What the evidence says")
     show_gradcam(app, r["path"], task, r["given"], container=right)
-    decision, suggested, note, _ = decision_form(right, "open", image_id, app.class_names(task), top)
+    decision, suggested, note, _ = decision_form(right, "open", image_id, app.class_names(task),
+                                                 app.suggested_label(image_id, task, r["given"], top))
     if decision:
         if not reviewer.strip():
             right.error("enter your reviewer name in the sidebar first")
@@ -185,13 +186,14 @@ def show_evidence(app: Artlens, image_id: int, task: str, container, heading: st
         container.markdown("  \n".join(f"{EVIDENCE_MARKS.get(v, v)} · {line}" for v, line in lines))
 
 
-def decision_form(container, prefix: str, image_id: int, names: list[str], top: list, shortcuts: bool = False):
-    """The one-painting tag form (suggested label defaulting to the model's top class, note, one
-    button per decision; with `shortcuts` the Review page's keys and a skip button).
+def decision_form(container, prefix: str, image_id: int, names: list[str], default: str | None,
+                  shortcuts: bool = False):
+    """The one-painting tag form (suggested label defaulting to `default`, `Artlens.suggested_label`;
+    note, one button per decision; with `shortcuts` the Review page's keys and a skip button).
     Returns (the decision clicked or None, suggested label, note, skip clicked)."""
     keys = ("m", "o", "u") if shortcuts else (None, None, None)
     with container.form(f"{prefix}_{image_id}", clear_on_submit=True):
-        suggested = st.selectbox("suggested label", names, index=names.index(top[0][0]) if top else 0,
+        suggested = st.selectbox("suggested label", names, index=names.index(default) if default in names else 0,
                                  key=f"{prefix}_sugg_{image_id}")
         note = st.text_input("note", key=f"{prefix}_note_{image_id}")
         row = st.container(horizontal=True)

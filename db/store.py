@@ -323,14 +323,14 @@ class Store:
     def evidence_of(self, image_id: int, task: str) -> pd.DataFrame:
         """What each kind of evidence says of one painting's label for `task`: kind, verdict
         (supports | mixed | against), p_given, best (class name), p_best, line; empty for a store
-        written before the evidence table. Ordered model, neighbours, look, artist, period, title, then
+        written before the evidence table. Ordered model, neighbours, look, artist, period, title, copies, then
         `combined` (all kinds together; absent in stores written before v8)."""
         if not self._has_column("evidence", "line"):
             return pd.DataFrame(columns=["kind", "verdict", "p_given", "best", "p_best", "line"])
         return self._q("""SELECT e.kind, e.verdict, e.p_given, c.name AS best, e.p_best, e.line FROM evidence e
             LEFT JOIN classes c ON c.task = e.task AND c.class_index = e.best
             WHERE e.image_id = ? AND e.task = ? ORDER BY CASE e.kind WHEN 'model' THEN 0 WHEN 'neighbours' THEN 1
-              WHEN 'look' THEN 2 WHEN 'artist' THEN 3 WHEN 'period' THEN 4 WHEN 'title' THEN 5 ELSE 6 END""",
+              WHEN 'look' THEN 2 WHEN 'artist' THEN 3 WHEN 'period' THEN 4 WHEN 'title' THEN 5 WHEN 'copies' THEN 6 ELSE 7 END""",
                        [int(image_id), task])
 
     def evidence_kinds(self, task: str) -> set[str]:

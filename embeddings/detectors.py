@@ -151,10 +151,12 @@ ENSEMBLE_OF = ("centroid_margin", "knn_backbone", "cross_task")
 register_detector("ensemble", "combined", ", ".join(ENSEMBLE_OF),
                   "mean percentile rank of one detector per kind of evidence: centroid_margin (cross-fitted model), "
                   "knn_backbone (label-free features), cross_task (other labels)", _mean_rank_of(lambda: ENSEMBLE_OF))
-# evidence: the kinds of evidence (look, artist, period, title) combined as likelihood ratios
+# evidence: the kinds of evidence (look, artist, period, title, copies) combined as likelihood ratios
 # (embeddings.evidence.combine_evidence): a painting tops it only where several kinds agree.
-register_detector("evidence", "combined", "look (model + label-free neighbours by other artists), artist, period (not genre), title",
-                  "the kinds of evidence (look, artist, period for style and artist, title) combined: high only "
+register_detector("evidence", "combined", "look (model + label-free neighbours by other artists), artist, period (not genre), "
+                  "title, copies under another label",
+                  "the kinds of evidence (look, artist, period for style and artist, title, copies filed under "
+                  "another label) combined: high only "
                   "where several agree another label fits better; the Review default", _evidence("evidence"), threshold=0.0)
 
 DETECTORS = tuple(DETECTOR_REGISTRY)

@@ -13,7 +13,8 @@ cross-fitted):
 - period:  the labels of other artists' paintings dated near this one, or near its artist's dated
            paintings when it is undated (for style and artist; `Metadata.for_task` leaves it out
            of genre);
-- title:   a text model over titles, cross-fitted.
+- title:   a text model over titles, cross-fitted;
+- copies:  the labels of the painting's copies, where they differ from its own (`copy_evidence`).
 
 `combine_evidence` multiplies the kinds' likelihood ratios (naive Bayes, one vote per kind, each
 kind's distribution mixed with the prior so no single kind can veto). A painting rises to the top
@@ -22,6 +23,7 @@ of the queue only when several kinds agree that another class fits better.
 A painting filed twice (a copy under another file name or another artist's page, a rescan) is one
 painting: its copies' labels are its own label again, so every kind leaves them out with it (copies
 (N,) int, the store's duplicate groups, -1 = none), as the cross-fitting keeps them in one fold.
+Only where a copy is filed under another label does it say something, as the `copies` kind.
 
 All functions are numpy in, numpy out: labels (N,) int (-1 = none), probability tables (N, C)
 with NaN rows where a kind has nothing to say about a painting.
@@ -33,7 +35,7 @@ import numpy as np
 from embeddings.scores import neighbour_labels
 from trainer.splits import copies_share_fold
 
-KINDS = ("look", "artist", "period", "title")
+KINDS = ("look", "artist", "period", "title", "copies")
 # Kernel width in years for the artist kind: an artist's manner changes within a decade (Picasso
 # 1901 vs 1907).
 ARTIST_SPAN = 8.0
@@ -188,6 +190,42 @@ def artist_evidence(labels: np.ndarray, artist: np.ndarray, years: np.ndarray, n
     q = one_hot(labels, n_classes) if soft is None else soft
     counts, total = group_counts(q, artist, years, ARTIST_SPAN, UNDATED_WEIGHT, skip=copies)
     return _smoothed(counts, total, label_prior(labels, n_classes), alpha)
+
+
+def differing_copy_counts(labels: np.ndarray, copies: np.ndarray | None, n_classes: int) -> np.ndarray:
+    """(N, C) how many of each labelled painting's copies carry each class other than its own
+    label (zeros for the painting's own class, and where it is unlabelled or has no copy).
+    copies (N,) int duplicate group (-1 = none; None: none known)."""
+    out = np.zeros((len(labels), n_classes))
+    if copies is None:
+        return out
+    rows = np.flatnonzero((copies >= 0) & (labels >= 0))
+    if not len(rows):
+        return out
+    per_group = np.zeros((int(copies.max()) + 1, n_classes))
+    np.add.at(per_group, (copies[rows], labels[rows]), 1.0)
+    other = per_group[copies[rows]]
+    other[np.arange(len(rows)), labels[rows]] = 0.0      # the painting itself and the copies that agree
+    out[rows] = other
+    return out
+
+
+def copy_evidence(labels: np.ndarray, copies: np.ndarray | None, n_classes: int) -> np.ndarray:
+    """(N, C) the share of each class among the labels of a painting's copies that differ from its
+    own label (`differing_copy_counts`); NaN rows where every labelled copy agrees with it, it has
+    none, or it is unlabelled.
+
+    A copy's label mostly travels with the file (the same upload filed twice), so a copy that
+    agrees says nothing about whether the label is right: it is left out, as every other kind
+    leaves it out. A copy filed under another label was labelled apart, and at most one of the two
+    labels is right; as evidence about the painting's class it reads like any other label of the
+    same picture, mostly its own class. (Under the model "a copy's label is copied, or with a small
+    chance d given apart", d cancels out of the likelihood ratio between classes, leaving
+    p(copy's label | class); where the labels agree, the ratio is about 1.)"""
+    counts = differing_copy_counts(labels, copies, n_classes)
+    total = counts.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, counts / total, np.nan)
 
 
 def period_spans(labels: np.ndarray, years: np.ndarray, n_classes: int) -> np.ndarray:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from embeddings.evidence import (CATALOGUE_ERROR_RATE, artist_evidence, combine_evidence, group_label_counts,
-                                 label_prior, look_evidence, neighbour_evidence, period_evidence, soft_labels,
-                                 title_evidence, verdicts)
+from embeddings.evidence import (CATALOGUE_ERROR_RATE, artist_evidence, combine_evidence, copy_evidence,
+                                 differing_copy_counts, group_label_counts, label_prior, look_evidence,
+                                 neighbour_evidence, period_evidence, soft_labels, title_evidence, verdicts)
 from embeddings.scores import neighbour_labels
 from trainer.metadata import mid_year
 
@@ -26,7 +26,8 @@ class Metadata:
     other_artists_look: whether the look's neighbours are other artists' paintings only (the artist
     kind counts the artist's own; not for the artist task, whose classes are the artists);
     copies: (N,) int the painting's duplicate group (the same picture filed twice; -1 none, None
-    unknown): every kind leaves a painting's copies out with it (`with_copies`)."""
+    unknown): every kind leaves a painting's copies out with it (`with_copies`); the copies kind
+    reads the labels of those filed under another class."""
     artist_id: np.ndarray
     artist_name: np.ndarray
     year: np.ndarray
@@ -98,12 +99,13 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     others = {"look": look_evidence(probs, nb),
               "period": (period_evidence(labels, md.year, n_classes, md.artist_id, copies=md.copies)
                          if md.dates_classes else np.full((len(labels), n_classes), np.nan)),
-              "title": title_evidence(labels, md.title, n_classes, seed=seed, copies=md.copies)}
+              "title": title_evidence(labels, md.title, n_classes, seed=seed, copies=md.copies),
+              "copies": copy_evidence(labels, md.copies, n_classes)}
     # the artist's other paintings count as what the other kinds and their labels make of them
     soft = soft_labels(labels, combine_evidence(others, prior), CATALOGUE_ERROR_RATE)
     kinds = {"look": others["look"],
              "artist": artist_evidence(labels, md.artist_id, md.year, n_classes, soft, copies=md.copies),
-             "period": others["period"], "title": others["title"]}
+             "period": others["period"], "title": others["title"], "copies": others["copies"]}
     post = combine_evidence(kinds, prior)
     votes = verdicts(labels, {**kinds, "model": probs, "neighbours": nb, "combined": post}, prior)
     return TaskEvidence(kinds, nb_ids, nb, post, votes, prior)
@@ -199,6 +201,15 @@ def title_line(g: int, title: str, p: np.ndarray, names: list[str]) -> str:
     return text + (f"; {names[g]} {p[g]:.2f}" if top != g else "")
 
 
+def copies_line(g: int, differing: np.ndarray, names: list[str]) -> str:
+    """The painting's copies filed under other classes than names[g], differing (C,) counts
+    (`differing_copy_counts`, not all zero)."""
+    filed = ", ".join(f"{names[c]} ({int(n)} {'copy' if n == 1 else 'copies'})"
+                      for c, n in enumerate(differing) if n > 0)
+    return (f"Copies: the same picture is filed again here under {filed}; at most one of the labels is right. "
+            f"A copy under {names[g]} too would say nothing: a label travels with the file.")
+
+
 def combined_line(g: int, post: np.ndarray, names: list[str], read_as_other: np.ndarray | None = None) -> str:
     """What all kinds give together, post (C,): the given class and its strongest rival. Said to
     leave the label out: a reader takes "Baroque <0.01" for the chance the label is right, which,
@@ -257,6 +268,7 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
     careers = _careers(md.artist_id, md.year)
     skipped = md.look_groups()
     doubted = read_as_other(labels, ev.posterior)
+    differing = differing_copy_counts(labels, md.copies, C)
     rows = []
 
     def add(kind, i, p, line):
@@ -281,5 +293,7 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
             add("period", i, pp, period_line(g, years_of[g], md.year[i], pp, names, career))
         if not np.isnan(pt).any():
             add("title", i, pt, title_line(g, md.title[i], pt, names))
+        if not np.isnan(ev.kinds["copies"][i]).any():
+            add("copies", i, ev.kinds["copies"][i], copies_line(g, differing[i], names))
         add("combined", i, ev.posterior[i], combined_line(g, ev.posterior[i], names, doubted))
     return pd.DataFrame(rows, columns=["image_id", "task", "kind", "p_given", "best", "p_best", "verdict", "line"])

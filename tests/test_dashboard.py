@@ -50,7 +50,9 @@ def test_every_page_renders(app_env):
     # ... and names the kinds it counted for that task: no date for genre
     at.sidebar.selectbox(key="task").set_value("genre").run()
     count = next(m.value for m in at.markdown if "genre labels look wrong (range" in m.value)
-    assert "the artist's other paintings, the title)" in count and "the date" not in count, count
+    # (the subset files the fish market under two genres: its copies are a kind here)
+    assert "the artist's other paintings, the title, a copy filed under another label)" in count, count
+    assert "the date" not in count, count
     at.sidebar.selectbox(key="task").set_value("style").run()
     assert len(at.dataframe) >= 1  # per-task test metrics
     # image quality: one row per flag, with what it means and whether Review leaves it out
@@ -115,13 +117,21 @@ def test_review_tag_persists_across_restart(app_env):
     assert re.search(r":(red|green|orange)\[[✗✓~] (against|supports|mixed)\] · Model", lines)
     path = first.split("`")[1]
     image_id = re.search(r"#(\d+)", first).group(1)
+    # the label offered first is the one all kinds together favour (the card's combined line)
+    con = duckdb.connect(str(app_env["store"]), read_only=True)
+    favoured = con.execute("""SELECT c.name FROM evidence e JOIN classes c ON c.task = e.task AND c.class_index = e.best
+                              WHERE e.task = 'style' AND e.kind = 'combined' AND e.image_id = ?""",
+                           [int(image_id)]).fetchone()[0]
+    con.close()
+    given = next(m.value for m in at.markdown if m.value.startswith("**given style:**")).split("** ")[1]
+    assert favoured != given and at.selectbox(key=f"rv_sugg_{image_id}").value == favoured
     at.text_input(key=f"rv_note_{image_id}").set_value("odd palette")
     button(at, "mislabel").click().run()
     assert not at.exception
     latest = open_tag_log(app_env["tags"]).latest()
     row = latest[(latest.path == path) & (latest.task == "style")].iloc[0]
     assert row.decision == "mislabel" and row.reviewer == "ana" and row.note == "odd palette"
-    assert row.suggested_label  # defaults to the top prediction
+    assert row.suggested_label == favoured
     # restart: fresh caches and session; the decision is still there and the queue moved on
     st.cache_resource.clear()
     at2 = open_page("Review", reviewer="ana")

@@ -411,3 +411,51 @@ def test_a_paintings_copies_are_left_out_with_it():
     twins = np.r_[0, 0, np.full(12, -1)]
     with_twin, without = E.period_evidence(y, years, 2, artist), E.period_evidence(y, years, 2, artist, copies=twins)
     assert with_twin[0, 0] > without[0, 0] + 0.05 and without[0, 1] > 0.7
+
+
+def test_a_copy_under_another_label_is_evidence_and_one_under_the_same_label_is_none():
+    """A copy's label mostly travels with the file, so a copy that agrees says nothing; one filed
+    under another label was labelled apart, and then at most one label is right. On wikiart-mini's
+    real genre labels the fish market is Cornelis de Vos's genre painting and Frans Snyders' still
+    life: each copy's `copies` kind points at the other's class. Filing the second copy of an
+    agreeing pair under another class moves the first copy's combined evidence toward that class."""
+    import hashlib
+    from embeddings.duplicates import duplicate_groups
+    from embeddings.evidence_table import Metadata, task_evidence
+    from trainer.data import load_paintings
+    ps = load_paintings(MINI, test_fraction=0)
+    frame = ps.frame
+    sha1s = [hashlib.sha1((MINI / p).read_bytes()).hexdigest() for p in frame["path"]]
+    copies, _ = duplicate_groups(len(frame), np.array([], int), np.array([], int), np.array([]), sha1s)
+    labels = ps.labels("genre")
+    C = len(ps.classes["genre"])
+    ev = E.copy_evidence(labels, copies, C)
+    said = ~np.isnan(ev).any(1)
+    assert not said[copies < 0].any()
+    conflicting = []
+    for g in range(copies.max() + 1):
+        members = np.flatnonzero((copies == g) & (labels >= 0))
+        if len(members) == 2 and labels[members[0]] != labels[members[1]]:
+            conflicting.append(members)
+            for mine, other in (members, members[::-1]):
+                assert ev[mine].argmax() == labels[other] and ev[mine].max() == 1.0
+        elif len(members) == 2:
+            assert not said[members].any()
+    paths = {frame["path"].iat[i] for m in conflicting for i in m}
+    assert {"Baroque/cornelis-de-vos_fish-market.jpg", "Baroque/frans-snyders_fish-market.jpg"} <= paths
+    # an agreeing pair, then its second copy filed under another class
+    first, second = next(np.flatnonzero(copies == g) for g in range(copies.max() + 1)
+                         if len(set(labels[copies == g])) == 1 and labels[copies == g][0] >= 0)
+    md = Metadata.from_frame(frame).with_copies(copies).for_task("genre")
+    n = len(labels)
+    flat, no_nb = np.full((n, C), 1.0 / C), np.full((n, 1), -1)
+    other_class = (labels[second] + 1) % C
+    moved = labels.copy()
+    moved[second] = other_class
+    before = task_evidence(labels, flat, no_nb, np.zeros((n, 1)), md, C)
+    after = task_evidence(moved, flat, no_nb, np.zeros((n, 1)), md, C)
+    assert np.isnan(before.kinds["copies"][first]).all()
+    assert after.kinds["copies"][first].argmax() == other_class
+    assert after.posterior[first, other_class] > 3 * before.posterior[first, other_class]
+    assert (E.wrong_log_odds(moved, after.posterior)[first] > E.wrong_log_odds(labels, before.posterior)[first] + 1)
+    assert after.votes["copies"][first] == "against"

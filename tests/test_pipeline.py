@@ -405,9 +405,10 @@ def test_a_manifests_title_and_date_reach_the_store_and_the_card(trained, tmp_pa
 
 
 def test_the_card_names_a_copy_filed_under_another_label(store, tmp_path):
-    """Every kind of evidence leaves a painting's copies out (their labels are its own again), so
-    the card says it outright where the catalogue files the same picture under two labels: the
-    subset's fish market is Cornelis de Vos's genre painting and Frans Snyders' still life."""
+    """Where the catalogue files the same picture under two labels the `copies` kind is against
+    each, and the card names the copy so a reviewer can open it: the subset's fish market is
+    Cornelis de Vos's genre painting and Frans Snyders' still life. A copy under the same label (the
+    fish market's style) says nothing: no such line."""
     from dashboard.service import Artlens
     from db.store import Paths
     app = Artlens(Paths.from_store(store["store"], tags=tmp_path / "tags.duckdb"))
@@ -420,16 +421,26 @@ def test_the_card_names_a_copy_filed_under_another_label(store, tmp_path):
                 continue              # a copy without a label for this task
             checked += 1
             for mine, other in ((a, b), (b, a)):
-                lines, _ = app.evidence_card(int(rows.loc[mine, "image_id"]), task)
-                copy_lines = [line for verdict, line in lines if line.startswith("Copy:")]
-                assert copy_lines == [f"Copy: the same picture is also filed as `{other}` under "
-                                      f"{rows.loc[other, 'given']}; at most one of the two labels is right "
-                                      "(the kinds above leave copies out)"], lines
+                mine_given, other_given = rows.loc[mine, "given"], rows.loc[other, "given"]
+                lines, summary = app.evidence_card(int(rows.loc[mine, "image_id"]), task)
+                copy_lines = [line for verdict, line in lines if line.startswith("Copies:")]
+                assert copy_lines == [f"Copies: the same picture is filed again here under {other_given} (1 copy); "
+                                      f"at most one of the labels is right. A copy under {mine_given} too would "
+                                      f"say nothing: a label travels with the file. The copy: `{other}` "
+                                      f"({other_given})."], lines
                 assert dict((line, v) for v, line in lines)[copy_lines[0]] == "against"
+                assert "its copies" in summary.split("; for it")[0], summary
+                ev = app.store.evidence_of(int(rows.loc[mine, "image_id"]), task).set_index("kind")
+                assert ev.loc["copies", "best"] == other_given and ev.loc["copies", "p_given"] == 0.0
+                # the tag form offers what all kinds together favour, the model's top only where that
+                # is the given label
+                favoured = ev.loc["combined", "best"]
+                offered = app.suggested_label(int(rows.loc[mine, "image_id"]), task, mine_given, [("model top", 0.5)])
+                assert offered == (favoured if favoured != mine_given else "model top"), (offered, favoured)
         assert checked >= 1
-        # a copy under the same label (the fish market's style) is no contradiction: no such line
         rows = app.store.ranked("style", "evidence", limit=app.store.counts()["paintings"])
         devos = int(rows.loc[rows["path"] == CONFLICTING_PAIRS[0][0], "image_id"].iloc[0])
-        assert not [line for _, line in app.evidence_card(devos, "style")[0] if line.startswith("Copy:")]
+        assert not [line for _, line in app.evidence_card(devos, "style")[0] if line.startswith("Copies:")]
+        assert "copies" not in set(app.store.evidence_of(devos, "style")["kind"])
     finally:
         app.close()

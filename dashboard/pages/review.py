@@ -70,7 +70,9 @@ def page_review(app: Artlens, task: str, reviewer: str):
     show_evidence(app, int(r["image_id"]), task, right)
     right.caption((f"spot check · rank {r['rank']} in the {app.review_default} ranking" if spot else
                    f"{detector} score {r['score']:.3f} · rank {r['rank']}") + f" · probabilities: {r['source']}")
-    d, suggested, note, skip = decision_form(right, "rv", r["image_id"], app.class_names(task), top, shortcuts=True)
+    d, suggested, note, skip = decision_form(right, "rv", r["image_id"], app.class_names(task),
+                                             app.suggested_label(int(r["image_id"]), task, r["given"], top),
+                                             shortcuts=True)
     right.caption("keys: **m** mislabel · **o** correct (ok) · **u** unsure · **s** skip")
     if d:
         if not reviewer.strip():
