@@ -131,7 +131,15 @@ def test_store_contents(store):
                 WHERE e.kind = 'model' AND l.training_index IS NOT NULL""")[0][0] == \
         q("SELECT count(*) FROM labels WHERE training_index IS NOT NULL")[0][0]
     assert {r[0] for r in q("SELECT DISTINCT kind FROM evidence")} == {"model", "neighbours", "look", "artist",
-                                                                       "period", "title", "combined"}
+                                                                       "period", "title", "copies", "combined"}
+    # the copies kind speaks only for a painting with a copy filed under another label (the subset's two pairs)
+    assert q("""SELECT count(*) FROM evidence e WHERE e.kind = 'copies' AND NOT EXISTS (
+                  SELECT 1 FROM duplicate_groups d1 JOIN duplicate_groups d2 ON d1.group_id = d2.group_id
+                  AND d1.image_id <> d2.image_id
+                  JOIN labels l1 ON l1.image_id = d1.image_id AND l1.task = e.task
+                  JOIN labels l2 ON l2.image_id = d2.image_id AND l2.task = e.task
+                  WHERE d1.image_id = e.image_id AND l1.class_index <> l2.class_index)""")[0][0] == 0
+    assert q("SELECT count(*) FROM evidence WHERE kind = 'copies'")[0][0] >= 2 * len(CONFLICTING_PAIRS)
     # a date is evidence about style, not about genre (Metadata.for_task)
     assert q("SELECT count(*) FROM evidence WHERE kind = 'period' AND task = 'style'")[0][0] > n // 3
     assert q("SELECT count(*) FROM evidence WHERE kind = 'period' AND task = 'genre'")[0][0] == 0
