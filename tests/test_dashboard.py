@@ -378,3 +378,33 @@ def test_the_card_says_how_often_the_evidence_doubts_the_labels_class(app_env):
                                  f"({everyone:.0%} of all labels)"), line
     finally:
         store.close()
+
+
+def test_a_picture_filed_under_two_genres_shows_its_copy_on_the_card(app_env):
+    """The fish market is filed as Frans Snyders' still life and Cornelis de Vos's genre painting:
+    opened for genre, each card carries the `copies` line, marked against, naming the other file,
+    and the tag form offers what all kinds together favour."""
+    import duckdb
+    con = duckdb.connect(str(app_env["store"]), read_only=True)
+    ids = dict(con.execute("""SELECT path, image_id FROM images WHERE path IN
+        ('Baroque/frans-snyders_fish-market.jpg', 'Baroque/cornelis-de-vos_fish-market.jpg')""").fetchall())
+    favoured = dict(con.execute("""SELECT e.image_id, c.name FROM evidence e JOIN classes c
+        ON c.task = e.task AND c.class_index = e.best WHERE e.task = 'genre' AND e.kind = 'combined'""").fetchall())
+    con.close()
+    assert len(ids) == 2
+    for mine, other in (("snyders", "cornelis-de-vos"), ("cornelis-de-vos", "snyders")):
+        image_id = next(i for p, i in ids.items() if mine in p)
+        other_path = next(p for p in ids if other in p)
+        at = AppTest.from_file(APP, default_timeout=120)
+        at.query_params["task"] = "genre"
+        at.query_params["painting"] = str(image_id)
+        at.run()
+        at.switch_page("pages/review.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        lines = next(m.value for m in at.markdown if "Model (never saw this label)" in m.value)
+        copy_line = next(line for line in lines.split("  \n") if "Copies:" in line)
+        assert copy_line.startswith(":red[✗ against] · Copies: the same picture is filed again here under ")
+        assert f"The copy: `{other_path}`" in copy_line, copy_line
+        if mine == "snyders":      # still_life, which the evidence doubts
+            assert favoured[image_id] != "still_life"
+            assert at.selectbox(key=f"open_sugg_{image_id}").value == favoured[image_id]
