@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from embeddings.evidence import differing_copy_counts
 from embeddings.scores import wrong_label_estimate
 
 
@@ -179,11 +180,7 @@ def conflicting_clean_labels(group: np.ndarray, clean: np.ndarray) -> np.ndarray
 
     A benchmark on injected flips counts every clean label as right, but where the catalogue files
     one picture under two labels at most one of them is: such paintings have no ground truth there,
-    and a ranking that puts them first (as it should) would be graded down for it."""
-    out = np.zeros(len(group), bool)
-    known = (group >= 0) & (clean >= 0)
-    for g in np.unique(group[known]):
-        members = known & (group == g)
-        if len(np.unique(clean[members])) > 1:
-            out |= members
-    return out
+    and a ranking that puts them first (as it should) would be graded down for it. The same test as
+    the `copies` kind's (`embeddings.evidence.differing_copy_counts`), on the clean labels."""
+    n_classes = int(np.max(clean, initial=-1)) + 1
+    return differing_copy_counts(clean, group, max(n_classes, 1)).sum(1) > 0
