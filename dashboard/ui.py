@@ -174,12 +174,13 @@ def painting_panel(app: Artlens, task: str, image_id: int, reviewer: str):
             right.success(f"#{image_id} tagged {decision}")
 
 
-EVIDENCE_MARKS = {"against": ":red[✗ against]", "supports": ":green[✓ supports]", "mixed": ":orange[~ mixed]"}
+EVIDENCE_MARKS = {"against": ":red[✗ against]", "supports": ":green[✓ supports]", "mixed": ":orange[~ mixed]",
+                  "left out": ":gray[– left out]"}
 
 
 def show_evidence(app: Artlens, image_id: int, task: str, container, heading: str = "Why it is here"):
     """The painting's evidence lines under a one-sentence summary, one line per kind marked
-    against / supports / mixed. Draws nothing for a store without the evidence table."""
+    against / supports / mixed (or left out). Draws nothing for a store without the evidence table."""
     lines, summary = app.evidence_card(image_id, task)
     if lines:
         container.markdown(f"**{heading}:** {summary}")

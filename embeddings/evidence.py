@@ -365,9 +365,10 @@ def title_evidence(labels: np.ndarray, titles: np.ndarray, n_classes: int, folds
 
 def look_evidence(model_probs: np.ndarray, neighbour_probs: np.ndarray) -> np.ndarray:
     """(N, C) the picture's evidence: geometric mean of the cross-fitted classifier and the visual
-    neighbours (renormalised), the classifier alone where there are no neighbours."""
+    neighbours (renormalised), either alone where the other has a NaN row, NaN where both do."""
     m = np.clip(model_probs, 1e-6, 1)
-    nb = np.where(np.isnan(neighbour_probs), m, np.clip(neighbour_probs, 1e-6, 1))
+    nb = np.clip(neighbour_probs, 1e-6, 1)
+    m, nb = np.where(np.isnan(m), nb, m), np.where(np.isnan(nb), m, nb)
     g = np.sqrt(m * nb)
     return g / g.sum(1, keepdims=True)
 

@@ -79,24 +79,29 @@ class Metadata:
 class TaskEvidence:
     """One task's evidence: kinds {kind: (N, C)}, neighbour_ids (N, k) the neighbours the look read
     (-1 = none), neighbour_probs (N, C), posterior (N, C), votes {kind: (N,) verdict} for the kinds,
-    for the look's two readings (`model`, `neighbours`) and for the posterior (`combined`), prior (C,)."""
+    for the look's two readings (`model`, `neighbours`) and for the posterior (`combined`), prior (C,),
+    model_left_out (N,) bool: where the look read the neighbours only."""
     kinds: dict[str, np.ndarray]
     neighbour_ids: np.ndarray
     neighbour_probs: np.ndarray
     posterior: np.ndarray
     votes: dict[str, np.ndarray]
     prior: np.ndarray
+    model_left_out: np.ndarray
 
 
 def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_sim: np.ndarray, md: Metadata,
-                  n_classes: int, seed: int = 0) -> TaskEvidence:
+                  n_classes: int, seed: int = 0, model_left_out: np.ndarray | None = None) -> TaskEvidence:
     """Every kind of evidence for one task's labels (N,), from the cross-fitted probs (N, C), the
     label-free neighbours the look reads, nb_ids / nb_sim (N, k) (-1 = none; in `make embed` the
     nearest outside the painting's `Metadata.look_groups`: `score_stage.look_neighbours`), and the
-    metadata."""
+    metadata. model_left_out (N,) bool: paintings whose cross-fitted reading is not independent of
+    the label (the head trained on a copy of the picture), whose look is the neighbours alone."""
     nb = neighbour_evidence(labels, nb_ids, nb_sim, n_classes)
     prior = label_prior(labels, n_classes)
-    others = {"look": look_evidence(probs, nb),
+    left_out = np.zeros(len(labels), bool) if model_left_out is None else np.asarray(model_left_out, bool)
+    model = np.where(left_out[:, None], np.nan, probs)
+    others = {"look": look_evidence(model, nb),
               "period": (period_evidence(labels, md.year, n_classes, md.artist_id, copies=md.copies)
                          if md.dates_classes else np.full((len(labels), n_classes), np.nan)),
               "title": title_evidence(labels, md.title, n_classes, seed=seed, copies=md.copies),
@@ -107,8 +112,9 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
              "artist": artist_evidence(labels, md.artist_id, md.year, n_classes, soft, copies=md.copies),
              "period": others["period"], "title": others["title"], "copies": others["copies"]}
     post = combine_evidence(kinds, prior)
-    votes = verdicts(labels, {**kinds, "model": probs, "neighbours": nb, "combined": post}, prior)
-    return TaskEvidence(kinds, nb_ids, nb, post, votes, prior)
+    votes = verdicts(labels, {**kinds, "model": model, "neighbours": nb, "combined": post}, prior)
+    votes["model"][left_out & (labels >= 0)] = "left out"
+    return TaskEvidence(kinds, nb_ids, nb, post, votes, prior, left_out)
 
 
 def _pretty(slug: str) -> str:
@@ -138,9 +144,13 @@ def _careers(artist: np.ndarray, years: np.ndarray) -> dict[int, tuple[float, fl
     return {int(a): (float(r["min"]), float(r["max"])) for a, r in frame.iterrows()}
 
 
-def model_line(g: int, p: np.ndarray, names: list[str]) -> str:
-    """The cross-fitted classifier's reading, p (C,), of a painting given class g."""
+def model_line(g: int, p: np.ndarray, names: list[str], saw_copy: bool = False) -> str:
+    """The cross-fitted classifier's reading, p (C,), of a painting given class g; saw_copy: the
+    head that scored it trained on a copy of the picture, so the evidence leaves it out."""
     top = int(np.argmax(p))
+    if saw_copy:
+        return (f"Model: left out, the head that scored it trained on another file of this picture (in another "
+                f"fold) and learnt that file's label; it reads {names[top]} {p[top]:.2f}")
     if top == g:
         return f"Model (never saw this label): {names[g]} is its first choice, p {p[g]:.2f}"
     return f"Model (never saw this label): p({names[g]}) {p[g]:.2f}; most likely {names[top]} {p[top]:.2f}"
@@ -278,11 +288,12 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
 
     for i in np.flatnonzero(labels >= 0):
         g = labels[i]
-        add("model", i, probs[i], model_line(g, probs[i], names))
+        add("model", i, probs[i], model_line(g, probs[i], names, ev.model_left_out[i]))
         if (nl[i] >= 0).any():
             add("neighbours", i, ev.neighbour_probs[i],
                 neighbours_line(g, nl[i][nl[i] >= 0], names, skipped[i, 0] >= 0))
-        add("look", i, ev.kinds["look"][i], "")
+        if not np.isnan(ev.kinds["look"][i]).any():
+            add("look", i, ev.kinds["look"][i], "")
         pa, pp, pt = (ev.kinds[k][i] for k in ("artist", "period", "title"))
         if not np.isnan(pa).any():
             add("artist", i, pa, artist_line(g, md.artist_name[i], artist_counts[i], md.year[i], pa, names,

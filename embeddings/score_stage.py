@@ -17,6 +17,7 @@ from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
 from embeddings.index import build_index, neighbours_excluding_self
 from embeddings.scores import cross_task_table, neighbour_labels, reference_scores
 from trainer.crossfit import CrossFit
+from trainer.splits import head_saw_a_copy
 
 log = logging.getLogger("embeddings")
 
@@ -31,9 +32,11 @@ def merge_crossfit(run_dir: Path, paths: list[str], labels: dict[str, np.ndarray
     """Probabilities and embedding-detector scores per painting: cross-fitted (runs/<id>/crossfit.npz)
     wherever the run has them, else from the final model, in sample (it saw those labels).
 
-    Returns (probs {task: (N, C)}, scores {task: {detector: (N,)}}, source {task: (N,) 'cross-fit'|'model'}).
+    Returns (probs {task: (N, C)}, scores {task: {detector: (N,)}}, source {task: (N,) 'cross-fit'|'model'},
+    fold (N,) int: the cross-fitting fold that held each painting out, -1 = none).
     """
     n = len(paths)
+    fold = np.full(n, -1, np.int64)
     source = {t: np.full(n, "model", dtype=object) for t in labels}
     probs = {t: p.copy() for t, p in probs.items()}
     scores = {t: {d: np.full(n, np.nan) for d in EMBEDDING_DETECTORS} for t in labels}
@@ -45,6 +48,7 @@ def merge_crossfit(run_dir: Path, paths: list[str], labels: dict[str, np.ndarray
         rows = np.array([pos.get(p, -1) for p in cf.paths], dtype=np.int64)
         hit = rows >= 0
         covered[rows[hit]] = True
+        fold[rows[hit]] = cf.fold[hit]
         for t in labels:
             if t in cf.probs:
                 probs[t][rows[hit]] = cf.probs[t][hit]
@@ -63,7 +67,7 @@ def merge_crossfit(run_dir: Path, paths: list[str], labels: dict[str, np.ndarray
             ins = reference_scores(y, emb, y, emb, neighbour_labels(y, nb_ids), n_classes[t])
             for d in EMBEDDING_DETECTORS:
                 scores[t][d][need] = ins[d][need]
-    return probs, scores, source
+    return probs, scores, source, fold
 
 def look_neighbours(index, vectors: np.ndarray, pool_ids: np.ndarray, pool_sim: np.ndarray, groups: np.ndarray,
                     k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,13 +90,16 @@ def look_neighbours(index, vectors: np.ndarray, pool_ids: np.ndarray, pool_sim: 
 def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
                 emb_scores: dict[str, dict[str, np.ndarray]], pooled: np.ndarray, n_classes: dict[str, int],
                 knn_k: int, exact_limit: int, md: Metadata | None = None,
-                class_names: dict[str, list[str]] | None = None) -> "Scored":
+                class_names: dict[str, list[str]] | None = None, fold: np.ndarray | None = None) -> "Scored":
     """Every detector per task, the evidence lines and the count of wrong labels: the store's
     `scores`, `wrong_label_estimates` and `evidence` tables, and each painting's wrong weight.
 
     labels {task: (N,)}, probs {task: (N, C)} cross-fitted, emb_scores from `merge_crossfit`,
     pooled (N, C') frozen-backbone features for the label-free kNN, md the paintings' metadata
-    (none: the metadata kinds say nothing). Rows are image_ids 0..N-1.
+    (none: the metadata kinds say nothing), fold (N,) int the cross-fitting fold that scored each
+    painting (-1 = none; `merge_crossfit`): where a copy sat in another fold, the head that scored
+    the painting learnt that picture's label from it, and the evidence leaves the model out
+    (`trainer.splits.head_saw_a_copy`). Rows are image_ids 0..N-1.
     """
     image_ids = np.arange(len(pooled), dtype=np.int64)
     md = md or Metadata.from_frame(pd.DataFrame(index=image_ids))
@@ -101,6 +108,11 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
     # the plain label-free neighbours (`knn_backbone`) skip only a painting's copies: its own label again
     bb_nb, bb_sim = other_group_neighbours(*pool, md.copy_groups(), knn_k)
     look_nb = {}
+    saw_copy = (head_saw_a_copy(fold, md.copy_groups()) if fold is not None
+                else np.zeros(len(image_ids), bool))
+    if saw_copy.any():
+        log.info("%d paintings have a copy in another cross-fitting fold: the evidence leaves their model "
+                 "reading out", int(saw_copy.sum()))
     cross = cross_task_table(labels, n_classes)
     score_rows, wrong_rows, evidence_rows_, weights = [], [], [], {}
     for t in labels:
@@ -110,7 +122,7 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
         key = groups.tobytes()              # style and genre skip the same artists: search once
         if key not in look_nb:
             look_nb[key] = look_neighbours(bb_index, pooled, *pool, groups, knn_k)
-        ev = task_evidence(y, probs[t], *look_nb[key], md_t, n_classes[t])
+        ev = task_evidence(y, probs[t], *look_nb[key], md_t, n_classes[t], model_left_out=saw_copy)
         ev_scores = {k: against_scores(y, ev.kinds[k], ev.prior) for k in METADATA_DETECTORS}
         ev_scores["evidence"] = wrong_log_odds(y, ev.posterior)
         x = DetectorInputs(y, probs[t], emb_scores[t], neighbour_labels(y, bb_nb), cross.get(t), ev_scores, bb_sim)

@@ -66,6 +66,17 @@ def test_copy_groups_keep_together_and_share_a_fold():
     assert fold.tolist() == [0, 1, 0, 3, 4, 1, 1, 0]
 
 
+def test_a_head_that_trained_on_a_copy_is_found():
+    """A rescan is found after training, in whatever fold it fell: the head that scored a painting
+    trained on its copy where the copy sits in another fold, not where it shares the fold or was not
+    cross-fitted."""
+    from trainer.splits import head_saw_a_copy
+    group = np.array([0, 0, 1, 1, 1, 2, 2, -1])
+    fold = np.array([3, 2, 1, 1, 4, 0, -1, 2])
+    assert head_saw_a_copy(fold, group).tolist() == [True, True, True, True, True, False, False, False]
+    assert not head_saw_a_copy(np.array([1, 1, 0]), np.array([0, 0, -1])).any()
+
+
 def _artgan(tmp_path, style_rows: list[bytes], class_name="style_class.txt"):
     (tmp_path / "Cubism").mkdir()
     img = Image.new("RGB", (32, 32), (200, 10, 10))

@@ -60,3 +60,16 @@ def copies_share_fold(fold: np.ndarray, group: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(group == g)
         out[rows] = out[rows[0]]
     return out
+
+
+def head_saw_a_copy(fold: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """(N,) bool: the cross-fitting head that scored the painting trained on one of its copies, a
+    member of its group in another fold. fold (N,) int (-1 = not cross-fitted: never True), group
+    (N,) int (-1 = no copy). `copies_share_fold` rules this out for the groups known before training
+    (identical files); a rescan is found only in the trained embedding, and may sit anywhere."""
+    out = np.zeros(len(fold), bool)
+    for g in np.unique(group[group >= 0]):
+        rows = np.flatnonzero((group == g) & (fold >= 0))
+        folds = fold[rows]
+        out[rows] = [(folds != f).any() for f in folds]
+    return out
