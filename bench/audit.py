@@ -20,6 +20,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from bench.suggestions import queue_suggestions, suggestion_hits
 from db.store import Store, StoreError
 from embeddings.quality import PHOTO_DEFECTS
 from trainer.cli import UserError, field, parse_config
@@ -75,6 +76,24 @@ def unaudited_evidence(store: Store, task: str, verdict_of: dict[str, str], rank
     return out
 
 
+def audit_suggestions(store_path: str | Path, task: str, audit: pd.DataFrame, classes: list[str],
+                      top: Sequence[int]) -> dict:
+    """{k: {verdict: {n, suggested_right, model_top_right}}} for the audited-wrong and debatable
+    paintings in the Review queue's first k whose panel named a better label among the collection's
+    classes (`bench.suggestions`): how often the card's suggested label is the panel's."""
+    if "better_label" not in audit.columns:
+        return {}
+    rows = audit[(audit["task"] == task) & audit["better_label"].isin(classes)]
+    queue = queue_suggestions(store_path, task, max(top))
+    out = {}
+    for k in top:
+        first = queue.head(k)
+        out[str(k)] = {v: suggestion_hits(first, dict(rows.loc[rows["verdict"] == v, ["path", "better_label"]]
+                                                       .itertuples(index=False)))
+                       for v in ("wrong", "debatable")}
+    return out
+
+
 def audit_store(cfg: AuditConfig) -> dict:
     audit = read_audit(cfg.audit)
     try:
@@ -99,6 +118,8 @@ def audit_store(cfg: AuditConfig) -> dict:
                 rankings[det] = {str(k): grade_top(paths, verdict_of, k) for k in cfg.top}
             w = store.wrong_labels(task)
             result["tasks"][task] = {"rankings": rankings, "unscored": unscored, "audited": len(verdict_of),
+                                     "suggestions": audit_suggestions(cfg.store, task, audit, store.class_names(task),
+                                                                      cfg.top),
                                      "store_count": {k: w.get(k) for k in ("estimate", "low", "high", "labelled")},
                                      "unaudited_in_default": unaudited_evidence(store, task, verdict_of,
                                                                                 result["review_default"], cfg.top[0])}
@@ -128,6 +149,13 @@ def markdown(result: dict, top: Sequence[int]) -> str:
         if r.get("unscored"):
             out += ["", f"No {task} scores (nothing to say about this task): "
                         + ", ".join(f"`{d}`" for d in r["unscored"])]
+        sg = r.get("suggestions") or {}
+        if sg:
+            out += ["", f"The label the Review card suggests ({task}) is the panel's better label (where that is "
+                        "one of the collection's classes), in the default queue's", ""]
+            out += [f"- top {k}: " + "; ".join(f"for {h['suggested_right']} of the {h['n']} {v} "
+                                              f"(the model's first choice for {h['model_top_right']})"
+                                              for v, h in by.items()) for k, by in sg.items()]
         un = r.get("unaudited_in_default") or []
         if un:
             out += ["", f"Not audited in the top {top[0]} of `{default}` ({task}), with the evidence that put them there:", ""]

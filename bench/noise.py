@@ -25,6 +25,7 @@ from db.store import Store, read_info
 from bench.configs import MODES, NoiseBenchConfig
 from bench.evaluation import (RELIABILITY_EDGES, artist_flips, conflicting_clean_labels, flip_labels, grade_ranking,
                              pr_curve, reliability_table, right_if_errors_uniform)
+from bench.suggestions import queue_suggestions, suggestion_hits, wilson
 from embeddings.config import EmbedConfig
 from embeddings.export import embed
 from embeddings.scores import fold_scores
@@ -230,6 +231,18 @@ def clean_run(run: str, runs_dir: str, want: list[str]):
     return run_dir, meta, clean_cfg, tasks, run_paintings(clean_cfg, meta.data)
 
 
+def suggestion_check(store_path: Path, flipped: dict[str, set[str]], clean: dict[str, pd.Series],
+                     names: dict[str, list[str]], ungraded: dict[str, list[str]]) -> dict[str, dict]:
+    """{task: {n, suggested_right, model_top_right, depth}}: over the flipped paintings in the Review
+    queue's first k (k = the flips, as P@k), how often the card's suggested label is the clean one
+    (`bench.suggestions`; paintings without ground truth left out)."""
+    out = {}
+    for t, v in flipped.items():
+        truth = {p: names[t][int(clean[t][p])] for p in v if p not in set(ungraded.get(t, ())) and clean[t][p] >= 0}
+        out[t] = {**suggestion_hits(queue_suggestions(store_path, t, len(v)), truth), "depth": len(v)}
+    return out
+
+
 def run_bench(cfg: NoiseBenchConfig) -> dict:
     t_start = time.time()
     bad = [m for m in cfg.modes if m not in MODES]
@@ -253,6 +266,7 @@ def run_bench(cfg: NoiseBenchConfig) -> dict:
         result.setdefault("review_default", read_info(store).get("review_default", "consensus"))
         result.setdefault("wrong_label_estimates", {})[mode] = wrong_label_check(store, flipped)
         result.setdefault("evidence_reliability", {})[mode] = reliability
+        result.setdefault("suggestions", {})[mode] = suggestion_check(store, flipped, clean, ps.classes, left_out)
         curves.update({(mode, t): c for t, c in pr.items()})
         log.info("%s-seed%d graded in %.0fs", mode, cfg.seed, result["seconds"][mode])
     result["seconds"]["total"] = time.time() - t_start
@@ -355,6 +369,23 @@ def reliability_markdown(result: dict) -> str:
     return "\n".join(out)
 
 
+def suggestions_markdown(result: dict) -> str:
+    """The `suggestion_check` results as a table: per flip kind and task, of the flips in the queue's
+    first k, how many the card's suggested label names correctly (95% Wilson interval), and the
+    model's first choice beside it."""
+    cells = [(m, t, r) for m, tasks in result.get("suggestions", {}).items() for t, r in tasks.items()]
+    if not cells:
+        return ""
+    out = ["| flips | task | queue depth | flips in it | suggested label right (95% CI) | model's first choice right |",
+           "|---|---|---|---|---|---|"]
+    for m, t, r in cells:
+        lo, hi = wilson(r["suggested_right"], r["n"])
+        share = lambda x: f"{x} ({x / r['n']:.0%})" if r["n"] else str(x)
+        out.append(f"| {m} | {t} | {r['depth']} | {r['n']} | {share(r['suggested_right'])}"
+                   + (f" ({lo:.2f}–{hi:.2f})" if r["n"] else "") + f" | {share(r['model_top_right'])} |")
+    return "\n".join(out)
+
+
 def ungraded_note(result: dict) -> str:
     """A paragraph naming how many paintings per flip kind and task were left out of the grades
     (their clean label conflicts with a copy's), or "" when none were."""
@@ -380,6 +411,8 @@ def write_outputs(cfg: NoiseBenchConfig, run_dir: Path, result: dict, curves: di
                                          f"that they imply were errors uniform, predicted / observed share unflipped "
                                          f"(paintings), per bin of the predicted chance:\n\n{reliability}\n\n"
                                          if (reliability := reliability_markdown(result)) else "")
+                                      + (f"The label the Review card suggests, for the flipped paintings in the "
+                                         f"queue:\n\n{suggested}\n\n" if (suggested := suggestions_markdown(result)) else "")
                                       + f"All rankings:\n\n{markdown_table(result, full=True)}\n")
     (run_dir / "noise.json").write_text(json.dumps(result, indent=1))
     import matplotlib

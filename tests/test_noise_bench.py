@@ -25,6 +25,15 @@ def test_evaluation_metrics_on_known_rankings():
     assert all(n == (1 if l == 2 else 2) for n, l in zip(noisy[flipped], labels[flipped]))
 
 
+def test_wilson_interval_of_a_small_sample():
+    from bench.suggestions import wilson
+    lo, hi = wilson(5, 10)
+    assert (round(lo, 3), round(hi, 3)) == (0.237, 0.763)
+    lo, hi = wilson(0, 10)
+    assert lo == 0 and round(hi, 3) == 0.278
+    assert all(np.isnan(wilson(0, 0)))
+
+
 def test_the_chance_a_label_is_right_weighs_the_catalogues_word():
     """Evidence that leaves the label out gives the given class q. A catalogue right 90% of the time,
     its errors spread over the 9 other classes: at q = 0.1 the label is right with 0.09 / (0.09 + 0.1 *
@@ -71,6 +80,15 @@ def test_noise_bench_grades_the_store_make_train_embed_builds(trained, tmp_path)
     assert (tmp_path / "noise_pr.png").stat().st_size > 10_000 and (tmp_path / "noise_pr.html").is_file()
     assert (trained["run_dir"] / "noise.json").is_file() and "AUROC" in r.stdout
     assert dets["evidence"]["auroc"] > 0.75 and res["review_default"] == "evidence"
+    # the card's suggested label, for the flips among the Review queue's first k (k = the flips)
+    sg = res["suggestions"]["uniform"]["style"]
+    queue = Store(work / "uniform-seed5" / "artlens.duckdb")
+    from embeddings.quality import PHOTO_DEFECTS
+    first = queue.ranked("style", "evidence", limit=len(flips), one_per_copy=True, leave_out_flags=PHOTO_DEFECTS)
+    queue.close()
+    assert sg["depth"] == len(flips) and sg["n"] == first["path"].isin(flips).sum() > 0
+    assert sg["n"] / 2 < sg["suggested_right"] <= sg["n"]
+    assert "The label the Review card suggests" in out.with_suffix(".md").read_text()
     # how honest the evidence's probabilities are: every painting in one bin, flips where it says wrong
     rel = res["evidence_reliability"]["uniform"]["style"]
     assert sum(b["n"] for b in rel) == len(frame)
