@@ -75,6 +75,7 @@ def test_a_head_that_trained_on_a_copy_is_found():
     fold = np.array([3, 2, 1, 1, 4, 0, -1, 2])
     assert head_saw_a_copy(fold, group).tolist() == [True, True, True, True, True, False, False, False]
     assert not head_saw_a_copy(np.array([1, 1, 0]), np.array([0, 0, -1])).any()
+    assert head_saw_a_copy(np.array([], int), np.array([], int)).shape == (0,)
 
 
 def _artgan(tmp_path, style_rows: list[bytes], class_name="style_class.txt"):

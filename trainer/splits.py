@@ -68,8 +68,11 @@ def head_saw_a_copy(fold: np.ndarray, group: np.ndarray) -> np.ndarray:
     (N,) int (-1 = no copy). `copies_share_fold` rules this out for the groups known before training
     (identical files); a rescan is found only in the trained embedding, and may sit anywhere."""
     out = np.zeros(len(fold), bool)
-    for g in np.unique(group[group >= 0]):
-        rows = np.flatnonzero((group == g) & (fold >= 0))
-        folds = fold[rows]
-        out[rows] = [(folds != f).any() for f in folds]
+    ok = (group >= 0) & (fold >= 0)
+    if not ok.any():
+        return out
+    g, f = group[ok], fold[ok]
+    _, in_group, group_size = np.unique(g, return_inverse=True, return_counts=True)
+    _, in_fold, fold_size = np.unique(g * (int(fold.max()) + 1) + f, return_inverse=True, return_counts=True)
+    out[ok] = group_size[in_group] > fold_size[in_fold]      # some member of the group sits in another fold
     return out
