@@ -168,8 +168,8 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, record: RunRecord, root: Path, 
     times["duplicates"] = time.time() - t0
 
     t0 = time.time()
-    probs, emb_scores, source, fold = merge_crossfit(run_dir, frame["path"].tolist(), labels, fw.probs, emb, nb_ids,
-                                               n_classes)
+    probs, emb_scores, source, fold = merge_crossfit(run_dir, frame["path"].tolist(), labels, fw.probs, emb,
+                                                     nb_ids, n_classes)
     scored = score_stage(labels, probs, emb_scores, fw.pooled, n_classes, record.knn_k, cfg.exact_limit,
                          Metadata.from_frame(frame).with_copies(group), record.classes, fold)
     times["scores"] = time.time() - t0
