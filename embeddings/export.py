@@ -32,6 +32,7 @@ from trainer.checkpoint import (Checkpoint, RunRecord, build_model, check_classe
                                 resolve_run_dir)
 from trainer.cli import UserError
 from trainer.config import run_paintings
+from trainer.data import load_image
 from trainer.features import check_images, extract_features
 from trainer.loop import cached_batcher, image_batcher, predict
 from trainer.model import EndToEnd
@@ -135,6 +136,27 @@ def embed(cfg: EmbedConfig) -> Path:
     return paths.store
 
 
+def confirmed_pairs(root: Path, paths: list[str], sha1s: list[str | None], pi: np.ndarray, pj: np.ndarray,
+                    psim: np.ndarray, max_share: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The embedding's near-duplicate pairs (pi, pj, psim (P,)) that are one picture by their pixels
+    too (`duplicates.same_picture`; identical files always are), logged."""
+    if max_share >= 1 or not len(pi):
+        return pi, pj, psim
+    identical = np.array([sha1s[i] is not None and sha1s[i] == sha1s[j] for i, j in zip(pi, pj)], bool)
+
+    def hash_of(k: int):
+        try:
+            return dup.difference_hash(load_image(root / paths[k], min_side=4 * dup.HASH_SIZE))
+        except ValueError:
+            return None
+
+    keep = identical.copy()
+    keep[~identical] = dup.same_picture(pi[~identical], pj[~identical], hash_of, max_share)
+    log.info("near-duplicates: %d pairs of other files by the embedding, %d of them one picture by their pixels",
+             int((~identical).sum()), int((keep & ~identical).sum()))
+    return pi[keep], pj[keep], psim[keep]
+
+
 def store_stage(cfg: EmbedConfig, run_dir: Path, record: RunRecord, root: Path, fw: Forward, paths: Paths) -> dict:
     """Index, scores, duplicates, projections and tables from the forward stage's outputs, written as
     the store + FAISS index (swapped in whole). Returns seconds per part."""
@@ -158,6 +180,7 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, record: RunRecord, root: Path, 
     else:  # exact pairs are quadratic in the collection: use the ANN neighbours found above instead
         r, c = np.nonzero(nb_sim >= cfg.duplicate_threshold)
         pi, pj, psim = r, nb_ids[r, c], nb_sim[r, c]
+    pi, pj, psim = confirmed_pairs(root, frame["path"].tolist(), sha1s, pi, pj, psim, cfg.duplicate_hash_share)
     group, best = dup.duplicate_groups(n, pi, pj, psim, sha1s)
     conflicts = dup.conflicting_tasks(group, labels)
     in_group = group >= 0
@@ -198,6 +221,7 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, record: RunRecord, root: Path, 
             "cross_fitted": str(bool((np.concatenate(list(source.values())) == "cross-fit").any())).lower(),
             "folds": str(record.folds), "knn_k": str(record.knn_k), "review_default": REVIEW_DEFAULT,
             "duplicate_threshold": str(cfg.duplicate_threshold),
+            "duplicate_hash_share": str(cfg.duplicate_hash_share),
             "projection": cfg.projection, "applied_tags": json.dumps(record.applied_tags or {})}
     try:
         save_index(index, index_path)

@@ -160,6 +160,40 @@ def test_duplicates_group_identical_vectors_and_flag_conflicts():
     assert conf[group[0]] == ["style"] and conf[group[1]] == ["genre"]
 
 
+def test_pixels_tell_a_rescan_from_a_series(tmp_path):
+    """The embedding puts a rescan and two paintings of a series near each other; the difference
+    hash does not: wikiart-mini's real rescan of Rubens' *Elevation of the Cross* and a painting
+    re-saved as a user's rescan would be (60% size, JPEG quality 70, a little brighter) are one
+    picture, two of Warhol's soup cans are not. `confirmed_pairs` keeps identical files without
+    reading them and drops a pair whose image cannot be read."""
+    from PIL import Image, ImageEnhance
+    from conftest import MINI
+    from embeddings.duplicates import difference_hash, same_picture
+    from embeddings.export import confirmed_pairs
+    from trainer.data import load_image
+    kitty = "Baroque/joshua-reynolds_kitty-fisher-1764.jpg"
+    im = load_image(MINI / kitty)
+    rescan = ImageEnhance.Brightness(im.resize((im.width * 3 // 5, im.height * 3 // 5))).enhance(1.1)
+    (tmp_path / "Baroque").mkdir()
+    rescan.save(tmp_path / "rescan.jpg", quality=70)
+    paths = ["Baroque/peter-paul-rubens_the-elevation-of-the-cross(1).jpg",
+             "Baroque/peter-paul-rubens_the-raising-of-the-cross.jpg",
+             "Pop_Art/andy-warhol_campbell-s-soup-can-onion.jpg", "Pop_Art/andy-warhol_old-fashioned-vegetable.jpg",
+             kitty, "rescan.jpg"]
+    hashes = [difference_hash(load_image((tmp_path if p == "rescan.jpg" else MINI) / p)) for p in paths]
+    same = same_picture(np.array([0, 2, 4]), np.array([1, 3, 5]), lambda k: hashes[k])
+    assert same.tolist() == [True, False, True]
+    assert not same_picture(np.array([0]), np.array([1]), lambda k: None).any()
+    for p in paths[:5]:
+        (tmp_path / p).parent.mkdir(exist_ok=True)
+        (tmp_path / p).symlink_to(MINI / p)
+    sha1s = ["r1", "r2", "s1", "s2", "k", "k2", "x", "x"]
+    pi, pj = np.array([0, 2, 4, 6, 0]), np.array([1, 3, 5, 7, 6])
+    kept = confirmed_pairs(tmp_path, paths + ["gone.jpg", "gone-too.jpg"], sha1s, pi, pj, np.full(5, 0.99), 0.15)
+    assert list(zip(kept[0].tolist(), kept[1].tolist())) == [(0, 1), (4, 5), (6, 7)]
+    assert confirmed_pairs(tmp_path, paths, sha1s, pi[:2], pj[:2], np.ones(2), 1.0)[0].tolist() == [0, 2]
+
+
 def test_hnsw_above_exact_limit_reaches_target_recall():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(3000, 32)).astype(np.float32)
