@@ -173,6 +173,11 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert r.returncode == 2 and "invalid choice: 'transformer'" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("train", "--help")
     assert r.returncode == 0 and "--finetune" in r.stdout and "--folds" in r.stdout
+    store = tmp_path / "kept.duckdb"
+    store.write_bytes(b"a store")
+    r = run_cli("embed", "--duplicate-hash-share", "1.5", "--store", str(store))
+    assert r.returncode == 2 and r.stderr.strip() == "error: --duplicate-hash-share 1.5 is not between 0 and 1"
+    assert store.read_bytes() == b"a store"
 
 
 def test_non_utf8_csv_and_class_with_one_image(tmp_path):
