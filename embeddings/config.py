@@ -21,10 +21,11 @@ class EmbedConfig:
     tags: str = field("", TAG_LOG_HELP)
     cache_dir: str = field("cache", "feature-map cache folder")
     duplicate_threshold: float = field(0.98, "cosine similarity at or above which paintings are near-duplicates "
-                                             "(copies of one painting: no kind of evidence reads a copy's label)")
+                                             "(copies of one painting: no kind of evidence reads a copy's label)",
+                                        bounds=(0, 1))
     duplicate_hash_share: float = field(0.15, "and whose images' 256-bit difference hashes differ in at most this "
                                               "share of the bits (a rescan differs in a few, a series in dozens); "
-                                              "1 trusts the embedding alone")
+                                              "1 trusts the embedding alone", bounds=(0, 1))
     projection: str = field("umap", "2-D projection for Explore (pca is always stored too)", choices=["umap", "pca"])
     exact_limit: int = field(20_000, "largest collection indexed exactly (search cost grows with its square); "
                                      "above it HNSW, tuned to recall@10 >= 0.95")

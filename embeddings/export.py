@@ -101,9 +101,6 @@ def forward_stage(cfg: EmbedConfig, ckpt: Checkpoint, ps) -> Forward:
 def embed(cfg: EmbedConfig) -> Path:
     """The whole `artlens embed` command: forward stage, then store stage."""
     t_start = time.time()
-    for name in ("duplicate_threshold", "duplicate_hash_share"):
-        if not 0 <= getattr(cfg, name) <= 1:
-            raise UserError(f"--{name.replace('_', '-')} {getattr(cfg, name)} is not between 0 and 1")
     run_dir = resolve_run_dir(cfg.runs_dir, "") if not cfg.run else Path(cfg.run)
     ckpt = load_checkpoint(run_dir)
     record, tcfg = ckpt.record, ckpt.config

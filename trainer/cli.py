@@ -21,7 +21,8 @@ class UserError(Exception):
 
 
 def field(default, help: str, **kw):
-    """A dataclass field with help text for its generated CLI flag."""
+    """A dataclass field with help text for its generated CLI flag; `choices=[...]` limits it to
+    those values (argparse), `bounds=(lo, hi)` to that closed range (`check_bounds`)."""
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"help": help, **kw})
     return dataclasses.field(default=default, metadata={"help": help, **kw})
@@ -55,7 +56,19 @@ def build_parser(cls: type, prog: str, description: str) -> argparse.ArgumentPar
 
 def parse_config(cls: type[T], argv: Sequence[str] | None, prog: str, description: str) -> T:
     args = build_parser(cls, prog, description).parse_args(argv)
-    return cls(**vars(args))
+    cfg = cls(**vars(args))
+    check_bounds(cfg)
+    return cfg
+
+
+def check_bounds(cfg) -> None:
+    """Raise UserError for a field whose value lies outside its `bounds`, before anything is read or
+    written."""
+    for f in dataclasses.fields(cfg):
+        bounds = f.metadata.get("bounds")
+        value = getattr(cfg, f.name)
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            raise UserError(f"--{f.name.replace('_', '-')} {value} is not between {bounds[0]} and {bounds[1]}")
 
 
 def run_cli(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None) -> int:
