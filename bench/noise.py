@@ -238,7 +238,8 @@ def suggestion_check(store_path: Path, flipped: dict[str, set[str]], clean: dict
     (`bench.suggestions`; paintings without ground truth left out)."""
     out = {}
     for t, v in flipped.items():
-        truth = {p: names[t][int(clean[t][p])] for p in v if p not in set(ungraded.get(t, ())) and clean[t][p] >= 0}
+        y0 = clean[t].reindex(sorted(set(v) - set(ungraded.get(t, ()))))
+        truth = {p: names[t][int(y)] for p, y in y0.items() if y >= 0}
         out[t] = {**suggestion_hits(queue_suggestions(store_path, t, len(v)), truth), "depth": len(v)}
     return out
 

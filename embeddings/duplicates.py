@@ -53,16 +53,10 @@ def same_picture(pairs_i: np.ndarray, pairs_j: np.ndarray, hash_of: Callable[[in
     """(P,) bool: which candidate pairs (i, j) are one picture by their pixels, difference hashes
     (`hash_of(row)`, None where the image cannot be read: never the same) differing in at most
     `max_share` of their bits. Each image is hashed once."""
-    hashes: dict[int, np.ndarray | None] = {}
-
-    def get(k: int):
-        if k not in hashes:
-            hashes[k] = hash_of(int(k))
-        return hashes[k]
-
+    hashes = {int(k): hash_of(int(k)) for k in np.unique(np.r_[pairs_i, pairs_j])}
     out = np.zeros(len(pairs_i), bool)
     for n, (i, j) in enumerate(zip(pairs_i, pairs_j)):
-        a, b = get(i), get(j)
+        a, b = hashes[int(i)], hashes[int(j)]
         out[n] = a is not None and b is not None and np.mean(a != b) <= max_share
     return out
 
