@@ -272,30 +272,42 @@ def test_knn_backbone_ties_rank_the_nearer_disagreeing_look_alikes_first():
     assert D.detector_ranks(scores, x)["knn_backbone"].tolist() == [2, 3, 4, 1]
 
 
+def _misfiled_with_a_copy(offset: float, n: int = 60):
+    """Two classes of n / 2 paintings around two centres, each by its own artist; painting 0 sits
+    among class 0 but is filed under 1, and so is its copy n - 1 (painting 0's features + offset,
+    another artist). Returns (pooled (n, 32), labels (n,), metadata without copies, copy groups (n,))."""
+    import pandas as pd
+    from embeddings.evidence_table import Metadata
+    rng = np.random.default_rng(0)
+    centre = np.repeat(rng.normal(size=(2, 32)) * 3, n // 2, axis=0)
+    pooled = (centre + rng.normal(size=(n, 32))).astype(np.float32)
+    labels = np.repeat([0, 1], n // 2)
+    labels[0] = 1                                          # misfiled, among class 0
+    pooled[n - 1], labels[n - 1] = pooled[0] + offset, 1   # its copy, filed the same way
+    md = Metadata.from_frame(pd.DataFrame({"artist_name": [f"artist-{i}" for i in range(n)], "title": ""}))
+    copies = np.full(n, -1)
+    copies[[0, n - 1]] = 0
+    return pooled, labels, md, copies
+
+
+def _score_style(labels, probs, pooled, md, fold=None):
+    """The score stage on one task, `style` (classes a, b), with no cross-fitted embedding scores."""
+    from embeddings.score_stage import score_stage
+    no_scores = {"style": {d: np.full(len(labels), np.nan) for d in D.EMBEDDING_DETECTORS}}
+    return score_stage({"style": labels}, {"style": probs}, no_scores, pooled, {"style": 2}, 10, 10_000, md,
+                       {"style": ["a", "b"]}, fold)
+
+
 def test_a_paintings_copy_is_never_its_look_alike():
     """The same picture filed twice is one painting. Painting 0 sits among class-0 look-alikes but is
     labelled 1, and so is its copy (the same features under another name and artist): skipping the
     copy, the score stage's label-free neighbours (`knn_backbone`, the look, the card's line) see 0
     of 10 look-alikes agree; with the copy counted as another painting, 1 of 10 would."""
-    import pandas as pd
-    from embeddings.evidence_table import Metadata
-    from embeddings.score_stage import score_stage
-    rng = np.random.default_rng(0)
-    n = 60
-    centre = np.repeat(rng.normal(size=(2, 32)) * 3, n // 2, axis=0)
-    pooled = (centre + rng.normal(size=(n, 32))).astype(np.float32)
-    labels = np.repeat([0, 1], n // 2)
-    labels[0] = 1                                   # misfiled, among class 0
-    pooled[n - 1], labels[n - 1] = pooled[0], 1      # its copy, filed the same way
-    probs = np.full((n, 2), 0.5)
-    md = Metadata.from_frame(pd.DataFrame({"artist_name": [f"artist-{i}" for i in range(n)], "title": ""}))
-    copies = np.full(n, -1)
-    copies[[0, n - 1]] = 0
+    pooled, labels, md, copies = _misfiled_with_a_copy(0.0)
+    probs = np.full((len(labels), 2), 0.5)
 
     def first_painting(m):
-        no_scores = {"style": {d: np.full(n, np.nan) for d in D.EMBEDDING_DETECTORS}}
-        out = score_stage({"style": labels}, {"style": probs}, no_scores, pooled, {"style": 2}, 10, 10_000, m,
-                          {"style": ["a", "b"]})
+        out = _score_style(labels, probs, pooled, m)
         sc = out.scores[(out.scores.image_id == 0) & (out.scores.detector == "knn_backbone")]["score"].item()
         ev = out.evidence
         line = ev[(ev.image_id == 0) & (ev.kind == "neighbours")]["line"].item()
@@ -313,27 +325,14 @@ def test_a_head_that_trained_on_a_rescan_is_left_out_of_the_look():
     painting 0 trained on the rescan in another fold and learnt its label: it reads 1 with 0.95, a
     vote the label cast for itself. The evidence leaves that reading out (the card says so), and
     the painting ranks higher than where the rescan shared its fold and the reading was fair."""
-    import pandas as pd
-    from embeddings.evidence_table import Metadata
-    from embeddings.score_stage import score_stage
-    rng = np.random.default_rng(0)
-    n = 60
-    centre = np.repeat(rng.normal(size=(2, 32)) * 3, n // 2, axis=0)
-    pooled = (centre + rng.normal(size=(n, 32))).astype(np.float32)
-    labels = np.repeat([0, 1], n // 2)
-    labels[[3, 40]] = [1, 0]                              # two other misfiled paintings, read fairly
-    labels[0] = 1                                         # misfiled among class 0
-    pooled[n - 1], labels[n - 1] = pooled[0] + 0.01, 1    # its rescan, filed the same way
+    pooled, labels, md, copies = _misfiled_with_a_copy(0.01)   # the rescan: nearly the same features
+    n = len(labels)
     probs = np.where(np.arange(2)[None, :] == np.repeat([0, 1], n // 2)[:, None], 0.9, 0.1)
+    labels[[3, 40]] = [1, 0]                              # two other misfiled paintings, read fairly
     probs[[0, n - 1]] = [0.05, 0.95]                      # learnt from each other
-    md = Metadata.from_frame(pd.DataFrame({"artist_name": [f"artist-{i}" for i in range(n)], "title": ""}))
-    copies = np.full(n, -1)
-    copies[[0, n - 1]] = 0
 
     def first_painting(fold):
-        no_scores = {"style": {d: np.full(n, np.nan) for d in D.EMBEDDING_DETECTORS}}
-        out = score_stage({"style": labels}, {"style": probs}, no_scores, pooled, {"style": 2}, 10, 10_000,
-                          md.with_copies(copies), {"style": ["a", "b"]}, fold)
+        out = _score_style(labels, probs, pooled, md.with_copies(copies), fold)
         sc = out.scores[(out.scores.detector == "evidence")].set_index("image_id")
         model = out.evidence[(out.evidence.image_id == 0) & (out.evidence.kind == "model")].iloc[0]
         return sc.loc[0, "rank"], sc.loc[0, "score"], model
