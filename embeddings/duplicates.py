@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from PIL import Image
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from trainer.picture_hash import HASH_SIZE, MAX_HASH_SHARE, difference_hash  # noqa: F401 (one hash for make train and make embed)
 
 
 def duplicate_pairs_exact(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -31,21 +32,6 @@ def duplicate_pairs_exact(vectors: np.ndarray, threshold: float) -> tuple[np.nda
     rows = np.repeat(np.arange(len(x)), np.diff(lims).astype(np.int64))
     keep = rows < nbrs
     return rows[keep], nbrs[keep].astype(np.int64), sims[keep]
-
-
-# A difference hash of HASH_SIZE x HASH_SIZE bits (each: is a grey thumbnail pixel brighter than its
-# right neighbour); two files of one picture differ in a few bits (Rubens' rescan: 3 of 256), two
-# paintings of a series in dozens (the soup cans: 48). MAX_HASH_SHARE: at most this share of the bits
-# may differ, the usual tolerance for difference hashes (about 10 of 64).
-HASH_SIZE, MAX_HASH_SHARE = 16, 0.15
-
-
-def difference_hash(image: Image.Image, size: int = HASH_SIZE) -> np.ndarray:
-    """(size * size,) bool difference hash of an image: its grey (size + 1) x size thumbnail, each
-    pixel compared with its right neighbour. Insensitive to scale, JPEG quality and mild colour
-    changes; a crop or a reframing moves it."""
-    grey = np.asarray(image.convert("L").resize((size + 1, size), Image.LANCZOS), dtype=np.float32)
-    return (grey[:, 1:] > grey[:, :-1]).ravel()
 
 
 def same_picture(pairs_i: np.ndarray, pairs_j: np.ndarray, hash_of: Callable[[int], np.ndarray | None],

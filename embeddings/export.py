@@ -32,7 +32,7 @@ from trainer.checkpoint import (Checkpoint, RunRecord, build_model, check_classe
                                 resolve_run_dir)
 from trainer.cli import UserError
 from trainer.config import run_paintings
-from trainer.data import load_image
+from trainer.data import picture_hashes
 from trainer.features import check_images, extract_features
 from trainer.loop import cached_batcher, image_batcher, predict
 from trainer.model import EndToEnd
@@ -145,10 +145,7 @@ def confirmed_pairs(root: Path, paths: list[str], sha1s: list[str | None], pi: n
     identical = np.array([sha1s[i] is not None and sha1s[i] == sha1s[j] for i, j in zip(pi, pj)], bool)
 
     def hash_of(k: int):
-        try:
-            return dup.difference_hash(load_image(root / paths[k], min_side=4 * dup.HASH_SIZE))
-        except ValueError:
-            return None
+        return picture_hashes(root, [paths[k]])[0]
 
     keep = identical.copy()
     keep[~identical] = dup.same_picture(pi[~identical], pj[~identical], hash_of, max_share)

@@ -22,8 +22,9 @@ def test_reads_wikiart_mini():
     assert (f["artist"] >= 0).sum() == 1453 - 0  # artist CSVs list 1018 + 435 paintings
     assert (f["artist"] < 0).sum() == 2546 - 1453  # kept, with the missing task masked
     assert set(f["split"]) == {"train", "val", "test"}
-    # the ArtGAN style val split is kept, but for 7 identical files whose copy ArtGAN put in train
-    assert (f["split"] == "val").sum() == 794 - 7
+    # the ArtGAN style val split is kept, but for 10 copies (7 identical files, 3 the same picture by
+    # their pixels) whose other copy ArtGAN put in train
+    assert (f["split"] == "val").sum() == 794 - 10
     # test split is carved from train only, stratified: every style with >= 3 train paintings appears
     assert 0.1 < (f["split"] == "test").sum() / 1752 < 0.2
     assert f.loc[f.split == "test", "style"].nunique() == f.loc[f.split != "val", "style"].nunique()
@@ -36,16 +37,24 @@ def test_test_split_is_seeded():
     assert (a["split"] == b["split"]).all() and not (a["split"] == c["split"]).all()
 
 
-def test_identical_files_share_one_split_on_wikiart_mini(caplog):
+def test_copies_share_one_split_on_wikiart_mini(caplog):
     """wikiart-mini's 18 byte-identical pairs: ArtGAN's own split puts 7 across train and val, and a
     test split drawn painting by painting puts more across test. With copies kept together none
-    crosses, the test split is the same draw plus the copies of what it drew, and it is logged."""
+    crosses, the test split is the same draw plus the copies of what it drew, and it is logged.
+    Four pairs of other files are one picture by their pixels too, Rubens' rescan among them; with
+    --copy-hash-share 0 only identical files are."""
     import logging
     with caplog.at_level(logging.INFO, logger="trainer.data"):
         f = load_paintings(MINI).frame
     apart = load_paintings(MINI, copies_together=False).frame
+    identical = load_paintings(MINI, copy_hash_share=0).frame
     groups = f[f["copy_group"] >= 0]
-    assert groups["copy_group"].nunique() == 18 and len(groups) == 36
+    assert groups["copy_group"].nunique() == 22 and len(groups) == 44
+    assert (identical["copy_group"] >= 0).sum() == 36 and identical["copy_group"].max() == 17
+    by_path = f.set_index("path")
+    rubens = by_path.loc[["Baroque/peter-paul-rubens_the-elevation-of-the-cross(1).jpg",
+                          "Baroque/peter-paul-rubens_the-raising-of-the-cross.jpg"]]
+    assert rubens["copy_group"].nunique() == 1 and rubens["copy_group"].iloc[0] >= 0
     assert (groups.groupby("copy_group")["split"].nunique() == 1).all()
     in_apart = apart.loc[groups.index]
     assert (in_apart.groupby(groups["copy_group"])["split"].nunique() > 1).sum() >= 7
@@ -53,7 +62,8 @@ def test_identical_files_share_one_split_on_wikiart_mini(caplog):
     moved = f["split"] != apart["split"]
     assert (f.loc[moved, "copy_group"] >= 0).all()                     # only copies move
     assert set(apart.index[apart["split"] == "test"]) <= set(f.index[f["split"] == "test"])
-    assert "18 groups of identical files (36 paintings), each kept in one split" in caplog.text
+    assert ("22 groups of copies (44 paintings; 4 pairs of other files one picture by their pixels), "
+            "each kept in one split") in caplog.text
 
 
 def test_copy_groups_keep_together_and_share_a_fold():
@@ -64,6 +74,9 @@ def test_copy_groups_keep_together_and_share_a_fold():
     assert split.tolist() == ["test", "train", "test", "val", "train", "train", "val", "test"] and moved == 3
     fold = copies_share_fold(np.array([0, 1, 2, 3, 4, 0, 1, 2]), g)
     assert fold.tolist() == [0, 1, 0, 3, 4, 1, 1, 0]
+    # a pair by pixels joins two files (and, transitively, their identical copies) into one group
+    near = copy_groups(["a", "b", "a", None, "c", "b", None, "a"], (np.array([4, 6]), np.array([5, 3])))
+    assert near.tolist() == [0, 1, 0, 2, 1, 1, 2, 0]
 
 
 def test_a_head_that_trained_on_a_copy_is_found():

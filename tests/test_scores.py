@@ -165,11 +165,13 @@ def test_pixels_tell_a_rescan_from_a_series(tmp_path):
     hash does not: wikiart-mini's real rescan of Rubens' *Elevation of the Cross* and a painting
     re-saved as a user's rescan would be (60% size, JPEG quality 70, a little brighter) are one
     picture, two of Warhol's soup cans are not. `confirmed_pairs` keeps identical files without
-    reading them and drops a pair whose image cannot be read."""
+    reading them and drops a pair whose image cannot be read. `near_copy_pairs`, which groups files
+    for make train's splits and folds, finds the same two pairs among all six by pixels alone."""
     from PIL import Image, ImageEnhance
     from conftest import MINI
-    from embeddings.duplicates import difference_hash, same_picture
+    from embeddings.duplicates import same_picture
     from embeddings.export import confirmed_pairs
+    from trainer.picture_hash import difference_hash, near_copy_pairs
     from trainer.data import load_image
     kitty = "Baroque/joshua-reynolds_kitty-fisher-1764.jpg"
     im = load_image(MINI / kitty)
@@ -184,6 +186,10 @@ def test_pixels_tell_a_rescan_from_a_series(tmp_path):
     same = same_picture(np.array([0, 2, 4]), np.array([1, 3, 5]), lambda k: hashes[k])
     assert same.tolist() == [True, False, True]
     assert not same_picture(np.array([0]), np.array([1]), lambda k: None).any()
+    pi, pj = near_copy_pairs(hashes + [None])
+    assert list(zip(pi.tolist(), pj.tolist())) == [(0, 1), (4, 5)]
+    assert not len(near_copy_pairs(hashes, 0.0)[0])
+    assert difference_hash(Image.new("RGB", (64, 48), (200, 10, 10))) is None     # flat: no picture to tell
     for p in paths[:5]:
         (tmp_path / p).parent.mkdir(exist_ok=True)
         (tmp_path / p).symlink_to(MINI / p)

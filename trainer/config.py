@@ -52,6 +52,9 @@ class TrainConfig:
     copies_together: bool = field(True, "identical files (same sha1) share one split and one cross-fitting fold "
                                         "(test wins, then train), the data's own train/val split included; "
                                         "--no-copies-together keeps the given split (crossings then show on Overview)")
+    copy_hash_share: float = field(0.15, "--copies-together: files whose pictures' 256-bit difference hashes differ in "
+                                         "at most this share of the bits (a rescan, a re-saved copy) count as copies "
+                                         "too; 0 = identical files only", bounds=(0, 1))
     seed: int = field(0, "random seed (splits, init, batches)")
     device: str = field("cpu", "cpu or cuda")
     engine: str = field("auto", "frozen-backbone inference: onnx (ONNX Runtime), eager (PyTorch), auto = onnx on a "
@@ -87,8 +90,10 @@ class TrainConfig:
 # Fields added after runs were already saved: an older run's config, rebuilt, must give the model
 # it trained (before --texture the head read the final map alone; before --fit-on the final model
 # early-stopped on val, before --min-steps no schedule had a floor, and before --copies-together
-# identical files were split like any others).
-SAVED_BEFORE = {"texture": False, "fit_on": "train", "min_steps": 0, "copies_together": False}
+# identical files were split like any others, and before --copy-hash-share only identical files were
+# copies).
+SAVED_BEFORE = {"texture": False, "fit_on": "train", "min_steps": 0, "copies_together": False,
+                "copy_hash_share": 0.0}
 
 
 def saved_config(saved: dict | TrainConfig, **overrides) -> TrainConfig:
@@ -110,4 +115,5 @@ def run_paintings(cfg: TrainConfig, data: str | None = None, parse_names: bool =
     """The paintings at `data` (default cfg.data) split as a run with settings `cfg` splits them
     (its test fraction, seed, ImageFolder task and copies-together rule): `make train`, `make
     embed` and the benchmarks that reread a run's data all load it this way, so their splits agree."""
-    return load_paintings(data or cfg.data, cfg.test_fraction, cfg.seed, parse_names, cfg.task, cfg.copies_together)
+    return load_paintings(data or cfg.data, cfg.test_fraction, cfg.seed, parse_names, cfg.task, cfg.copies_together,
+                          cfg.copy_hash_share)

@@ -18,6 +18,7 @@ from PIL import Image
 
 from trainer.cli import UserError
 from trainer.metadata import MANIFEST_COLUMNS, add_metadata
+from trainer.picture_hash import HASH_SIZE, MAX_HASH_SHARE, difference_hash, near_copy_pairs
 from trainer.splits import copy_groups, keep_copies_together
 
 log = logging.getLogger("trainer.data")
@@ -67,7 +68,8 @@ class PaintingSet:
 
 
 def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
-                   parse_names: bool = True, folder_task: str = "style", copies_together: bool = True) -> PaintingSet:
+                   parse_names: bool = True, folder_task: str = "style", copies_together: bool = True,
+                   copy_hash_share: float = MAX_HASH_SHARE) -> PaintingSet:
     """Read `data`: an ArtGAN-layout folder, a manifest CSV (`path,artist,genre,style[,split]`,
     optional `title` and `year` or `date`), or an ImageFolder (`DIR/<class>/<image>`, one folder per
     class of `folder_task`, torchvision's layout; used when DIR has no ArtGAN CSVs).
@@ -76,8 +78,10 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
     style, then genre, seeded) becomes the held-out test split used for reported numbers.
     The frame also carries trainer.metadata.METADATA_COLUMNS (artist, title, year), from the
     manifest's columns and, with parse_names, from WikiArt-style file names.
-    copies_together: byte-identical files (`copy_group` >= 0) sit in one split, the given one
-    included (trainer/splits.py); off, the data's own split stands and copy_group is -1.
+    copies_together: byte-identical files, and pictures whose difference hashes differ in at most
+    `copy_hash_share` of their bits (0 = identical files only), share a `copy_group` (>= 0) and sit
+    in one split, the given one included (trainer/splits.py); off, the data's own split stands and
+    copy_group is -1.
     """
     data = Path(data)
     if not data.exists():
@@ -96,7 +100,9 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
     ps.frame = ps.frame.sort_values("path", kind="stable").reset_index(drop=True)
     if copies_together:
         ps.frame["sha1"] = hash_images(ps.root, ps.frame["path"])
-        group = copy_groups(ps.frame["sha1"].tolist())
+        near = (near_copy_pairs(picture_hashes(ps.root, ps.frame["path"]), copy_hash_share)
+                if copy_hash_share > 0 else None)
+        group = copy_groups(ps.frame["sha1"].tolist(), near)
     else:
         group = np.full(len(ps.frame), -1, np.int64)
     ps.frame["copy_group"] = group
@@ -105,9 +111,12 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
     # group joins the split of its most held-out copy
     ps.frame["split"], moved = keep_copies_together(carve_test_split(ps.frame, test_fraction, seed).to_numpy(), group)
     if (group >= 0).any():
-        log.info("%s: %d groups of identical files (%d paintings), each kept in one split: %d paintings moved "
-                 "(%d of them out of the data's own train/val split)", data, len(np.unique(group[group >= 0])),
-                 int((group >= 0).sum()), moved, int(((given != ps.frame["split"]) & (given != "train")).sum()))
+        sha1 = ps.frame["sha1"].to_numpy(object)
+        by_pixels = 0 if near is None else int((sha1[near[0]] != sha1[near[1]]).sum())
+        log.info("%s: %d groups of copies (%d paintings; %d pairs of other files one picture by their pixels), "
+                 "each kept in one split: %d paintings moved (%d of them out of the data's own train/val split)",
+                 data, len(np.unique(group[group >= 0])), int((group >= 0).sum()), by_pixels, moved,
+                 int(((given != ps.frame["split"]) & (given != "train")).sum()))
     log.info("%s: %d paintings (%s), tasks %s, %d rows skipped", data, len(ps.frame),
              ", ".join(f"{s} {n}" for s, n in ps.frame["split"].value_counts().items()), ps.tasks, len(ps.problems))
     return ps
@@ -360,6 +369,19 @@ def hash_images(root: Path, paths) -> list[str | None]:
         try:
             out.append(file_sha1(root / p))
         except OSError:
+            out.append(None)
+    return out
+
+
+def picture_hashes(root: Path, paths) -> list[np.ndarray | None]:
+    """The difference hash (trainer/picture_hash.py) of each image under root, None where it cannot
+    be decoded (reported by whoever decodes it for the model). A JPEG decodes at a reduced scale:
+    about 1 s for wikiart-mini's 2,546 paintings."""
+    out = []
+    for p in paths:
+        try:
+            out.append(difference_hash(load_image(root / p, min_side=4 * HASH_SIZE)))
+        except ValueError:
             out.append(None)
     return out
 
