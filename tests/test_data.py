@@ -66,6 +66,18 @@ def test_copies_share_one_split_on_wikiart_mini(caplog):
             "each kept in one split") in caplog.text
 
 
+def test_runs_saved_before_copy_hash_share_resplit_as_they_trained():
+    """A run saved before --copy-hash-share grouped identical files only: make embed and the
+    benchmarks, which reread its data with its saved config, split it as it trained."""
+    from trainer.config import TrainConfig, run_paintings, saved_config
+    old = {k: v for k, v in vars(TrainConfig(data=str(MINI))).items() if k != "copy_hash_share"}
+    assert saved_config(old).copy_hash_share == 0.0 and TrainConfig().copy_hash_share == 0.15
+    before = run_paintings(saved_config(old)).frame
+    now = run_paintings(saved_config({**old, "copy_hash_share": 0.15})).frame
+    assert (before["copy_group"] >= 0).sum() == 36 and (now["copy_group"] >= 0).sum() == 44
+    assert (before["split"] != now["split"]).sum() == 4
+
+
 def test_copy_groups_keep_together_and_share_a_fold():
     from trainer.splits import copies_share_fold, copy_groups, keep_copies_together
     g = copy_groups(["a", "b", "a", None, "c", "b", None, "a"])
@@ -191,6 +203,9 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     r = run_cli("embed", "--duplicate-hash-share", "1.5", "--store", str(store))
     assert r.returncode == 2 and r.stderr.strip() == "error: --duplicate-hash-share 1.5 is not between 0 and 1"
     assert store.read_bytes() == b"a store"
+    r = run_cli("train", "--copy-hash-share", "-0.1", "--out-dir", str(tmp_path / "runs"))
+    assert r.returncode == 2 and r.stderr.strip() == "error: --copy-hash-share -0.1 is not between 0 and 1"
+    assert not (tmp_path / "runs").exists()
 
 
 def test_non_utf8_csv_and_class_with_one_image(tmp_path):
