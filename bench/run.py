@@ -33,9 +33,10 @@ class BenchConfig:
     images: int = field(256, "paintings used by the training and embedding steps")
     synthetic: int = field(100_000, "paintings in the synthetic store")
     umap_sizes: list[int] = field([25_000, 100_000], "UMAP sizes to time (0 to skip)")
-    evidence_size: int = field(100_000, "evidence and look steps: paintings (evidence: WikiArt metadata resampled)")
+    evidence_size: int = field(100_000, "evidence, look and copies steps: paintings (evidence: WikiArt metadata "
+                                        "resampled; copies: picture hashes)")
     steps: list[str] = field(["features", "train", "embed", "faiss", "dashboard", "browser", "gradcam", "umap", "tags",
-                              "evidence", "look"],
+                              "evidence", "look", "copies"],
                              "steps to run; also: scale (every stage at --scale-sizes, ~45 min)")
     scale_sizes: list[int] = field([10_000, 30_000, 100_000], "scale step: collection sizes (0 = only the features rate)")
     scale_features: int = field(10_000, "scale step: real JPEGs for the features rate (0 = keep the last measurement)")
@@ -406,6 +407,24 @@ def step_look(n: int) -> dict:
             "short_after": int((got < 0).any(1).sum())}
 
 
+def step_copies(n: int) -> dict:
+    """`make train`'s copy finding by pixels (`trainer.data.picture_hashes`, `near_copy_pairs`): every
+    wikiart-mini image hashed as the loader hashes it, then the pair search over n hashes (wikiart-
+    mini's, the rest random: the search is exhaustive, so its cost does not depend on the pictures)."""
+    from trainer.data import load_paintings, picture_hashes
+    from trainer.picture_hash import HASH_SIZE, near_copy_pairs
+    ps = load_paintings(MINI, test_fraction=0, copies_together=False)
+    t0 = time.perf_counter()
+    hashes = picture_hashes(ps.root, ps.frame["path"])
+    hash_s = time.perf_counter() - t0
+    rng = np.random.default_rng(0)
+    pool = hashes + list(rng.random((max(0, n - len(hashes)), HASH_SIZE * HASH_SIZE)) < 0.5)
+    t0 = time.perf_counter()
+    pi, _ = near_copy_pairs(pool)
+    return {"paintings": len(hashes), "hash_ms_per_img": 1000 * hash_s / len(hashes), "n": len(pool),
+            "search_s": time.perf_counter() - t0, "pairs": len(pi)}
+
+
 from bench.scale import step_scale, step_scale_features  # noqa: E402,F401  (run by name in a child)
 from bench.tagload import step_tags  # noqa: E402,F401
 
@@ -442,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "browser": [("step_browser", cfg.synthetic)], "gradcam": [("step_gradcam", cfg.gradcam_images)],
             "umap": [("step_umap", n) for n in cfg.umap_sizes if n], "tags": [("step_tags", cfg.tag_decisions)],
             "evidence": [("step_evidence", cfg.evidence_size)], "look": [("step_look", cfg.evidence_size)],
+            "copies": [("step_copies", cfg.evidence_size)],
             "scale": [("step_scale_features", cfg.scale_features)] * bool(cfg.scale_features) +
                      [("step_scale", n) for n in cfg.scale_sizes if n]}
     out = Path(cfg.out)
@@ -548,6 +568,10 @@ def table(results: dict) -> str:
             row(step, f"{r['n']:,}, {r['artists']} artists: first 40, s", f"{r['first_search_s']:.1f}")
             row(step, "wider search (worst case), s", f"{r['wider_s']:.1f}")
             row(step, "paintings still short of 10", f"{r['short_after']}")
+        elif step == "copies":
+            row(step, f"picture hash ({r['paintings']:,} JPEGs), ms/img", f"{r['hash_ms_per_img']:.2f}")
+            row(step, f"pair search at {r['n']:,}, s", f"{r['search_s']:.1f}")
+            row(step, "pairs found (wikiart-mini's)", f"{r['pairs']}")
     return "\n".join(lines)
 
 

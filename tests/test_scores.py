@@ -261,6 +261,15 @@ def test_the_look_bench_step_times_the_product_search():
     assert r["first_search_s"] > 0 and r["wider_s"] > 0
 
 
+def test_the_copies_bench_step_finds_wikiart_minis_pairs_among_random_hashes():
+    """`make bench --steps copies` times the loader's hashing and pair search: the 22 pairs
+    `make train` groups on wikiart-mini (18 identical, 4 by pixels), none among random hashes."""
+    from bench.run import step_copies
+    r = step_copies(5000)
+    assert r["paintings"] == 2546 and r["n"] == 5000 and r["pairs"] == 22
+    assert r["hash_ms_per_img"] > 0 and r["search_s"] > 0
+
+
 def test_knn_backbone_ties_rank_the_nearer_disagreeing_look_alikes_first():
     """10 neighbours give knn_backbone 11 score levels; within one the registry's tiebreak (the
     similarity-weighted share) orders them, not the paintings' order (the path)."""
