@@ -113,9 +113,11 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
     if (group >= 0).any():
         sha1 = ps.frame["sha1"].to_numpy(object)
         by_pixels = 0 if near is None else int((sha1[near[0]] != sha1[near[1]]).sum())
-        log.info("%s: %d groups of copies (%d paintings; %d pairs of other files one picture by their pixels), "
-                 "each kept in one split: %d paintings moved (%d of them out of the data's own train/val split)",
-                 data, len(np.unique(group[group >= 0])), int((group >= 0).sum()), by_pixels, moved,
+        # the largest group shows a chain of look-alike hashes, which would crowd one fold
+        log.info("%s: %d groups of copies (%d paintings, at most %d in one; %d pairs of other files one picture "
+                 "by their pixels), each kept in one split: %d paintings moved (%d of them out of the data's own "
+                 "train/val split)", data, len(np.unique(group[group >= 0])), int((group >= 0).sum()),
+                 int(np.bincount(group[group >= 0]).max()), by_pixels, moved,
                  int(((given != ps.frame["split"]) & (given != "train")).sum()))
     log.info("%s: %d paintings (%s), tasks %s, %d rows skipped", data, len(ps.frame),
              ", ".join(f"{s} {n}" for s, n in ps.frame["split"].value_counts().items()), ps.tasks, len(ps.problems))
