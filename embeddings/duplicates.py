@@ -8,13 +8,13 @@ so an embedding pair is kept only where a difference hash of the two images agre
 """
 from __future__ import annotations
 
+from collections import Counter
 from typing import Callable
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
-from trainer.picture_hash import HASH_SIZE, MAX_HASH_SHARE, difference_hash  # noqa: F401 (one hash for make train and make embed)
+from trainer.picture_hash import MAX_HASH_SHARE
+from trainer.splits import copy_groups
 
 
 def duplicate_pairs_exact(vectors: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -49,33 +49,23 @@ def same_picture(pairs_i: np.ndarray, pairs_j: np.ndarray, hash_of: Callable[[in
 
 def duplicate_groups(n: int, pairs_i: np.ndarray, pairs_j: np.ndarray, sims: np.ndarray,
                      sha1s: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Connected components of the duplicate graph (pairs plus identical file hashes).
+    """Connected components of the duplicate graph (pairs plus identical file hashes), grouped as
+    `make train` groups its copies (`trainer.splits.copy_groups`).
 
-    Returns (group (N,) int, -1 for paintings with no duplicate; best similarity (N,) float).
+    Returns (group (N,) int, -1 for paintings with no duplicate; best similarity (N,) float, 1 for
+    a painting with an identical file).
     """
-    i, j, s = list(pairs_i), list(pairs_j), list(sims)
-    if sha1s is not None:
-        first: dict[str, int] = {}
-        for k, h in enumerate(sha1s):
-            if h is None:
-                continue
-            if h in first:
-                i.append(first[h]); j.append(k); s.append(1.0)
-            else:
-                first[h] = k
+    sha1s = list(sha1s) if sha1s is not None else [None] * n
+    pairs_i, pairs_j = np.asarray(pairs_i, np.int64), np.asarray(pairs_j, np.int64)
+    group = copy_groups(sha1s, (pairs_i, pairs_j))
     best = np.zeros(n, np.float32)
-    if not i:
-        return np.full(n, -1), best
-    i, j, s = np.array(i), np.array(j), np.array(s, np.float32)
-    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
-    _, comp = connected_components(graph, directed=False)
-    np.maximum.at(best, i, s)
-    np.maximum.at(best, j, s)
-    sizes = np.bincount(comp)
-    group = np.where(sizes[comp] > 1, comp, -1)
-    # renumber groups 0..G-1 in order of first member
-    uniq = {g: k for k, g in enumerate(dict.fromkeys(group[group >= 0]))}
-    return np.array([uniq.get(g, -1) for g in group]), best
+    sims = np.asarray(sims, np.float32)
+    np.maximum.at(best, pairs_i, sims)
+    np.maximum.at(best, pairs_j, sims)
+    files = Counter(h for h in sha1s if h is not None)
+    identical = np.array([h is not None and files[h] > 1 for h in sha1s], bool)
+    best[identical] = np.maximum(best[identical], 1.0)
+    return group, best
 
 
 def conflicting_tasks(group: np.ndarray, labels: dict[str, np.ndarray]) -> dict[int, list[str]]:
