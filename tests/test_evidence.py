@@ -31,6 +31,7 @@ def test_parse_date(text, want):
     ("Pointillism/marevna-(marie-vorobieff)_senegal-solgier-1936.jpg", "marevna-(marie-vorobieff)",
      "senegal solgier", 1936),
     ("Ukiyo_e/utagawa-kuniyoshi_women-23.jpg", "utagawa-kuniyoshi", "women 23", None),
+    ("Minimalism/brice-marden_10-2011.jpg", "brice-marden", "10", 2011),
     # WikiArt's placeholder for an unknown title is no title, with either separator
     ("Abstract_Expressionism/joan-miro_not_detected_227956.jpg", "joan-miro", "", None),
     ("Pop_Art/hiro-yamagata_not-detected-272412.jpg", "hiro-yamagata", "", None),
@@ -44,6 +45,9 @@ def test_parse_wikiart_name(name, artist, title, year):
 def test_names_without_the_wikiart_shape_give_nothing():
     assert parse_wikiart_name("scans/IMG_0042.jpg") is None
     assert parse_wikiart_name("folder/plain.jpg") is None
+    # lower-case camera and scanner names are counters, not an artist and a title
+    for name in ("img_0042.jpg", "scans/scan_0007.tif", "dsc_1234(1).jpg", "photo_2019.jpg"):
+        assert parse_wikiart_name(name) is None, name
 
 
 def test_wikiart_mini_coverage_is_logged(caplog):

@@ -67,7 +67,8 @@ def parse_date(text: str) -> tuple[float, float] | None:
 
 def parse_wikiart_name(path: str) -> dict | None:
     """{artist_name, title, year_lo, year_hi} from `<artist-slug>_<title-slug>[-<year>].<ext>`, or
-    None when the file name does not have that shape. A copy suffix ("(1)") is ignored; the year is
+    None when the file name does not have that shape (a title of digits only, without a year at the
+    end, is a counter: `img_0042.jpg`). A copy suffix ("(1)") is ignored; the year is
     taken only from the end of the name (a year inside a title is part of the title); WikiArt's
     placeholder `not_detected_<id>` gives title "" (unknown)."""
     stem = str(path).replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
@@ -81,6 +82,8 @@ def parse_wikiart_name(path: str) -> dict | None:
     if m and YEAR_MIN <= int(m.group(2)) <= YEAR_MAX:
         out["title"], out["year_lo"] = m.group(1), float(m.group(2))
         out["year_hi"] = out["year_lo"]
+    elif not re.search("[a-z]", title):
+        return None     # a camera's or scanner's name (img_0042, scan_0007), no artist before the "_"
     out["title"] = re.sub(r"\(\d+\)$", "", out["title"]).replace("-", " ").replace("_", " ").strip()
     if _PLACEHOLDER_TITLE.match(out["title"]):
         out["title"] = ""
