@@ -340,16 +340,18 @@ class Artlens:
         w = self.wrong_label_refined(task)
         if not w:
             return "", None
+        words = {"look": "the look", "artist": "the artist's other paintings", "period": "the date",
+                 "title": "the title", "copies": "a copy filed under another label"}
+        held = self.store.evidence_kinds(task)
+        kinds = ", ".join(words[k] for k in KINDS if k in held) or "the look"
+        # a label is counted only where two kinds agree: one with a single kind never is
+        few = self.store.labels_with_few_kinds(task, list(KINDS)) if held else 0
         text = (f"About **{w['estimate']:,.0f}** of {w['labelled']:,} {task} labels look wrong "
                 f"(range {w['low']:,.0f}–{w['high']:,.0f}")
         if w["refined"]:
             text += (f"; the evidence alone said {w['model_estimate']:,.0f}, refined by your {w['reviewed']:,} "
                      "decisions at each depth of the review queue)")
         else:
-            words = {"look": "the look", "artist": "the artist's other paintings", "period": "the date",
-                     "title": "the title", "copies": "a copy filed under another label"}
-            held = self.store.evidence_kinds(task)
-            kinds = ", ".join(words[k] for k in KINDS if k in held) or "the look"
             text += (f"; counted where at least two independent kinds of evidence ({kinds}) agree on another "
                      "label and, weighing the catalogue's own "
                      "word, wrong is likelier than right. The range runs from three kinds agreeing to every "
@@ -357,6 +359,11 @@ class Artlens:
                      "counts the classifier's own confusions. Labels given at artist level, which the "
                      "artist's other paintings then back, are under-counted, and when common fall even "
                      "beyond the high end)")
+            if few:
+                text += (f". {'All ' if few == w['labelled'] else ''}{few:,} of these labels "
+                         f"{'has' if few == 1 else 'have'} fewer than two kinds of evidence (no date, no title, "
+                         "no other painting by the artist here) and cannot be counted; their wrong labels are "
+                         "in the high end only")
         if w["reviewed"]:
             text += (f"; your review so far confirms {w['confirmed']} of {w['reviewed']} reviewed "
                      f"({w['confirmed'] / w['reviewed']:.0%})")

@@ -341,6 +341,19 @@ class Store:
             return set()
         return set(self._q("SELECT DISTINCT kind FROM evidence WHERE task = ?", [task])["kind"])
 
+    def labels_with_few_kinds(self, task: str, kinds: list[str], at_least: int = 2) -> int:
+        """How many of `task`'s labelled paintings have evidence rows of fewer than `at_least` of
+        `kinds` (a painting with no artist, date or title has only the look); 0 for a store written
+        before the evidence table."""
+        if not self._has_column("evidence", "kind"):
+            return 0
+        marks = ", ".join("?" for _ in kinds)
+        return int(self._q(f"""SELECT count(*) AS n FROM (
+            SELECT e.image_id FROM evidence e JOIN labels l ON l.image_id = e.image_id AND l.task = e.task
+            WHERE e.task = ? AND l.class_index IS NOT NULL GROUP BY e.image_id
+            HAVING count(*) FILTER (WHERE e.kind IN ({marks})) < ?)""",
+                           [task, *kinds, int(at_least)])["n"].iloc[0])
+
     def given_label(self, path: str, task: str) -> str | None:
         """The given label (class name) of the painting at `path` (relative to the data root), or None."""
         return self.given_and_predicted(path, task)[0]

@@ -306,6 +306,24 @@ def test_image_folder_data_trains_and_embeds(tmp_path):
         assert con.execute("SELECT count(*) FROM scores WHERE task = 'style' AND detector = 'evidence'").fetchone()[0] == 64
     finally:
         con.close()
+    # Without the file names' artist, title and year, the look is the only kind of evidence: no label
+    # can have two kinds agree, so none is counted, and the count says why instead of "about 0".
+    bare = tmp_path / "bare" / "artlens.duckdb"
+    r = run_cli("embed", "--run", str(tmp_path / "runs" / "if"), "--store", str(bare), "--cache-dir",
+                str(tmp_path / "cache"), "--projection", "pca", "--no-parse-names")
+    assert r.returncode == 0, r.stderr[-2000:]
+    from dashboard.service import Artlens, Paths
+    for path, few in ((store, 0), (bare, 64)):
+        app = Artlens(Paths.from_store(path))
+        try:
+            summary, _ = app.wrong_label_summary("style")
+            assert app.store.labels_with_few_kinds("style", ["look", "artist", "period", "title", "copies"]) == few
+            weight = app.store.review_depths("style", app.review_default)["wrong_weight"]
+        finally:
+            app.close()
+        assert ("All 64 of these labels have fewer than two kinds of evidence" in summary) == (few == 64), summary
+        assert ("cannot be counted" in summary) == (few > 0), summary
+    assert weight.sum() == 0 and summary.startswith("About **0** of 64 style labels"), summary
 
 
 def test_duplicates_that_cross_splits_are_reported(store, tmp_path):
