@@ -7,6 +7,7 @@ loss masks the missing task instead of dropping the painting (dropping them lose
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -99,9 +100,8 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
         raise UserError(f"{data}: no painting carries any artist, genre or style label")
     ps.frame = ps.frame.sort_values("path", kind="stable").reset_index(drop=True)
     if copies_together:
-        ps.frame["sha1"] = hash_images(ps.root, ps.frame["path"])
-        near = (near_copy_pairs(picture_hashes(ps.root, ps.frame["path"]), copy_hash_share)
-                if copy_hash_share > 0 else None)
+        ps.frame["sha1"], hashes = fingerprint_images(ps.root, ps.frame["path"], pictures=copy_hash_share > 0)
+        near = near_copy_pairs(hashes, copy_hash_share) if copy_hash_share > 0 else None
         group = copy_groups(ps.frame["sha1"].tolist(), near)
     else:
         group = np.full(len(ps.frame), -1, np.int64)
@@ -329,8 +329,9 @@ def _log_problems(problems: list[str]) -> None:
 
 
 # ---------------------------------------------------------------- images
-def load_image(path: Path, min_side: int = 0) -> Image.Image:
-    """Decode an image as RGB. Alpha is composited on white; grey, palette and CMYK converted.
+def load_image(path: Path | io.BytesIO, min_side: int = 0) -> Image.Image:
+    """Decode an image (a file, or its bytes) as RGB. Alpha is composited on white; grey, palette and
+    CMYK converted.
 
     min_side > 0 lets a JPEG decode at a power-of-two reduction (libjpeg's DCT scaling) as long as
     its shorter side stays >= min_side: a 3000 px scan then decodes ~10x faster, and the model,
@@ -375,17 +376,31 @@ def hash_images(root: Path, paths) -> list[str | None]:
     return out
 
 
-def picture_hashes(root: Path, paths) -> list[np.ndarray | None]:
-    """The difference hash (trainer/picture_hash.py) of each image under root, None where it cannot
-    be decoded (reported by whoever decodes it for the model). A JPEG decodes at a reduced scale:
-    about 1 s for wikiart-mini's 2,546 paintings."""
-    out = []
+def fingerprint_images(root: Path, paths, pictures: bool = True) -> tuple[list[str | None], list[np.ndarray | None]]:
+    """(sha1s, hashes): each file's sha1 and, with `pictures`, its difference hash
+    (trainer/picture_hash.py), from one read of the file (a collection on a slow disk is read once,
+    not twice). None where the file cannot be read or decoded (reported by whoever decodes it for
+    the model). A JPEG decodes at a reduced scale: about 1 s for wikiart-mini's 2,546 paintings."""
+    sha1s, hashes = [], []
     for p in paths:
         try:
-            out.append(difference_hash(load_image(root / p, min_side=4 * HASH_SIZE)))
+            data = (root / p).read_bytes()
+        except OSError:
+            sha1s.append(None)
+            hashes.append(None)
+            continue
+        sha1s.append(hashlib.sha1(data).hexdigest())
+        try:
+            hashes.append(difference_hash(load_image(io.BytesIO(data), min_side=4 * HASH_SIZE)) if pictures else None)
         except ValueError:
-            out.append(None)
-    return out
+            hashes.append(None)
+    return sha1s, hashes
+
+
+def picture_hashes(root: Path, paths) -> list[np.ndarray | None]:
+    """The difference hash of each image under root (`fingerprint_images`), None where it cannot be
+    decoded."""
+    return fingerprint_images(root, paths)[1]
 
 
 def file_sha1(path: Path) -> str:
