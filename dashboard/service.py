@@ -336,7 +336,8 @@ class Artlens:
 
     def wrong_label_summary(self, task: str) -> tuple[str, pd.DataFrame | None]:
         """(a sentence: how many of the task's labels look wrong and what the review has confirmed,
-        the per-class estimates most first); ("", None) for a store without estimates."""
+        the per-class estimates most first); ("", None) for a store without estimates; (why not, None)
+        where no label has the two kinds of evidence the count needs."""
         w = self.wrong_label_refined(task)
         if not w:
             return "", None
@@ -346,6 +347,13 @@ class Artlens:
         kinds = ", ".join(words[k] for k in KINDS if k in held) or "the look"
         # a label is counted only where two kinds agree: one with a single kind never is
         few = self.store.labels_with_few_kinds(task, list(KINDS)) if held else 0
+        if few and few == w["labelled"] and not w["refined"]:
+            return (f"No {task} label can be counted as wrong: a label is counted only where two independent "
+                    f"kinds of evidence agree, and here every one has fewer than two ({kinds}; no date, no "
+                    "title, no other painting by the artist). A manifest's artist, title and date columns, or "
+                    "WikiArt-style file names, add them. The evidence as a whole finds another class likelier "
+                    f"than the given one for {w['high']:,.0f} of {w['labelled']:,}, the classifier's own "
+                    "confusions included.", None)
         text = (f"About **{w['estimate']:,.0f}** of {w['labelled']:,} {task} labels look wrong "
                 f"(range {w['low']:,.0f}–{w['high']:,.0f}")
         if w["refined"]:
@@ -360,7 +368,7 @@ class Artlens:
                      "artist's other paintings then back, are under-counted, and when common fall even "
                      "beyond the high end)")
             if few:
-                text += (f". {'All ' if few == w['labelled'] else ''}{few:,} of these labels "
+                text += (f". {few:,} of these labels "
                          f"{'has' if few == 1 else 'have'} fewer than two kinds of evidence (no date, no title, "
                          "no other painting by the artist here) and cannot be counted; their wrong labels are "
                          "in the high end only")
@@ -368,6 +376,14 @@ class Artlens:
             text += (f"; your review so far confirms {w['confirmed']} of {w['reviewed']} reviewed "
                      f"({w['confirmed'] / w['reviewed']:.0%})")
         return text + ".", w["per_class"]
+
+    def spelling_variants(self, task: str) -> str:
+        """A warning naming the task's classes that look like one class spelt two ways
+        (`trainer.label_names`), with their paintings; "" when there are none."""
+        from trainer.label_names import spelling_variants_line
+        names = self.class_names(task)
+        dist = self.store.label_distribution(task).set_index("label")["paintings"]
+        return spelling_variants_line(task, names, [int(dist.get(n, 0)) for n in names])
 
     def copies_of(self, path: str, task: str) -> pd.DataFrame:
         """The same picture filed again under the same label: copy_path, given, similarity."""

@@ -18,6 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from trainer.cli import UserError
+from trainer.label_names import spelling_variants_line
 from trainer.metadata import MANIFEST_COLUMNS, add_metadata
 from trainer.picture_hash import HASH_SIZE, MAX_HASH_SHARE, difference_hash, near_copy_pairs
 from trainer.splits import copy_groups, keep_copies_together
@@ -98,6 +99,11 @@ def load_paintings(data: str | Path, test_fraction: float = 0.15, seed: int = 0,
                         (f"; first problem: {ps.problems[0]}" if ps.problems else ""))
     if not ps.tasks:
         raise UserError(f"{data}: no painting carries any artist, genre or style label")
+    for t in ps.tasks:
+        counts = np.bincount(ps.frame[t][ps.frame[t] >= 0], minlength=len(ps.classes[t]))
+        line = spelling_variants_line(t, ps.classes[t], counts.tolist())
+        if line:
+            log.warning("%s: %s", data, line)
     ps.frame = ps.frame.sort_values("path", kind="stable").reset_index(drop=True)
     if copies_together:
         ps.frame["sha1"], hashes = fingerprint_images(ps.root, ps.frame["path"], pictures=copy_hash_share > 0)

@@ -26,11 +26,15 @@ def page_overview(app: Artlens, task: str):
     applied = app.applied_tags_text()
     if applied:
         st.info(applied)
+    spelt_twice = app.spelling_variants(task)
+    if spelt_twice:
+        st.warning(spelt_twice[0].upper() + spelt_twice[1:])
     summary, per_class = app.wrong_label_summary(task)
     if summary:
         st.subheader("How many labels look wrong")
         st.markdown(summary)
-        st.dataframe(per_class.head(10).round(1), hide_index=True)
+        if per_class is not None:
+            st.dataframe(per_class.head(10).round(1), hide_index=True)
     leaks, crossing = app.leaky_duplicates()
     if leaks:
         st.warning(leaks)
