@@ -385,6 +385,13 @@ class Artlens:
         dist = self.store.label_distribution(task).set_index("label")["paintings"]
         return spelling_variants_line(task, names, [int(dist.get(n, 0)) for n in names])
 
+    def other_spellings(self, task: str, given: str) -> list[str]:
+        """The task's other class names that look like `given` spelt another way (`Pop_Art` for
+        `pop art`), so a card can say its label may be one of them; [] when none."""
+        from trainer.label_names import spelling_key
+        key = spelling_key(given)
+        return [n for n in self.class_names(task) if n != given and key and spelling_key(n) == key]
+
     def copies_of(self, path: str, task: str) -> pd.DataFrame:
         """The same picture filed again under the same label: copy_path, given, similarity."""
         return self.store.same_label_copies(task, [path])

@@ -159,6 +159,7 @@ def painting_panel(app: Artlens, task: str, image_id: int, reviewer: str):
     left, right = st.columns([2, 3])
     show_thumb(app, r["path"], 480, container=left)
     right.dataframe(app.store.labels_of(image_id), hide_index=True)
+    show_other_spellings(app, task, r["given"], right)
     top = app.top3_text(task, r)
     right.markdown("**model (top 3):** " + " · ".join(f"{n} {p:.2f}" for n, p in top))
     # a link shared from the Review card must carry the card's reasons, not only the picture
@@ -172,6 +173,14 @@ def painting_panel(app: Artlens, task: str, image_id: int, reviewer: str):
         else:
             app.tag(task, rows, decision, reviewer, suggested if decision != "correct" else None, note)
             right.success(f"#{image_id} tagged {decision}")
+
+
+def show_other_spellings(app: Artlens, task: str, given: str, container):
+    """A warning where the given label looks like another class spelt another way (`Pop_Art`, `pop art`)."""
+    spelt = app.other_spellings(task, given)
+    if spelt:
+        container.warning(f"{given} and {', '.join(spelt)} look like one class spelt two ways: if so, rename one "
+                          "in the data and retrain rather than tagging each painting")
 
 
 EVIDENCE_MARKS = {"against": ":red[✗ against]", "supports": ":green[✓ supports]", "mixed": ":orange[~ mixed]",

@@ -323,6 +323,7 @@ def test_image_folder_data_trains_and_embeds(tmp_path):
             summary, _ = app.wrong_label_summary("style")
             # the Overview names the two spellings with their paintings
             assert "'Pop_Art' (16) and 'pop art' (4)" in app.spelling_variants("style")
+            assert app.other_spellings("style", "pop art") == ["Pop_Art"] and app.other_spellings("style", "Rococo") == []
             assert app.store.labels_with_few_kinds("style", ["look", "artist", "period", "title", "copies"]) == few
             weight = app.store.review_depths("style", app.review_default)["wrong_weight"]
         finally:

@@ -9,7 +9,7 @@ from embeddings.detectors import DETECTORS
 from embeddings.quality import FLAG_NAMES as QUALITY_NAMES
 from embeddings.quality import PHOTO_DEFECTS
 from dashboard.ui import (page_setup, decision_form, detector_label, grid, painting_link, painting_panel,
-                          painting_param, show_evidence, show_gradcam, show_thumb)
+                          painting_param, show_evidence, show_gradcam, show_other_spellings, show_thumb)
 
 
 def page_review(app: Artlens, task: str, reviewer: str):
@@ -58,6 +58,7 @@ def page_review(app: Artlens, task: str, reviewer: str):
     right.markdown(f"### #{r['image_id']}  \n`{r['path']}`")
     right.caption(f"[link to this painting]({painting_link('review', task, int(r['image_id']))})")
     right.markdown(f"**given {task}:** {r['given']}")
+    show_other_spellings(app, task, r["given"], right)
     quality = app.quality_of(int(r["image_id"]))
     if quality:
         right.caption("image quality: " + "; ".join(f"**{f}** ({m})" for f, m in quality))
