@@ -368,10 +368,10 @@ class Artlens:
                      "artist's other paintings then back, are under-counted, and when common fall even "
                      "beyond the high end)")
             if few:
-                text += (f". {few:,} of these labels "
-                         f"{'has' if few == 1 else 'have'} fewer than two kinds of evidence (no date, no title, "
-                         "no other painting by the artist here) and cannot be counted; their wrong labels are "
-                         "in the high end only")
+                one = few == 1
+                text += (f". {few:,} of these labels {'has' if one else 'have'} fewer than two kinds of evidence "
+                         f"(no date, no title, no other painting by the artist here) and cannot be counted; "
+                         f"{'if wrong, it is' if one else 'those that are wrong are'} in the high end only")
         if w["reviewed"]:
             text += (f"; your review so far confirms {w['confirmed']} of {w['reviewed']} reviewed "
                      f"({w['confirmed'] / w['reviewed']:.0%})")
