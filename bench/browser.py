@@ -67,14 +67,30 @@ def wait_for(driver, xpath: str, timeout: float = 60):
     return WebDriverWait(driver, timeout).until(EC.element_to_be_clickable((By.XPATH, xpath)))
 
 
-def settle(driver, seconds: float = 1.5):
-    """Wait until Streamlit has finished rerunning (no 'Running...' status widget)."""
+# What the page shows, cheaply: its markup's size, its element count and how many images have loaded
+# (an image that finishes loading changes the pixels, not the markup).
+PAGE_STATE_JS = """return [document.body.innerHTML.length, document.getElementsByTagName('*').length,
+    Array.from(document.images).filter(i => i.complete).length].join(':');"""
+
+
+def settle(driver, seconds: float = 1.5, quiet: float = 0.6):
+    """Wait until Streamlit has finished rerunning (no 'Running...' status widget) and the page
+    has stopped changing for `quiet` seconds (the frontend still draws after the script ends:
+    charts, images), at most `seconds` after the rerun."""
     from selenium.webdriver.common.by import By
-    time.sleep(0.5)
+    time.sleep(0.5)                  # a rerun shows its status widget after a moment
     deadline = time.time() + 60
     while time.time() < deadline and driver.find_elements(By.CSS_SELECTOR, "[data-testid='stStatusWidget']"):
         time.sleep(0.3)
-    time.sleep(seconds)
+    end = time.time() + seconds
+    last, still_since = driver.execute_script(PAGE_STATE_JS), time.time()
+    while time.time() < end:
+        time.sleep(0.15)
+        state = driver.execute_script(PAGE_STATE_JS)
+        if state != last:
+            last, still_since = state, time.time()
+        elif time.time() - still_since >= quiet:
+            return
 
 
 def page_link(driver, page: str):
