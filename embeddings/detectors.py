@@ -90,7 +90,7 @@ def _mean_rank_of(names: Callable[[], tuple[str, ...]]) -> Callable:
 
 
 SOFTMAX, EMB = "cross-fitted softmax", "cross-fitted head's embedding vs. its fold's training paintings"
-# a metadata kind flags another class favoured by a Bayes factor of 2 (evidence.AGAINST_RATIO)
+# a metadata kind flags another class favoured by a Bayes factor of 2 (verdicts.AGAINST_RATIO)
 LOG2 = float(np.log(2.0))
 
 register_detector("confidence", "model: softmax", SOFTMAX, "1 − p(given label)",
@@ -152,7 +152,7 @@ register_detector("ensemble", "combined", ", ".join(ENSEMBLE_OF),
                   "mean percentile rank of one detector per kind of evidence: centroid_margin (cross-fitted model), "
                   "knn_backbone (label-free features), cross_task (other labels)", _mean_rank_of(lambda: ENSEMBLE_OF))
 # evidence: the kinds of evidence (look, artist, period, title, copies) combined as likelihood ratios
-# (embeddings.evidence.combine_evidence): a painting tops it only where several kinds agree.
+# (embeddings.verdicts.combine_evidence): a painting tops it only where several kinds agree.
 register_detector("evidence", "combined", "look (model + label-free neighbours by other artists), artist, period (not genre), "
                   "title, copies under another label",
                   "the kinds of evidence (look, artist, period for style and artist, title, copies filed under "

@@ -11,10 +11,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from embeddings.evidence import (CATALOGUE_ERROR_RATE, artist_evidence, combine_evidence, copy_evidence,
-                                 differing_copy_counts, group_label_counts, label_prior, look_evidence,
-                                 neighbour_evidence, period_evidence, soft_labels, title_evidence, verdicts)
+from embeddings.evidence import (artist_evidence, copy_evidence, differing_copy_counts, group_label_counts,
+                                 label_prior, look_evidence, neighbour_evidence, period_evidence, soft_labels,
+                                 title_evidence)
 from embeddings.scores import neighbour_labels
+from embeddings.verdicts import CATALOGUE_ERROR_RATE, combine_evidence, verdicts
 from trainer.metadata import mid_year
 
 

@@ -2,7 +2,7 @@
 
 Each painting carries a weight whose sum over any subset is its expected number of wrong labels:
 the store's `predictions.wrong_weight`, 1 where independent kinds of evidence agree the label is
-wrong (`embeddings.evidence.wrong_count`), else 0. `wrong_label_weights` is the older, model-only
+wrong (`embeddings.verdicts.wrong_count`), else 0. `wrong_label_weights` is the older, model-only
 weighting (the calibrated confident joint spread over the paintings it counts), kept for the
 synthetic stores of the scale bench. A review replaces that
 guess where people looked: the queue is cut into depth strata (ranks 1-50, 51-100, 101-200, ...);

@@ -11,11 +11,11 @@ import pandas as pd
 
 from embeddings.detectors import (EMBEDDING_DETECTORS, METADATA_DETECTORS, DetectorInputs, detector_ranks,
                                   detector_table)
-from embeddings.evidence import (against_scores, count_interval, other_group_neighbours,
-                                 wrong_count, wrong_log_odds)
+from embeddings.evidence import other_group_neighbours
 from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
 from embeddings.index import build_index, neighbours_excluding_self
 from embeddings.scores import cross_task_table, neighbour_labels, reference_scores
+from embeddings.verdicts import against_scores, count_interval, wrong_count, wrong_log_odds
 from trainer.crossfit import CrossFit
 from trainer.splits import head_saw_a_copy
 
@@ -152,7 +152,7 @@ class Scored:
 
 def wrong_count_rows(task: str, y: np.ndarray, wrong: np.ndarray, strict: int, loose: int, n_classes: int
                      ) -> pd.DataFrame:
-    """The `wrong_label_estimates` rows of one task from `embeddings.evidence.wrong_count`: per class
+    """The `wrong_label_estimates` rows of one task from `embeddings.verdicts.wrong_count`: per class
     and in all, the paintings where independent kinds of evidence agree the label is wrong (wrong
     (N,) bool). The total's interval spans the stricter and looser readings of agreement and the
     count's 95% sampling interval."""

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import MINI
 from embeddings import evidence as E
+from embeddings import verdicts as V
 from bench.evaluation import artist_flips
 from trainer.metadata import add_metadata, parse_date, parse_wikiart_name
 
@@ -136,13 +137,13 @@ def test_combined_evidence_needs_agreement():
     look = np.array([[0.05, 0.95], [0.3, 0.7], [0.5, 0.5]])
     artist = np.array([[0.9, 0.1], [0.1, 0.9], [np.nan, np.nan]])
     labels = np.array([0, 0, 0])
-    post = E.combine_evidence({"look": look, "artist": artist}, prior)
-    s = E.wrong_log_odds(labels, post)
+    post = V.combine_evidence({"look": look, "artist": artist}, prior)
+    s = V.wrong_log_odds(labels, post)
     assert s[1] > s[0]                  # look mildly against + artist against beats look strongly against alone
     np.testing.assert_allclose(post[2], [0.5, 0.5])   # no evidence: the prior
-    votes = E.verdicts(labels, {"look": look, "artist": artist}, prior)
+    votes = V.verdicts(labels, {"look": look, "artist": artist}, prior)
     assert list(votes["look"]) == ["against", "against", "supports"] and list(votes["artist"]) == ["supports", "against", ""]
-    counted, strict, loose = E.wrong_count(labels, post, {"look": look, "artist": artist}, prior)
+    counted, strict, loose = V.wrong_count(labels, post, {"look": look, "artist": artist}, prior)
     # the high end counts every label the evidence finds less likely than another, one kind or not
     assert list(counted) == [False, True, False] and strict == 0 and loose == 2
 
@@ -210,7 +211,7 @@ def test_a_short_movement_keeps_its_edges():
     artist = np.r_[np.arange(300), 300 + np.arange(40) % 8, 400, 401]
     prior = E.label_prior(labels, 2)
     pp = E.period_evidence(labels, years, 2, artist)
-    verdict = E.kind_verdicts(labels, pp, prior)
+    verdict = V.kind_verdicts(labels, pp, prior)
     assert verdict[-2] == "against" and pp[-2, 1] < prior[1] / 2
     assert verdict[-1] == "supports"
     spans = E.period_spans(labels, years, 2)
@@ -288,7 +289,7 @@ def test_an_undated_painting_is_read_at_its_artists_dates():
     pp = E.period_evidence(labels, years, 2, md.artist_id)
     prior = E.label_prior(labels, 2)
     # jan-late's dated paintings are all labelled 0, but 1905-1910 is class 1's time for everyone else
-    assert pp[83, 1] > 0.8 and E.kind_verdicts(labels, pp, prior)[83] == "against"
+    assert pp[83, 1] > 0.8 and V.kind_verdicts(labels, pp, prior)[83] == "against"
     assert np.isnan(pp[84]).all()                                 # no dated painting of this artist
     n = len(labels)
     ev = task_evidence(labels, np.full((n, 2), 0.5), np.full((n, 1), -1), np.zeros((n, 1)), md.for_task("style"), 2)
@@ -356,7 +357,7 @@ def test_an_artist_filed_wholesale_under_one_label_does_not_vouch_for_itself():
     years = np.full(12, np.nan)
     others = np.r_[np.tile([0.001, 0.999], (6, 1)), np.tile([0.9, 0.1], (6, 1))]
     hard = E.artist_evidence(labels, artist, years, 2)
-    soft = E.artist_evidence(labels, artist, years, 2, E.soft_labels(labels, others, E.CATALOGUE_ERROR_RATE))
+    soft = E.artist_evidence(labels, artist, years, 2, E.soft_labels(labels, others, V.CATALOGUE_ERROR_RATE))
     assert (hard[:, 0] > 0.8).all()
     assert (soft[:6, 1] > 0.7).all() and (soft[6:, 0] > 0.9).all()
     np.testing.assert_allclose(E.soft_labels(np.array([0, -1]), np.array([[0.5, 0.5], [0.5, 0.5]]), 0.1),
@@ -461,5 +462,5 @@ def test_a_copy_under_another_label_is_evidence_and_one_under_the_same_label_is_
     assert np.isnan(before.kinds["copies"][first]).all()
     assert after.kinds["copies"][first].argmax() == other_class
     assert after.posterior[first, other_class] > 3 * before.posterior[first, other_class]
-    assert (E.wrong_log_odds(moved, after.posterior)[first] > E.wrong_log_odds(labels, before.posterior)[first] + 1)
+    assert (V.wrong_log_odds(moved, after.posterior)[first] > V.wrong_log_odds(labels, before.posterior)[first] + 1)
     assert after.votes["copies"][first] == "against"
