@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
@@ -153,6 +154,26 @@ def test_manifest_wrong_columns(tmp_path):
     (tmp_path / "m.csv").write_text("file,label\nx.jpg,1\n")
     with pytest.raises(UserError, match="missing column\\(s\\) path, artist, genre, style"):
         load_paintings(tmp_path / "m.csv")
+    # a label column spelt another way is named, not taken for a task the collection leaves out
+    (tmp_path / "t.csv").write_text("path,artsit,genre,style_name\nx.jpg,a,b,c\n")
+    with pytest.raises(UserError, match="missing column\\(s\\) artist, style; .*is 'artsit' meant to be 'artist'\\?; "
+                                        "is 'style_name' meant to be 'style'\\?"):
+        load_paintings(tmp_path / "t.csv")
+
+
+def test_a_manifest_of_style_labels_only_trains_style(tmp_path, caplog):
+    """A collection labelled for one task leaves the other columns out; other columns of its own
+    (an inventory number) are ignored."""
+    shutil.copytree(MINI / "Pop_Art", tmp_path / "Pop_Art")
+    files = sorted(p.name for p in (tmp_path / "Pop_Art").iterdir())[:4]
+    rows = ["path,style,inventory"] + [f"Pop_Art/{f},{'Pop_Art' if i % 2 else 'Cubism'},INV-{i}"
+                                       for i, f in enumerate(files)]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    with caplog.at_level(logging.INFO, logger="trainer.data"):
+        ps = load_paintings(tmp_path / "m.csv", test_fraction=0)
+    assert ps.classes == {"style": ["Cubism", "Pop_Art"]} and len(ps.frame) == 4
+    assert (ps.frame["artist"] == -1).all() and (ps.frame["genre"] == -1).all()
+    assert "no artist or genre column: those tasks are not trained or scored" in caplog.text
 
 
 def test_empty_manifest_and_empty_dataset(tmp_path):

@@ -6,6 +6,7 @@ loss masks the missing task instead of dropping the painting (dropping them lose
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import logging
@@ -278,20 +279,43 @@ def _read_image_folder(root: Path, task: str) -> PaintingSet:
 
 
 # ---------------------------------------------------------------- manifest CSV
+MANIFEST_HEADER = "path,artist,genre,style[,split][,title][,year|date]"
+
+
+def check_manifest_columns(path: Path, cols: list[str]) -> None:
+    """A manifest needs `path` and at least one label column; a collection labelled for style
+    only leaves out the others. A missing label column next to a column spelt like it
+    (`artsit`, `styles`, `genre_label`) is a typo, not a task left out: that is an error, as no
+    label column is."""
+    missing = [t for t in TASKS if t not in cols]
+    known = {"path", "split", *TASKS, *MANIFEST_COLUMNS}
+    unknown = [c for c in cols if c not in known]
+    typos = {t: m[0] for t in missing
+             if (m := [c for c in unknown if t in c] or difflib.get_close_matches(t, unknown, n=1, cutoff=0.7))}
+    if "path" not in cols or len(missing) == len(TASKS) or typos:
+        need = [c for c in ("path", *TASKS) if c not in cols]
+        hint = "".join(f"; is {c!r} meant to be {t!r}?" for t, c in typos.items())
+        raise UserError(f"{path}: manifest is missing column(s) {', '.join(need)}; found {', '.join(cols)}{hint}"
+                        f" (expected {MANIFEST_HEADER}; a label column may be left out)")
+    if missing:
+        log.info("%s: no %s column: %s not trained or scored", path, " or ".join(missing),
+                 "those tasks are" if len(missing) > 1 else "that task is")
+
+
 def _read_manifest(path: Path) -> PaintingSet:
     root = path.parent
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace")
     except pd.errors.EmptyDataError:
-        raise UserError(f"{path}: manifest CSV is empty (expected header path,artist,genre,style[,split])")
+        raise UserError(f"{path}: manifest CSV is empty (expected header {MANIFEST_HEADER})")
     except pd.errors.ParserError as e:
         raise UserError(f"{path}: cannot parse manifest CSV: {str(e).strip()}")
     cols = [c.strip().lower() for c in df.columns]
     df.columns = cols
-    missing = [c for c in ("path", "artist", "genre", "style") if c not in cols]
-    if missing:
-        raise UserError(f"{path}: manifest is missing column(s) {', '.join(missing)}; found {', '.join(cols)}"
-                        " (expected path,artist,genre,style[,split][,title][,year|date])")
+    check_manifest_columns(path, cols)
+    for t in TASKS:                     # a task without a column has no labels: it is not trained
+        if t not in cols:
+            df[t] = ""
     classes = {t: sorted({v.strip() for v in df[t] if v.strip()}) for t in TASKS}
     extra = [c for c in MANIFEST_COLUMNS if c in cols]
     problems: list[str] = []
