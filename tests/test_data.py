@@ -163,15 +163,16 @@ def test_manifest_wrong_columns(tmp_path):
 
 def test_a_manifest_of_style_labels_only_trains_style(tmp_path, caplog):
     """A collection labelled for one task leaves the other columns out; other columns of its own
-    (an inventory number) are ignored."""
+    (an inventory number) are ignored, and a path with Windows separators is found."""
     shutil.copytree(MINI / "Pop_Art", tmp_path / "Pop_Art")
     files = sorted(p.name for p in (tmp_path / "Pop_Art").iterdir())[:4]
-    rows = ["path,style,inventory"] + [f"Pop_Art/{f},{'Pop_Art' if i % 2 else 'Cubism'},INV-{i}"
-                                       for i, f in enumerate(files)]
+    rows = ["path,style,inventory"] + [f"Pop_Art{'/' if i else chr(92)}{f},{'Pop_Art' if i % 2 else 'Cubism'},INV-{i}"
+                                       for i, f in enumerate(files)]   # the first written on Windows
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
     with caplog.at_level(logging.INFO, logger="trainer.data"):
         ps = load_paintings(tmp_path / "m.csv", test_fraction=0)
     assert ps.classes == {"style": ["Cubism", "Pop_Art"]} and len(ps.frame) == 4
+    assert ps.frame["path"].iloc[0] == f"Pop_Art/{files[0]}"
     assert (ps.frame["artist"] == -1).all() and (ps.frame["genre"] == -1).all()
     assert "no artist or genre column: those tasks are not trained or scored" in caplog.text
 

@@ -200,12 +200,14 @@ def fix_double_encoding(rel: str) -> str:
 
 
 def resolve_image_path(root: Path, rel: str) -> str | None:
-    """The relative path that exists under root: as given, or with double encoding undone."""
-    if (root / rel).is_file():
-        return rel
-    fixed = fix_double_encoding(rel)
-    if fixed != rel and (root / fixed).is_file():
-        return fixed
+    """The relative path that exists under root: as given, with Windows separators made '/' (a
+    manifest written on Windows), or with double encoding undone."""
+    for candidate in dict.fromkeys((rel, rel.replace("\\", "/"))):
+        if (root / candidate).is_file():
+            return candidate
+        fixed = fix_double_encoding(candidate)
+        if fixed != candidate and (root / fixed).is_file():
+            return fixed
     return None
 
 
