@@ -163,7 +163,8 @@ def test_manifest_wrong_columns(tmp_path):
 
 def test_a_manifest_of_style_labels_only_trains_style(tmp_path, caplog):
     """A collection labelled for one task leaves the other columns out; other columns of its own
-    (an inventory number) are ignored, and a path with Windows separators is found."""
+    (an inventory number) are ignored, a path with Windows separators is found, and a spreadsheet's
+    ';'-separated export reads as the ','-separated one."""
     shutil.copytree(MINI / "Pop_Art", tmp_path / "Pop_Art")
     files = sorted(p.name for p in (tmp_path / "Pop_Art").iterdir())[:4]
     rows = ["path,style,inventory"] + [f"Pop_Art{'/' if i else chr(92)}{f},{'Pop_Art' if i % 2 else 'Cubism'},INV-{i}"
@@ -175,6 +176,10 @@ def test_a_manifest_of_style_labels_only_trains_style(tmp_path, caplog):
     assert ps.frame["path"].iloc[0] == f"Pop_Art/{files[0]}"
     assert (ps.frame["artist"] == -1).all() and (ps.frame["genre"] == -1).all()
     assert "no artist or genre column: those tasks are not trained or scored" in caplog.text
+    # the same saved by a spreadsheet whose locale separates with ';'
+    (tmp_path / "semi.csv").write_text("\n".join(r.replace(",", ";") for r in rows) + "\n")
+    semi = load_paintings(tmp_path / "semi.csv", test_fraction=0)
+    assert semi.classes == ps.classes and semi.frame["path"].tolist() == ps.frame["path"].tolist()
 
 
 def test_empty_manifest_and_empty_dataset(tmp_path):

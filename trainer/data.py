@@ -304,10 +304,20 @@ def check_manifest_columns(path: Path, cols: list[str]) -> None:
                  "those tasks are" if len(missing) > 1 else "that task is")
 
 
+def _separator(path: Path) -> str:
+    """',' unless the header has none and a ';' or a tab (a spreadsheet saved in a locale whose
+    decimal mark is the comma writes ';')."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        header = f.readline()
+    if "," in header:
+        return ","
+    return ";" if ";" in header else "\t" if "\t" in header else ","
+
+
 def _read_manifest(path: Path) -> PaintingSet:
     root = path.parent
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace")
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace", sep=_separator(path))
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: manifest CSV is empty (expected header {MANIFEST_HEADER})")
     except pd.errors.ParserError as e:
