@@ -159,6 +159,9 @@ def test_manifest_wrong_columns(tmp_path):
     with pytest.raises(UserError, match="missing column\\(s\\) artist, style; .*is 'artsit' meant to be 'artist'\\?; "
                                         "is 'style_name' meant to be 'style'\\?"):
         load_paintings(tmp_path / "t.csv")
+    (tmp_path / "labels.xlsx").write_bytes(b"PK\x03\x04" + bytes(64))
+    with pytest.raises(UserError, match="labels.xlsx: a spreadsheet, not a CSV: save it as CSV"):
+        load_paintings(tmp_path / "labels.xlsx")
 
 
 def test_a_manifest_of_style_labels_only_trains_style(tmp_path, caplog):

@@ -316,6 +316,8 @@ def _separator(path: Path) -> str:
 
 def _read_manifest(path: Path) -> PaintingSet:
     root = path.parent
+    if path.suffix.lower() in (".xlsx", ".xls", ".ods", ".numbers"):
+        raise UserError(f"{path}: a spreadsheet, not a CSV: save it as CSV (header {MANIFEST_HEADER}) and pass that")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace", sep=_separator(path))
     except pd.errors.EmptyDataError:
