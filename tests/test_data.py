@@ -333,6 +333,18 @@ def test_image_folder_layout_reads_one_task_from_its_folders(tmp_path):
         load_paintings(empty)
 
 
+def test_one_class_folder_is_an_error_that_points_at_the_classes(tmp_path):
+    """--data one level too high (a folder holding the class folders) read as a single class, and
+    the run trained a classifier with nothing to tell apart."""
+    _image_folder(tmp_path / "images", {"Cubism": 2, "Pop_Art": 2})
+    with pytest.raises(UserError, match=r"one class folder, 'images', whose 2 sub-folders of images "
+                                        r"\(Cubism, Pop_Art\) look like the classes: pass --data .*images$"):
+        load_paintings(tmp_path)
+    _image_folder(tmp_path / "solo", {"Cubism": 2})
+    with pytest.raises(UserError, match="one class folder, 'Cubism': a classifier needs at least two classes"):
+        load_paintings(tmp_path / "solo")
+
+
 def test_one_class_spelt_two_ways_is_named_not_merged(tmp_path, caplog):
     """A catalogue from several sources files one movement as `Pop_Art` and `pop art`: the loader
     names such classes with their paintings and keeps both (which spelling is right is the curator's

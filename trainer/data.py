@@ -273,11 +273,25 @@ def _read_image_folder(root: Path, task: str) -> PaintingSet:
         raise UserError(f"{root}: no layout found: no ArtGAN label CSVs ({{artist,genre,style}}_{{train,val}}.csv) "
                         f"and no class folders with images ({root}/<class>/<image>.jpg, the ImageFolder layout); "
                         "or pass a manifest .csv")
+    if len(classes) == 1:
+        raise UserError(one_class_folder(root, classes[0]))
     rows = [{"path": p.relative_to(root).as_posix(), **{t: -1 for t in TASKS}, task: k, "split": "train"}
             for k, name in enumerate(classes) for p in images[name]]
     log.info("%s: ImageFolder layout, %d %s classes from its folders", root, len(classes), task)
     return PaintingSet(root=root, frame=pd.DataFrame(rows, columns=["path", *TASKS, "split"]),
                        classes={task: classes})
+
+
+def one_class_folder(root: Path, name: str) -> str:
+    """Why class folders with one class cannot be trained on, and where the classes may be: a
+    folder one level too high holds a single folder whose sub-folders are the classes."""
+    inner = [d.name for d in sorted((root / name).iterdir()) if d.is_dir()
+             and any(p.suffix.lower() in IMAGE_SUFFIXES for p in d.rglob("*"))]
+    if len(inner) >= 2:
+        return (f"{root}: one class folder, {name!r}, whose {len(inner)} sub-folders of images "
+                f"({', '.join(inner[:3])}{', ...' if len(inner) > 3 else ''}) look like the classes: "
+                f"pass --data {root / name}")
+    return f"{root}: one class folder, {name!r}: a classifier needs at least two classes (one folder each)"
 
 
 # ---------------------------------------------------------------- manifest CSV
