@@ -335,7 +335,7 @@ def test_image_folder_layout_reads_one_task_from_its_folders(tmp_path):
 
 def test_one_class_folder_is_an_error_that_points_at_the_classes(tmp_path):
     """--data one level too high (a folder holding the class folders) read as a single class, and
-    the run trained a classifier with nothing to tell apart."""
+    the run trained a classifier with nothing to tell apart; a manifest of one class is refused too."""
     _image_folder(tmp_path / "images", {"Cubism": 2, "Pop_Art": 2})
     with pytest.raises(UserError, match=r"one class folder, 'images', whose 2 sub-folders of images "
                                         r"\(Cubism, Pop_Art\) look like the classes: pass --data .*images$"):
@@ -343,6 +343,12 @@ def test_one_class_folder_is_an_error_that_points_at_the_classes(tmp_path):
     _image_folder(tmp_path / "solo", {"Cubism": 2})
     with pytest.raises(UserError, match="one class folder, 'Cubism': a classifier needs at least two classes"):
         load_paintings(tmp_path / "solo")
+    (tmp_path / "solo" / "m.csv").write_text("path,style\n" + "".join(f"Cubism/{p.name},Cubism\n"
+                                                                      for p in (tmp_path / "solo" / "Cubism").iterdir()))
+    r = run_cli("train", "--data", str(tmp_path / "solo" / "m.csv"), "--out-dir", str(tmp_path / "runs"))
+    assert r.returncode == 2 and r.stderr.strip().endswith(
+        "m.csv: every labelled task has one class (style: Cubism): a classifier needs two to tell apart")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_one_class_spelt_two_ways_is_named_not_merged(tmp_path, caplog):

@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from trainer.cli import UserError, field
-from trainer.data import PaintingSet, load_paintings
+from trainer.data import PaintingSet, check_trainable, load_paintings
 from trainer.specs import BACKBONES, HEADS
 
 
@@ -115,5 +115,7 @@ def run_paintings(cfg: TrainConfig, data: str | None = None, parse_names: bool =
     """The paintings at `data` (default cfg.data) split as a run with settings `cfg` splits them
     (its test fraction, seed, ImageFolder task and copies-together rule): `make train`, `make
     embed` and the benchmarks that reread a run's data all load it this way, so their splits agree."""
-    return load_paintings(data or cfg.data, cfg.test_fraction, cfg.seed, parse_names, cfg.task, cfg.copies_together,
-                          cfg.copy_hash_share)
+    ps = load_paintings(data or cfg.data, cfg.test_fraction, cfg.seed, parse_names, cfg.task, cfg.copies_together,
+                        cfg.copy_hash_share)
+    check_trainable(ps, data or cfg.data)
+    return ps

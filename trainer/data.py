@@ -256,6 +256,13 @@ def _read_artgan(root: Path) -> PaintingSet:
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
+def check_trainable(ps: PaintingSet, data) -> None:
+    """A classifier needs some task with two classes to tell apart."""
+    if all(len(ps.classes[t]) < 2 for t in ps.tasks):
+        only = "; ".join(f"{t}: {ps.classes[t][0]}" for t in ps.tasks)
+        raise UserError(f"{data}: every labelled task has one class ({only}): a classifier needs two to tell apart")
+
+
 def has_artgan_csvs(root: Path) -> bool:
     return any((root / f"{t}_{s}.csv").is_file() for t in TASKS for s in ("train", "val"))
 
