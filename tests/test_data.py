@@ -355,8 +355,6 @@ def test_one_class_spelt_two_ways_is_named_not_merged(tmp_path, caplog):
     """A catalogue from several sources files one movement as `Pop_Art` and `pop art`: the loader
     names such classes with their paintings and keeps both (which spelling is right is the curator's
     call); wikiart-mini's 27 styles, 10 genres and 24 artists have none."""
-    import logging
-
     import pandas as pd
 
     from trainer.label_names import spelling_key, spelling_variants

@@ -430,17 +430,6 @@ def load_image(path: Path | io.BytesIO, min_side: int = 0) -> Image.Image:
         raise ValueError(f"cannot decode image: {e}") from None
 
 
-def hash_images(root: Path, paths) -> list[str | None]:
-    """sha1 of each file under root, None where it cannot be read (reported by whoever decodes it)."""
-    out = []
-    for p in paths:
-        try:
-            out.append(file_sha1(root / p))
-        except OSError:
-            out.append(None)
-    return out
-
-
 def fingerprint_images(root: Path, paths, pictures: bool = True) -> tuple[list[str | None], list[np.ndarray | None]]:
     """(sha1s, hashes): each file's sha1 and, with `pictures`, its difference hash
     (trainer/picture_hash.py), from one read of the file (a collection on a slow disk is read once,
@@ -460,6 +449,12 @@ def fingerprint_images(root: Path, paths, pictures: bool = True) -> tuple[list[s
         except ValueError:
             hashes.append(None)
     return sha1s, hashes
+
+
+def hash_images(root: Path, paths) -> list[str | None]:
+    """sha1 of each file under root (`fingerprint_images`), None where it cannot be read (reported
+    by whoever decodes it)."""
+    return fingerprint_images(root, paths, pictures=False)[0]
 
 
 def picture_hashes(root: Path, paths) -> list[np.ndarray | None]:
