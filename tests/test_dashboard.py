@@ -5,6 +5,7 @@ import csv
 import re
 import io
 
+import pandas as pd
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -55,6 +56,10 @@ def test_every_page_renders(app_env):
     assert "the date" not in count, count
     at.sidebar.selectbox(key="task").set_value("style").run()
     assert len(at.dataframe) >= 1  # per-task test metrics
+    # the count per class lists every class the labels use, not the first ten
+    per_class = next(d.value for d in at.dataframe if "estimated_wrong" in d.value.columns)
+    styles = pd.read_csv(app_env["manifest"], keep_default_na=False)["style"]
+    assert len(per_class) == styles[styles != ""].nunique() > 10 and set(per_class["label"]) == set(styles) - {""}
     # image quality: one row per flag, with what it means and whether Review leaves it out
     assert "Image quality" in [h.value for h in at.subheader]
     quality = next(d.value for d in at.dataframe if "flag" in d.value.columns)

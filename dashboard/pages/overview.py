@@ -34,7 +34,8 @@ def page_overview(app: Artlens, task: str):
         st.subheader("How many labels look wrong")
         st.markdown(summary)
         if per_class is not None:
-            st.dataframe(per_class.head(10).round(1), hide_index=True)
+            # every class, the most doubted first: the table scrolls (27 styles, hundreds of artists)
+            st.dataframe(per_class.round(1), hide_index=True, height=min(38 + 35 * len(per_class), 420))
     leaks, crossing = app.leaky_duplicates()
     if leaks:
         st.warning(leaks)
