@@ -359,6 +359,33 @@ def title_evidence(labels: np.ndarray, titles: np.ndarray, n_classes: int, folds
     return out
 
 
+def calibration_temperature(probs: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.25, 4.0)) -> float:
+    """The temperature T that makes softmax(log probs / T) most likely for the given labels: probs
+    (N, C) cross-fitted, NaN rows skipped; labels (N,) int, -1 = none. Temperature scaling (Guo et
+    al. 2017): one number per task, so it cannot learn which labels are wrong, only how sure the
+    classifier should sound. 1.0 where nothing is labelled."""
+    from scipy.optimize import minimize_scalar
+    ok = (labels >= 0) & ~np.isnan(probs).any(1)
+    if not ok.any():
+        return 1.0
+    logp, y = np.log(np.clip(probs[ok], 1e-9, 1)), labels[ok]
+
+    def nll(log_t: float) -> float:
+        z = logp / np.exp(log_t)
+        z -= z.max(1, keepdims=True)
+        return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).mean())
+
+    res = minimize_scalar(nll, bounds=np.log(bounds), method="bounded", options={"xatol": 1e-3})
+    return float(np.exp(res.x))
+
+
+def temperature_scaled(probs: np.ndarray, t: float) -> np.ndarray:
+    """(N, C) softmax(log probs / t), NaN rows kept."""
+    z = np.log(np.clip(probs, 1e-9, 1)) / t
+    z = np.exp(z - np.max(z, 1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
 def look_evidence(model_probs: np.ndarray, neighbour_probs: np.ndarray) -> np.ndarray:
     """(N, C) the picture's evidence: geometric mean of the cross-fitted classifier and the visual
     neighbours (renormalised), either alone where the other has a NaN row, NaN where both do."""

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from embeddings.evidence import (artist_evidence, copy_evidence, differing_copy_counts, group_label_counts,
-                                 label_prior, look_evidence, neighbour_evidence, period_evidence, soft_labels,
-                                 title_evidence)
+from embeddings.evidence import (artist_evidence, calibration_temperature, copy_evidence, differing_copy_counts,
+                                 group_label_counts, label_prior, look_evidence, neighbour_evidence, period_evidence,
+                                 soft_labels, temperature_scaled, title_evidence)
 from embeddings.scores import neighbour_labels
 from embeddings.verdicts import CATALOGUE_ERROR_RATE, combine_evidence, verdicts
 from trainer.metadata import mid_year
@@ -81,7 +81,8 @@ class TaskEvidence:
     """One task's evidence: kinds {kind: (N, C)}, neighbour_ids (N, k) the neighbours the look read
     (-1 = none), neighbour_probs (N, C), posterior (N, C), votes {kind: (N,) verdict} for the kinds,
     for the look's two readings (`model`, `neighbours`) and for the posterior (`combined`), prior (C,),
-    model_left_out (N,) bool: where the look read the neighbours only."""
+    model_left_out (N,) bool: where the look read the neighbours only; temperature: the one the
+    look read the cross-fitted probabilities at (`calibration_temperature`)."""
     kinds: dict[str, np.ndarray]
     neighbour_ids: np.ndarray
     neighbour_probs: np.ndarray
@@ -89,6 +90,7 @@ class TaskEvidence:
     votes: dict[str, np.ndarray]
     prior: np.ndarray
     model_left_out: np.ndarray
+    temperature: float = 1.0
 
 
 def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_sim: np.ndarray, md: Metadata,
@@ -102,7 +104,11 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     prior = label_prior(labels, n_classes)
     left_out = np.zeros(len(labels), bool) if model_left_out is None else np.asarray(model_left_out, bool)
     model = np.where(left_out[:, None], np.nan, probs)
-    others = {"look": look_evidence(model, nb),
+    # The heads train with label smoothing, so their cross-fitted probabilities sound less sure
+    # than they are right (fitted T 0.7-0.9 on wikiart-mini and its noisy copies); the look reads
+    # them at the temperature the labels call for, the card prints them as the model gave them.
+    temperature = calibration_temperature(model, labels)
+    others = {"look": look_evidence(temperature_scaled(model, temperature), nb),
               "period": (period_evidence(labels, md.year, n_classes, md.artist_id, copies=md.copies)
                          if md.dates_classes else np.full((len(labels), n_classes), np.nan)),
               "title": title_evidence(labels, md.title, n_classes, seed=seed, copies=md.copies),
@@ -115,7 +121,7 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     post = combine_evidence(kinds, prior)
     votes = verdicts(labels, {**kinds, "model": model, "neighbours": nb, "combined": post}, prior)
     votes["model"][left_out & (labels >= 0)] = "left out"
-    return TaskEvidence(kinds, nb_ids, nb, post, votes, prior, left_out)
+    return TaskEvidence(kinds, nb_ids, nb, post, votes, prior, left_out, temperature)
 
 
 def _pretty(slug: str) -> str:

@@ -464,3 +464,24 @@ def test_a_copy_under_another_label_is_evidence_and_one_under_the_same_label_is_
     assert after.posterior[first, other_class] > 3 * before.posterior[first, other_class]
     assert (V.wrong_log_odds(moved, after.posterior)[first] > V.wrong_log_odds(labels, before.posterior)[first] + 1)
     assert after.votes["copies"][first] == "against"
+
+
+def test_the_look_reads_under_confident_probabilities_at_the_labels_temperature():
+    """A classifier trained with label smoothing sounds less sure than it is right. Labels drawn from
+    softmax(logits); a model that gives softmax(logits / 2) is fitted T = 0.5, which gives back the
+    true probabilities; one that gives the true ones keeps T = 1. NaN rows (the look left out) and
+    unlabelled paintings take no part in the fit and stay NaN."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2.5, (4000, 5))
+    softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
+    truth = softmax(logits)
+    labels = (truth.cumsum(1) < rng.random((len(truth), 1))).sum(1)
+    unsure = softmax(logits / 2)
+    t = E.calibration_temperature(unsure, labels)
+    assert 0.45 < t < 0.55, t
+    assert abs(E.calibration_temperature(truth, labels) - 1) < 0.05
+    np.testing.assert_allclose(E.temperature_scaled(unsure, t), truth, atol=0.03)
+    unsure[:100], labels[100:200] = np.nan, -1
+    assert abs(E.calibration_temperature(unsure, labels) - t) < 0.02
+    assert np.isnan(E.temperature_scaled(unsure, t)[:100]).all()
+    assert E.calibration_temperature(unsure, np.full(len(labels), -1)) == 1.0

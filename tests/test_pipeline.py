@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import duckdb
@@ -115,6 +116,17 @@ def test_store_contents(store):
     assert q("""SELECT count(*) FROM scores s JOIN labels l ON l.image_id = s.image_id AND l.task = 'artist'
                 WHERE s.detector = 'cross_task' AND s.task = 'style' AND l.class_index IS NULL""")[0][0] == 0
     assert {r[0] for r in q("SELECT DISTINCT task FROM scores")} == {"artist", "genre", "style"}
+    # the look reads each task's cross-fitted probabilities (as stored) at the temperature its labels call for
+    temps = dict(re.findall(r"(\w+): the look reads the cross-fitted probabilities at temperature ([\d.]+)",
+                            store["embed_log"]))
+    assert set(temps) == {"artist", "genre", "style"}, temps
+    from db.store import Store
+    from embeddings.evidence import calibration_temperature
+    s = Store(store["store"])
+    for task, t in temps.items():
+        frame, probs = s.label_probabilities(task)
+        assert calibration_temperature(probs, frame["label"].to_numpy()) == pytest.approx(float(t), abs=0.006), task
+    s.close()
     # how many labels look wrong: a total with its interval per task, and per class summing to it
     for task, total, lo, hi, parts in q("""SELECT task, max(estimated_wrong) FILTER (WHERE class_index IS NULL),
             max(low), max(high), sum(estimated_wrong) FILTER (WHERE class_index IS NOT NULL)
