@@ -6,7 +6,7 @@ store's `evidence` table: (image_id, task, kind, p_given, best, p_best, verdict,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -81,8 +81,9 @@ class TaskEvidence:
     """One task's evidence: kinds {kind: (N, C)}, neighbour_ids (N, k) the neighbours the look read
     (-1 = none), neighbour_probs (N, C), posterior (N, C), votes {kind: (N,) verdict} for the kinds,
     for the look's two readings (`model`, `neighbours`) and for the posterior (`combined`), prior (C,),
-    model_left_out (N,) bool: where the look read the neighbours only; temperature: the one the
-    look read the cross-fitted probabilities at (`calibration_temperature`)."""
+    model_left_out (N,) bool: where the look read the neighbours only; temperatures {"model",
+    "title"}: the ones the cross-fitted model and the title model are read at
+    (`calibration_temperature`)."""
     kinds: dict[str, np.ndarray]
     neighbour_ids: np.ndarray
     neighbour_probs: np.ndarray
@@ -90,7 +91,7 @@ class TaskEvidence:
     votes: dict[str, np.ndarray]
     prior: np.ndarray
     model_left_out: np.ndarray
-    temperature: float = 1.0
+    temperatures: dict[str, float] = field(default_factory=dict)
 
 
 def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_sim: np.ndarray, md: Metadata,
@@ -104,14 +105,17 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     prior = label_prior(labels, n_classes)
     left_out = np.zeros(len(labels), bool) if model_left_out is None else np.asarray(model_left_out, bool)
     model = np.where(left_out[:, None], np.nan, probs)
-    # The heads train with label smoothing, so their cross-fitted probabilities sound less sure
-    # than they are right (fitted T 0.7-0.9 on wikiart-mini and its noisy copies); the look reads
-    # them at the temperature the labels call for, the card prints them as the model gave them.
-    temperature = calibration_temperature(model, labels)
-    others = {"look": look_evidence(temperature_scaled(model, temperature), nb),
+    title = title_evidence(labels, md.title, n_classes, seed=seed, copies=md.copies)
+    # The two kinds read from a classifier trained on the labels are read at the temperature the
+    # labels call for: how sure a classifier sounds is set by its training (the heads' label
+    # smoothing, the title model's regularisation), not by the collection (fitted T 0.7-1.1 on
+    # wikiart-mini and its noisy copies). The counting kinds (artist, period) keep their counts.
+    # The card prints the model's probabilities as the model gave them.
+    temperatures = {"model": calibration_temperature(model, labels), "title": calibration_temperature(title, labels)}
+    others = {"look": look_evidence(temperature_scaled(model, temperatures["model"]), nb),
               "period": (period_evidence(labels, md.year, n_classes, md.artist_id, copies=md.copies)
                          if md.dates_classes else np.full((len(labels), n_classes), np.nan)),
-              "title": title_evidence(labels, md.title, n_classes, seed=seed, copies=md.copies),
+              "title": temperature_scaled(title, temperatures["title"]),
               "copies": copy_evidence(labels, md.copies, n_classes)}
     # the artist's other paintings count as what the other kinds and their labels make of them
     soft = soft_labels(labels, combine_evidence(others, prior), CATALOGUE_ERROR_RATE)
@@ -121,7 +125,7 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     post = combine_evidence(kinds, prior)
     votes = verdicts(labels, {**kinds, "model": model, "neighbours": nb, "combined": post}, prior)
     votes["model"][left_out & (labels >= 0)] = "left out"
-    return TaskEvidence(kinds, nb_ids, nb, post, votes, prior, left_out, temperature)
+    return TaskEvidence(kinds, nb_ids, nb, post, votes, prior, left_out, temperatures)
 
 
 def _pretty(slug: str) -> str:

@@ -123,8 +123,8 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
         if key not in look_nb:
             look_nb[key] = look_neighbours(bb_index, pooled, *pool, groups, knn_k)
         ev = task_evidence(y, probs[t], *look_nb[key], md_t, n_classes[t], model_left_out=saw_copy)
-        log.info("%s: the look reads the cross-fitted probabilities at temperature %.2f (fitted to the labels; "
-                 "below 1 sharpens them)", t, ev.temperature)
+        log.info("%s: the cross-fitted model is read at temperature %.2f, the title model at %.2f (fitted to the "
+                 "labels; below 1 sharpens)", t, ev.temperatures["model"], ev.temperatures["title"])
         ev_scores = {k: against_scores(y, ev.kinds[k], ev.prior) for k in METADATA_DETECTORS}
         ev_scores["evidence"] = wrong_log_odds(y, ev.posterior)
         x = DetectorInputs(y, probs[t], emb_scores[t], neighbour_labels(y, bb_nb), cross.get(t), ev_scores, bb_sim)

@@ -485,3 +485,27 @@ def test_the_look_reads_under_confident_probabilities_at_the_labels_temperature(
     assert abs(E.calibration_temperature(unsure, labels) - t) < 0.02
     assert np.isnan(E.temperature_scaled(unsure, t)[:100]).all()
     assert E.calibration_temperature(unsure, np.full(len(labels), -1)) == 1.0
+
+
+def test_the_classifier_kinds_are_read_at_their_temperatures_and_the_card_keeps_the_models_word():
+    """task_evidence reads the cross-fitted model (here with no look-alikes: the look is the model
+    alone) and the title model at their fitted temperatures; the model's card line prints the
+    probabilities as the model gave them."""
+    from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
+    rng = np.random.default_rng(1)
+    n, c = 600, 3
+    logits = rng.normal(0, 3, (n, c))
+    truth = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    labels = (truth.cumsum(1) < rng.random((n, 1))).sum(1)
+    unsure = np.exp(logits / 2) / np.exp(logits / 2).sum(1, keepdims=True)
+    words = ["portrait", "still life", "landscape"]
+    titles = [f"{words[y] if rng.random() < 0.7 else words[rng.integers(c)]} {i}" for i, y in enumerate(labels)]
+    md = Metadata.from_frame(pd.DataFrame({"artist_name": [""] * n, "title": titles}))
+    ev = task_evidence(labels, unsure, np.full((n, 1), -1), np.zeros((n, 1)), md, c)
+    assert 0.35 < ev.temperatures["model"] < 0.65, ev.temperatures
+    np.testing.assert_allclose(ev.kinds["look"], E.temperature_scaled(unsure, ev.temperatures["model"]), atol=1e-6)
+    title = E.title_evidence(labels, md.title, c, copies=md.copies)
+    assert ev.temperatures["title"] == E.calibration_temperature(title, labels)
+    np.testing.assert_allclose(ev.kinds["title"], E.temperature_scaled(title, ev.temperatures["title"]))
+    rows = evidence_rows("style", labels, unsure, ev, md, words).query("kind == 'model'")
+    np.testing.assert_allclose(rows["p_given"].to_numpy(), unsure[np.arange(n), labels])

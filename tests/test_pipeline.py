@@ -116,8 +116,8 @@ def test_store_contents(store):
     assert q("""SELECT count(*) FROM scores s JOIN labels l ON l.image_id = s.image_id AND l.task = 'artist'
                 WHERE s.detector = 'cross_task' AND s.task = 'style' AND l.class_index IS NULL""")[0][0] == 0
     assert {r[0] for r in q("SELECT DISTINCT task FROM scores")} == {"artist", "genre", "style"}
-    # the look reads each task's cross-fitted probabilities (as stored) at the temperature its labels call for
-    temps = dict(re.findall(r"(\w+): the look reads the cross-fitted probabilities at temperature ([\d.]+)",
+    # the evidence reads each task's cross-fitted probabilities (as stored) at the temperature its labels call for
+    temps = dict(re.findall(r"(\w+): the cross-fitted model is read at temperature ([\d.]+), the title model at",
                             store["embed_log"]))
     assert set(temps) == {"artist", "genre", "style"}, temps
     from db.store import Store
