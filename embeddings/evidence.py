@@ -8,7 +8,8 @@ cross-fitted):
 
 - look:    the cross-fitted classifier and the label-free visual neighbours by other artists (two
            readings of the picture, so they count as one kind; an artist's own paintings look alike
-           and carry the labels the artist kind already counts);
+           and carry the labels the artist kind already counts); the classifier, like the title
+           model, is read at the temperature its labels call for (`calibration_temperature`);
 - artist:  the labels of the artist's other paintings, the nearer in date the more weight;
 - period:  the labels of other artists' paintings dated near this one, or near its artist's dated
            paintings when it is undated (for style and artist; `Metadata.for_task` leaves it out
