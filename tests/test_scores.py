@@ -361,5 +361,7 @@ def test_a_head_that_trained_on_a_rescan_is_left_out_of_the_look():
     assert model_apart.verdict == "left out" and model_apart.line.startswith("Model: left out, the head that "
                                                                              "scored it trained on another file")
     assert model_together.verdict == "supports" and model_together.line.startswith("Model (never saw this label)")
-    assert score_apart > score_together and rank_apart < rank_together, (rank_apart, rank_together)
+    # the reading the label cast for itself no longer vouches for it: the odds that it is wrong rise
+    # more than e-fold (the two other misfiled paintings, read fairly, may still rank above it)
+    assert score_apart > score_together + 1 and rank_apart <= rank_together, (score_apart, score_together)
     assert rank_apart <= 3                                # with the two misfiled paintings read fairly
