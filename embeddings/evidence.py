@@ -31,6 +31,7 @@ with NaN rows where a kind has nothing to say about a painting.
 from __future__ import annotations
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 
 from embeddings.scores import neighbour_labels
 from trainer.splits import copies_share_fold
@@ -365,7 +366,6 @@ def calibration_temperature(probs: np.ndarray, labels: np.ndarray, bounds: tuple
     (N, C) cross-fitted, NaN rows skipped; labels (N,) int, -1 = none. Temperature scaling (Guo et
     al. 2017): one number per task, so it cannot learn which labels are wrong, only how sure the
     classifier should sound. 1.0 where nothing is labelled."""
-    from scipy.optimize import minimize_scalar
     ok = (labels >= 0) & ~np.isnan(probs).any(1)
     if not ok.any():
         return 1.0

@@ -6,7 +6,7 @@ store's `evidence` table: (image_id, task, kind, p_given, best, p_best, verdict,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -91,7 +91,7 @@ class TaskEvidence:
     votes: dict[str, np.ndarray]
     prior: np.ndarray
     model_left_out: np.ndarray
-    temperatures: dict[str, float] = field(default_factory=dict)
+    temperatures: dict[str, float]
 
 
 def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_sim: np.ndarray, md: Metadata,

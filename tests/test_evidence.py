@@ -466,17 +466,21 @@ def test_a_copy_under_another_label_is_evidence_and_one_under_the_same_label_is_
     assert after.votes["copies"][first] == "against"
 
 
+def _half_as_sure(rng, n: int, c: int, spread: float):
+    """(truth, unsure, labels): softmax of N(0, spread) logits (N, C), softmax of half those logits (a
+    model half as sure as it is right), and labels (N,) drawn from truth."""
+    logits = rng.normal(0, spread, (n, c))
+    softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
+    truth = softmax(logits)
+    return truth, softmax(logits / 2), (truth.cumsum(1) < rng.random((n, 1))).sum(1)
+
+
 def test_the_look_reads_under_confident_probabilities_at_the_labels_temperature():
     """A classifier trained with label smoothing sounds less sure than it is right. Labels drawn from
     softmax(logits); a model that gives softmax(logits / 2) is fitted T = 0.5, which gives back the
     true probabilities; one that gives the true ones keeps T = 1. NaN rows (the look left out) and
     unlabelled paintings take no part in the fit and stay NaN."""
-    rng = np.random.default_rng(0)
-    logits = rng.normal(0, 2.5, (4000, 5))
-    softmax = lambda z: np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True)
-    truth = softmax(logits)
-    labels = (truth.cumsum(1) < rng.random((len(truth), 1))).sum(1)
-    unsure = softmax(logits / 2)
+    truth, unsure, labels = _half_as_sure(np.random.default_rng(0), 4000, 5, 2.5)
     t = E.calibration_temperature(unsure, labels)
     assert 0.45 < t < 0.55, t
     assert abs(E.calibration_temperature(truth, labels) - 1) < 0.05
@@ -494,10 +498,7 @@ def test_the_classifier_kinds_are_read_at_their_temperatures_and_the_card_keeps_
     from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
     rng = np.random.default_rng(1)
     n, c = 600, 3
-    logits = rng.normal(0, 3, (n, c))
-    truth = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    labels = (truth.cumsum(1) < rng.random((n, 1))).sum(1)
-    unsure = np.exp(logits / 2) / np.exp(logits / 2).sum(1, keepdims=True)
+    _, unsure, labels = _half_as_sure(rng, n, c, 3.0)
     words = ["portrait", "still life", "landscape"]
     titles = [f"{words[y] if rng.random() < 0.7 else words[rng.integers(c)]} {i}" for i, y in enumerate(labels)]
     md = Metadata.from_frame(pd.DataFrame({"artist_name": [""] * n, "title": titles}))
