@@ -27,17 +27,31 @@ UPLOAD_MAX_BYTES = 20 * 1024 * 1024
 
 
 def safe_image_path(data_root: str | Path, rel: str) -> Path | None:
-    """The file for `rel` if it lies inside data_root (after resolving `..` and symlinks), else None."""
-    if not rel or os.path.isabs(rel) or "\x00" in rel:
+    """The file for `rel` if it lies inside data_root after resolving symlinks, else None: a path
+    from the database never leads out of the data (`..` and absolute paths are refused, and so is
+    a link out, with one exception). A folder link directly inside data_root is part of the data
+    set: a manifest beside linked class folders, as `make bench-noise` writes its noisy copies and
+    a user relabels a collection without copying it; training reads through such links, so the
+    dashboard shows what lies inside their targets (and nothing that links out of those)."""
+    if not rel or os.path.isabs(rel) or "\x00" in rel or ".." in Path(rel).parts:
         return None
     root = Path(data_root).resolve()
     try:
         p = (root / rel).resolve(strict=True)
     except (OSError, RuntimeError):
         return None
-    if p != root and root not in p.parents:
+    allowed = [root]
+    top = root / Path(rel).parts[0]
+    if top.is_symlink() and top.is_dir():
+        allowed.append(top.resolve())
+    if not any(p == r or r in p.parents for r in allowed):
         return None
     return p if p.is_file() else None
+
+
+def _and(names: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def thumbnail_bytes(path: Path, size: int = 256) -> bytes:
@@ -132,27 +146,29 @@ class Artlens:
         lines = [(r.verdict, r.line + self._copy_paths(image_id, task) if r.kind == "copies" else r.line)
                  for r in ev.itertuples() if r.line]
         kinds = ev[ev["kind"].isin(KINDS)]
-        name = {"look": "the look", "copies": "its copies"}
-        against = [name.get(k, k) for k in kinds.loc[kinds["verdict"] == "against", "kind"]]
-        support = [name.get(k, k) for k in kinds.loc[kinds["verdict"] == "supports", "kind"]]
+        name = {"copies": "its copies"}
+        named = [name.get(k, f"the {k}") for k in kinds["kind"]]
+        against = [n for n, v in zip(named, kinds["verdict"]) if v == "against"]
+        support = [n for n, v in zip(named, kinds["verdict"]) if v == "supports"]
         parts = []
         if against:
-            parts.append(f"against the label: {', '.join(against)}")
+            odd = " (only the look is odd: check the metadata before calling it wrong)" \
+                if against == ["the look"] and not support else ""
+            parts.append(f"Against the label: {_and(against)}{odd}")
         if support:
-            parts.append(f"for it: {', '.join(support)}")
+            parts.append(f"For it: {_and(support)}")
         if len(combined) and combined["verdict"].iloc[0] != "supports":
             # kinds that are not decisive alone can still agree: each finds the same other class likeliest
             alt = combined["best"].iloc[0]
-            lean = [name.get(k, k) for k, v, b in zip(kinds["kind"], kinds["verdict"], kinds["best"])
-                    if v == "mixed" and b == alt]
+            lean = [n for n, v, b in zip(named, kinds["verdict"], kinds["best"]) if v == "mixed" and b == alt]
             if lean:
-                parts.append(f"{', '.join(lean)} {'each find' if len(lean) > 1 else 'finds'} {alt} likeliest")
-        summary = "; ".join(parts) if parts else "no kind of evidence is clearly for or against the label"
-        if against and not support and len(against) == 1 and against == ["the look"]:
-            summary += " (only the look is odd: check the metadata before calling it wrong)"
+                also = "also " if against else ""
+                verb = f"each {also}find" if len(lean) > 1 else f"{also}finds"
+                parts.append(f"Not decisive alone, {_and(lean)} {verb} {alt} likeliest")
+        summary = ". ".join(parts) if parts else "No kind of evidence is clearly for or against the label"
         if len(combined):
             summary += f". {combined['line'].iloc[0]}"
-        return lines, summary[0].upper() + summary[1:]
+        return lines, summary
 
     def _copy_paths(self, image_id: int, task: str) -> str:
         """Where the copies the `copies` line counts are filed (" The copy: `path` (label)."), so a

@@ -101,6 +101,28 @@ def test_unsafe_image_paths_are_refused(app_env, tmp_path):
         assert safe_image_path(root, bad) is None, bad
 
 
+def test_a_manifest_beside_linked_class_folders_shows_its_images_and_nothing_else(tmp_path):
+    """A data folder may be a manifest beside links to class folders kept elsewhere (what `make
+    bench-noise` writes; training reads through the links): the dashboard shows what lies in
+    those folders, and still nothing that a file link, a deeper link or `..` leads to."""
+    from dashboard.service import safe_image_path
+    shared, root = tmp_path / "shared", tmp_path / "copy"
+    (shared / "Cubism").mkdir(parents=True)
+    (shared / "Cubism" / "a.jpg").write_bytes(b"x")
+    (tmp_path / "secret.jpg").write_bytes(b"x")
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "b.jpg").write_bytes(b"x")
+    (shared / "Cubism" / "out.jpg").symlink_to(tmp_path / "secret.jpg")
+    (shared / "Cubism" / "deeper").symlink_to(tmp_path / "private")
+    root.mkdir()
+    (root / "Cubism").symlink_to(shared / "Cubism")
+    (root / "manifest.csv").write_text("path,style\nCubism/a.jpg,Cubism\n")
+    assert safe_image_path(root, "Cubism/a.jpg") == (shared / "Cubism" / "a.jpg").resolve()
+    for bad in ("Cubism/out.jpg", "Cubism/deeper/b.jpg", "Cubism/../../secret.jpg", "Cubism/../Cubism/a.jpg",
+                "Cubism", "manifest.csv/..", str(shared / "Cubism" / "a.jpg")):
+        assert safe_image_path(root, bad) is None, bad
+
+
 def test_review_tag_persists_across_restart(app_env):
     at = open_page("Review", reviewer="ana")
     # the queue opens on the ranking `make embed` recorded as the default, and shows its top painting
