@@ -476,7 +476,7 @@ def test_the_card_names_a_copy_filed_under_another_label(store, tmp_path):
                                       f"say nothing: a label travels with the file. The copy: `{other}` "
                                       f"({other_given})."], lines
                 assert dict((line, v) for v, line in lines)[copy_lines[0]] == "against"
-                assert "its copies" in summary.split("; for it")[0], summary
+                assert "its copies" in summary.split(". For it")[0], summary
                 ev = app.store.evidence_of(int(rows.loc[mine, "image_id"]), task).set_index("kind")
                 assert ev.loc["copies", "best"] == other_given and ev.loc["copies", "p_given"] == 0.0
                 # the tag form offers what all kinds together favour, the model's top only where that
