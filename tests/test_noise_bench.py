@@ -93,7 +93,7 @@ def test_noise_bench_grades_the_store_make_train_embed_builds(trained, tmp_path)
     from db.store import Paths
     app = Artlens(Paths.from_store(work / "uniform-seed5" / "artlens.duckdb"))
     shown = app.image_file(first["path"].iloc[0])
-    app.store.close()
+    app.close()
     assert shown is not None and shown.is_file() and (copy / first["path"].iloc[0]).resolve() == shown
     assert "The label the Review card suggests" in out.with_suffix(".md").read_text()
     # how honest the evidence's probabilities are: every painting in one bin, flips where it says wrong
