@@ -150,6 +150,33 @@ def test_manifest_layout_with_missing_labels(tmp_path):
     assert ps.frame.set_index("path").loc[f"Pop_Art/{files[5]}", "split"] == "train"
 
 
+def test_a_manifest_naming_images_outside_its_folder_reads_them_under_one_data_root(tmp_path, caplog):
+    """Absolute paths and `../` paths are common in manifests. Stored as written they lay outside
+    the data root, where the dashboard shows nothing; they are read relative to the folder that
+    holds every image, and an image listed twice, once each way, is one painting."""
+    import os
+    from dashboard.service import safe_image_path
+    cubism, baroque = (sorted((MINI / c).iterdir())[:3] for c in ("Cubism", "Baroque"))
+    (tmp_path / "lists").mkdir()
+    rel = lambda f: os.path.relpath(f, tmp_path / "lists")
+    rows = ["path,style", *(f"{f},Cubism" for f in cubism), *(f"{rel(f)},Baroque" for f in baroque),
+            f"{rel(cubism[0])},Cubism"]
+    (tmp_path / "lists" / "m.csv").write_text("\n".join(rows) + "\n")
+    with caplog.at_level(logging.INFO):
+        ps = load_paintings(tmp_path / "lists" / "m.csv", test_fraction=0)
+    assert ps.root == MINI and "read relative to" in caplog.text
+    assert sorted(ps.frame["path"]) == sorted(f"{f.parent.name}/{f.name}" for f in cubism + baroque)
+    assert any("already listed at line 2" in p for p in ps.problems)
+    assert all(safe_image_path(ps.root, p) == (MINI / p) for p in ps.frame["path"])
+    assert (ps.frame["artist_name"].str.len() > 0).all()      # the file names still give the artist
+    # absolute paths inside the manifest's own folder become relative to it; the root stays
+    shutil.copytree(MINI / "Pop_Art", tmp_path / "Pop_Art")
+    files = sorted((tmp_path / "Pop_Art").iterdir())[:2]
+    (tmp_path / "n.csv").write_text("path,style\n" + f"{files[0]},Pop_Art\nPop_Art/{files[1].name},Pop_Art\n")
+    ps = load_paintings(tmp_path / "n.csv", test_fraction=0)
+    assert ps.root == tmp_path and sorted(ps.frame["path"]) == [f"Pop_Art/{f.name}" for f in files]
+
+
 def test_manifest_wrong_columns(tmp_path):
     (tmp_path / "m.csv").write_text("file,label\nx.jpg,1\n")
     with pytest.raises(UserError, match="missing column\\(s\\) path, artist, genre, style"):

@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import io
 import logging
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -335,6 +336,27 @@ def _separator(path: Path) -> str:
     return ";" if ";" in header else "\t" if "\t" in header else ","
 
 
+def data_root_of(root: Path, rels: list[str]) -> tuple[Path, list[str]]:
+    """One data root under which every image path lies: (root, paths relative to it, '/' separated).
+
+    A manifest may name images outside its own folder (absolute paths, `../images/x.jpg`); stored
+    as written they would leave the data root, where the dashboard serves nothing. Such paths are
+    rewritten relative to the manifest's folder when they lie inside it, and otherwise every path
+    is rewritten relative to the deepest folder holding all the images. Paths already inside,
+    written without `..`, are kept as they are (tags and caches know paintings by them)."""
+    def outside(rel: str) -> bool:
+        return os.path.isabs(rel) or ".." in Path(rel).parts
+    if not any(outside(r) for r in rels):
+        return root, rels
+    base = os.path.abspath(root)
+    full = [os.path.normpath(os.path.join(base, r)) for r in rels]        # lexically: a link stays a link
+    full = [f if os.path.isfile(f) else os.path.realpath(os.path.join(base, r)) for f, r in zip(full, rels)]
+    if all(f.startswith(base + os.sep) for f in full):
+        return root, [Path(os.path.relpath(f, base)).as_posix() if outside(r) else r for f, r in zip(full, rels)]
+    new = os.path.commonpath([os.path.dirname(f) for f in full])
+    return Path(new), [Path(os.path.relpath(f, new)).as_posix() for f in full]
+
+
 def _read_manifest(path: Path) -> PaintingSet:
     root = path.parent
     if path.suffix.lower() in (".xlsx", ".xls", ".ods", ".numbers"):
@@ -354,13 +376,19 @@ def _read_manifest(path: Path) -> PaintingSet:
     classes = {t: sorted({v.strip() for v in df[t] if v.strip()}) for t in TASKS}
     extra = [c for c in MANIFEST_COLUMNS if c in cols]
     problems: list[str] = []
+    found = [resolve_image_path(root, p.strip()) for p in df["path"]]
+    image_root, rebased = data_root_of(root, [f for f in found if f is not None])
+    if image_root != root:
+        log.info("%s: image paths reach outside the manifest's folder: they are read relative to %s, the "
+                 "folder that holds them all", path, image_root)
+    as_stored = dict(zip([f for f in found if f is not None], rebased))
     out, first_line = [], {}
-    for i, r in enumerate(df.itertuples(index=False), 2):  # line 1 is the header
+    for i, (r, rel) in enumerate(zip(df.itertuples(index=False), found), 2):  # line 1 is the header
         where = f"{path}:{i}"
-        rel = resolve_image_path(root, r.path.strip())
         if rel is None:
             problems.append(f"{where}: image {r.path.strip()!r} not found under {root}")
             continue
+        rel = as_stored[rel]
         split = (getattr(r, "split", "") or "train").strip().lower()
         if split not in SPLITS:
             raise UserError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
@@ -376,7 +404,8 @@ def _read_manifest(path: Path) -> PaintingSet:
                     "first: %s", len(dups), sum("labels differ" in p for p in dups), dups[0])
     _log_problems([p for p in problems if p not in dups])
     frame = pd.DataFrame(out, columns=["path", *TASKS, "split", *extra])
-    return PaintingSet(root=root, frame=frame, classes={t: c for t, c in classes.items() if c}, problems=problems)
+    return PaintingSet(root=image_root, frame=frame, classes={t: c for t, c in classes.items() if c},
+                       problems=problems)
 
 
 def duplicate_row(where: str, rel: str, first: tuple[int, int], kept: dict, labels: dict[str, int],
