@@ -37,6 +37,10 @@ def page_setup(title: str) -> tuple[Artlens, str, str]:
     st.sidebar.caption(f"{app.info.get('paintings')} paintings · run {app.run_id}")
     st.query_params["task"] = task   # the address bar always holds a shareable link
     st.title(title)
+    if not app.data_root.is_dir():
+        st.warning(f"The images' folder `{app.data_root}` is not there (moved, or on another machine): pictures, "
+                   "Grad-CAM and thumbnails are missing. Start the dashboard with `--data-root FOLDER` "
+                   "(`make dashboard ARGS=\"--data-root FOLDER\"`) to show them from where they are now.")
     return app, task, reviewer
 
 

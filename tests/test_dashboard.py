@@ -123,6 +123,21 @@ def test_a_manifest_beside_linked_class_folders_shows_its_images_and_nothing_els
         assert safe_image_path(root, bad) is None, bad
 
 
+def test_a_moved_image_folder_is_said_once_with_the_flag_that_mends_it(app_env, monkeypatch, tmp_path):
+    """Images moved after `make embed` (or a store opened on another machine): every page says so
+    once, names the folder the store recorded and the flag that points the dashboard elsewhere;
+    pointed at the images, the pictures are back and the warning is gone."""
+    moved = "is not there (moved, or on another machine)"
+    at = open_page("Review")
+    assert not [w for w in at.warning if moved in w.value]
+    monkeypatch.setenv("ARTLENS_DATA_ROOT", str(tmp_path / "gone"))
+    st.cache_resource.clear()
+    at = open_page("Review")
+    warned = [w.value for w in at.warning if moved in w.value]
+    assert len(warned) == 1 and str(tmp_path / "gone") in warned[0] and "--data-root" in warned[0]
+    assert any(w.value.startswith("image not available:") for w in at.warning)
+
+
 def test_review_tag_persists_across_restart(app_env):
     at = open_page("Review", reviewer="ana")
     # the queue opens on the ranking `make embed` recorded as the default, and shows its top painting
