@@ -58,7 +58,7 @@ COMMANDS: dict[str, tuple[str, Callable]] = {
                 _configured("embeddings.config:ExplainConfig", "embeddings.explain:write_explanation", "artlens explain",
                             "Grad-CAM: where in a painting the model finds a class (`artlens explain PATH --task style`)")),
     "export": ("write the review tags and corrected label CSVs", _entry("dashboard.export:main")),
-    "bench": ("benchmarks: artlens bench [run|noise|audit|loop|ablation|paired|synthetic] ...", None),
+    "bench": ("benchmarks: artlens bench [run|noise|audit|loop|ablation|paired|synthetic|subset] ...", None),
 }
 BENCHES: dict[str, tuple[str, Callable]] = {
     "run": ("speed, memory and dashboard latency (make bench)", _entry("bench.run:main")),
@@ -72,6 +72,10 @@ BENCHES: dict[str, tuple[str, Callable]] = {
     "ablation": ("the classifier's changes on and off (make bench-ablation)", _entry("bench.ablation:main")),
     "paired": ("two runs' cross-fitted top-1 on the same paintings", _entry("bench.paired:main")),
     "synthetic": ("a synthetic store of N paintings", _entry("bench.synthetic:main")),
+    "subset": ("a smaller copy of a collection: every k-th painting, a manifest beside links",
+               _configured("bench.configs:SubsetConfig", "bench.copies:write_subset", "artlens bench subset",
+                           "every k-th painting of a collection as a manifest beside links to its class folders "
+                           "(bench/copies.py): the smaller collections the benchmarks report on")),
 }
 
 

@@ -1,4 +1,4 @@
-"""The benchmarks' settings that run the product (`NoiseBenchConfig`, `LoopBenchConfig`, each field a
+"""The benchmarks' settings that run the product (`NoiseBenchConfig`, `LoopBenchConfig`, `SubsetConfig`, each field a
 CLI flag), torch-free so that `artlens bench noise --help` and a wrong flag answer at once."""
 from __future__ import annotations
 
@@ -42,3 +42,12 @@ class LoopBenchConfig:
     work_dir: str = field("bench/noise", "where the noisy copies live (shared with make bench-noise)")
     cache_dir: str = field("cache", "feature-map cache folder")
     out: str = field("", "result file (a markdown table is written beside it; default bench/loop-seed<S>.json)")
+
+
+@dataclass
+class SubsetConfig:
+    data: str = field("../shared/data/wikiart-mini", "the collection: ArtGAN-layout folder or manifest CSV")
+    every: int = field(2, "keep every k-th painting in path order (2: half the collection, 4: a quarter)",
+                       bounds=(1, 1_000_000))
+    offset: int = field(0, "start at this painting (0 to every - 1): another subset of the same size")
+    out: str = field("bench/subset/data", "folder for the manifest and the links to the class folders")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import pandas as pd
 
 from db.store import Store, read_info
 from bench.configs import MODES, NoiseBenchConfig
+from bench.copies import write_data_copy
 from bench.evaluation import (RELIABILITY_EDGES, artist_flips, conflicting_clean_labels, flip_labels, grade_ranking,
                              pr_curve, reliability_table, right_if_errors_uniform)
 from bench.suggestions import queue_suggestions, suggestion_hits, wilson
@@ -37,27 +37,6 @@ from trainer.config import run_paintings, saved_config
 from trainer.train import train
 
 log = logging.getLogger("bench.noise")
-# ------------------------------------------------------------------ the noisy copy
-def write_noisy_copy(ps: PaintingSet, noisy: dict[str, np.ndarray], dest: Path) -> Path:
-    """A manifest CSV of `ps` with `noisy` labels, in `dest` beside links to the original image folders.
-
-    The given train/val split is kept (test returns to train, so the loader carves its own test
-    split as it would for a user). Returns the manifest path. Nothing under ps.root is touched.
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    for top in sorted({p.split("/")[0] for p in ps.frame["path"]}):
-        link = dest / top
-        if not link.exists():
-            os.symlink((ps.root / top).resolve(), link)
-    out = pd.DataFrame({"path": ps.frame["path"],
-                        "split": ps.frame["split"].replace({"test": "train"})})
-    for t in TASKS:
-        names = ps.classes.get(t, [])
-        y = noisy.get(t, ps.frame[t].to_numpy()) if t in ps.classes else np.full(len(out), -1)
-        out[t] = [names[i] if i >= 0 else "" for i in y]
-    manifest = dest / "manifest.csv"
-    out[["path", "artist", "genre", "style", "split"]].to_csv(manifest, index=False)
-    return manifest
 
 
 def confusable_probs(run_dir: Path, paths: list[str]) -> dict[str, np.ndarray]:
@@ -207,7 +186,7 @@ def noisy_store(ps: PaintingSet, run_dir: Path, clean_cfg: dict, mode: str, seed
             raise UserError(f"no store at {store}: run `make bench-noise ARGS=\"--seed {seed}\"` first")
         return store, {t: set(v) for t, v in json.loads((work / name / "flips.json").read_text()).items()}
     noisy, flipped = make_flips(ps, run_dir, mode, seed, fraction, tasks)
-    manifest = write_noisy_copy(ps, noisy, work / name / "data")
+    manifest = write_data_copy(ps, work / name / "data", noisy)
     (work / name / "flips.json").write_text(json.dumps({t: sorted(v) for t, v in flipped.items()}, indent=0))
     log.info("%s: %s flipped; training and embedding it as `make train embed` does", name,
              ", ".join(f"{len(v)} {t}" for t, v in flipped.items()))

@@ -134,6 +134,28 @@ def test_noise_bench_grades_the_store_make_train_embed_builds(trained, tmp_path)
         del os.environ["ARTLENS_STORE"]
 
 
+def test_a_subset_is_every_kth_painting_beside_links_and_reads_like_the_collection(tmp_path):
+    """`artlens bench subset` writes the smaller collections the benchmarks report on: every k-th
+    painting of wikiart-mini in path order, with its own labels and split, as a manifest beside links
+    to the class folders (nothing of the collection is written), which trains like any manifest and
+    whose pictures the dashboard shows."""
+    from dashboard.service import safe_image_path
+    from trainer.data import load_paintings
+    out = tmp_path / "eighth"
+    r = run_cli("bench subset", "--every", "8", "--offset", "3", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    full = load_paintings(MINI, test_fraction=0)
+    sub = load_paintings(out / "manifest.csv", test_fraction=0)
+    want = full.frame.iloc[3::8]
+    assert sub.root == out and sorted(sub.frame["path"]) == sorted(want["path"])
+    assert all(p.is_symlink() for p in out.iterdir() if p.name != "manifest.csv")
+    style = lambda ps: dict(zip(ps.frame["path"], (ps.classes["style"][i] for i in ps.frame["style"])))
+    assert style(sub) == {p: s for p, s in style(full).items() if p in set(want["path"])}
+    assert all(safe_image_path(sub.root, p) == (MINI / p) for p in sub.frame["path"][:20])
+    bad = run_cli("bench subset", "--every", "8", "--offset", "8", "--out", str(tmp_path / "no"))
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --every") and not (tmp_path / "no").exists()
+
+
 def test_a_picture_filed_under_two_clean_labels_has_no_ground_truth():
     """The flips benchmark counts clean labels as right; where wikiart-mini files one picture
     under two genres (the fish market: Cornelis de Vos's genre painting, Frans Snyders' still
