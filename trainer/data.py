@@ -377,11 +377,12 @@ def _read_manifest(path: Path) -> PaintingSet:
     extra = [c for c in MANIFEST_COLUMNS if c in cols]
     problems: list[str] = []
     found = [resolve_image_path(root, p.strip()) for p in df["path"]]
-    image_root, rebased = data_root_of(root, [f for f in found if f is not None])
+    present = [f for f in found if f is not None]
+    image_root, rebased = data_root_of(root, present)
     if image_root != root:
         log.info("%s: image paths reach outside the manifest's folder: they are read relative to %s, the "
                  "folder that holds them all", path, image_root)
-    as_stored = dict(zip([f for f in found if f is not None], rebased))
+    as_stored = dict(zip(present, rebased))
     out, first_line = [], {}
     for i, (r, rel) in enumerate(zip(df.itertuples(index=False), found), 2):  # line 1 is the header
         where = f"{path}:{i}"
