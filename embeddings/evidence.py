@@ -31,9 +31,11 @@ with NaN rows where a kind has nothing to say about a painting.
 from __future__ import annotations
 
 import numpy as np
+from scipy import sparse
 from scipy.optimize import minimize_scalar
 
 from embeddings.scores import neighbour_labels
+from embeddings.years import pair_year_weights, year_bounds, year_spread, year_weights
 from trainer.splits import copies_share_fold
 
 KINDS = ("look", "artist", "period", "title", "copies")
@@ -109,12 +111,6 @@ def other_group_neighbours(nb_ids: np.ndarray, nb_sim: np.ndarray, group: np.nda
     return ids, sim
 
 
-def year_weights(gap: np.ndarray, early: float = 1.0) -> np.ndarray:
-    """Gaussian weight of a year gap in kernel widths (painting's year minus the other's / width),
-    the width scaled by `early` where the painting comes first. NaN gaps stay NaN."""
-    return np.exp(-0.5 * np.where(gap < 0, gap / early, gap) ** 2)
-
-
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     """(N, C) 1 at each painting's label, a zero row where it has none (-1)."""
     out = np.zeros((len(labels), n_classes))
@@ -127,14 +123,17 @@ def group_counts(q: np.ndarray, group: np.ndarray, years: np.ndarray, span: floa
                  early: float = 1.0, skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Leave-one-out weighted class counts over the other members of each painting's group:
     (counts (N, C), total weight (N,)). q (N, C): what each painting counts as (a one-hot label, or
-    a soft one; a zero row is never counted). Weight of a pair: Gaussian in the year difference
-    with width `span` (a number, or (N,) one per other member), `early` times that where the
-    painting is dated before the other member, or `undated` when either painting has no year.
+    a soft one; a zero row is never counted). years: (N,) or (N, 2) first and last year, NaN
+    undated. Weight of a pair: Gaussian in the year difference with width `span` (a number, or (N,)
+    one per other member), `early` times that where the painting is dated before the other member,
+    averaged over the years of a range (`pair_year_weights`), or `undated` when either painting has
+    no year.
     group (N,) int, -1 = no group; skip (N,) int, -1 = none: pairs that share a skip group (a
     painting's copies) are left out with the painting."""
     n = len(q)
     counts = np.zeros(q.shape)
     spans = np.broadcast_to(np.asarray(span, float), (n,))
+    first, last = year_bounds(years)
     order = np.argsort(group, kind="stable")
     g_sorted = group[order]
     starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
@@ -142,9 +141,7 @@ def group_counts(q: np.ndarray, group: np.ndarray, years: np.ndarray, span: floa
         if g_sorted[s] < 0:
             continue
         idx = order[s:e]
-        yr = years[idx]
-        dy = (yr[:, None] - yr[None, :]) / spans[idx][None, :]
-        w = np.where(np.isnan(dy), undated, year_weights(dy, early))
+        w = pair_year_weights(first[idx], last[idx], spans[idx], undated, early)
         np.fill_diagonal(w, 0.0)                                       # leave the painting itself out
         if skip is not None:                                           # and its copies
             sk = skip[idx]
@@ -179,12 +176,13 @@ def artist_evidence(labels: np.ndarray, artist: np.ndarray, years: np.ndarray, n
                     ) -> np.ndarray:
     """(N, C) how the artist's other paintings are labelled, weighted by nearness in date.
 
-    artist (N,) int artist id (-1 = unknown), years (N,) float (NaN = undated). soft (N, C)
-    (`soft_labels`): each other painting counts as what the other kinds and its label make of it,
-    not as its label alone. A catalogue that files an artist's paintings under one label
-    wholesale would otherwise have every one of them vouch for the others; weighed, a label the
-    look, the date and the title all doubt vouches less. copies (N,) int (-1 = none): the
-    painting's copies are left out with it. NaN rows where the artist has no other labelled painting."""
+    artist (N,) int artist id (-1 = unknown), years (N,) or (N, 2) first and last year (NaN =
+    undated). soft (N, C) (`soft_labels`): each other painting counts as what the other kinds and
+    its label make of it, not as its label alone. A catalogue that files an artist's paintings
+    under one label wholesale would otherwise have every one of them vouch for the others;
+    weighed, a label the look, the date and the title all doubt vouches less. copies (N,) int
+    (-1 = none): the painting's copies are left out with it. NaN rows where the artist has no
+    other labelled painting."""
     q = one_hot(labels, n_classes) if soft is None else soft
     counts, total = group_counts(q, artist, years, ARTIST_SPAN, UNDATED_WEIGHT, skip=copies)
     return _smoothed(counts, total, label_prior(labels, n_classes), alpha)
@@ -244,10 +242,11 @@ def period_spans(labels: np.ndarray, years: np.ndarray, n_classes: int) -> np.nd
 
 def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artist: np.ndarray | None = None,
                     alpha: float = 1.0, copies: np.ndarray | None = None) -> np.ndarray:
-    """(N, C) how likely each class is for this year, from other artists' dated paintings: each
+    """(N, C) how likely each class is for this date, from other artists' dated paintings: each
     class's years as a kernel density (width `period_spans`, PERIOD_EARLY times it on the side
     before a class's paintings; on whole years so it scales with the number of distinct years, not
-    of paintings) times the class's count.
+    of paintings) times the class's count. years (N,) or (N, 2) first and last year, NaN undated:
+    a range is its years alike, in the density and where it is read (`embeddings.years`).
 
     artist (N,) int (-1 = unknown): the painting's own artist is left out, not only the painting.
     Near an artist's dates the artist's other paintings would otherwise make up much of the period,
@@ -255,27 +254,31 @@ def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artis
     copies (N,) int (-1 = none): copies filed under another artist are left out too.
     An undated painting is read at its artist's dates here (`career_period`); NaN rows for undated
     paintings whose artist has no dated painting."""
-    dated = ~np.isnan(years)
+    lo, hi = year_bounds(years)
+    dated = ~np.isnan(lo)
     out = np.full((len(labels), n_classes), np.nan)
     if not dated.any():
         return out
-    yr = np.round(years[dated]).astype(int)
-    first = yr.min()
+    bounds = np.stack([np.round(lo[dated]), np.round(np.fmax(hi[dated], lo[dated]))], 1)   # (D, 2) whole years
     y_lab = labels[dated]
-    spans = period_spans(y_lab, yr.astype(float), n_classes)
-    hist = np.zeros((yr.max() - first + 1, n_classes))
-    np.add.at(hist, (yr[y_lab >= 0] - first, y_lab[y_lab >= 0]), 1.0)
+    spans = period_spans(y_lab, bounds.mean(1), n_classes)
+    # each painting is its range's whole years, each 1 / (years in it): in a class's density, and
+    # where the painting is read
+    row, year, share = year_spread(bounds[:, 0], bounds[:, 1])
+    first = int(year.min())
+    spread = sparse.csr_matrix((share, (row, year - first)), shape=(len(bounds), int(year.max()) - first + 1))
+    hist = np.asarray((spread.T @ sparse.csr_matrix(one_hot(y_lab, n_classes))).todense())        # (Y, C)
     offsets = np.arange(len(hist))
     gap = offsets[:, None] - offsets[None, :]
     near = np.stack([year_weights(gap / spans[c], PERIOD_EARLY) @ hist[:, c] for c in range(n_classes)], 1)  # (Y, C)
-    counts = near[yr - first]
-    own = np.flatnonzero(y_lab >= 0)
-    counts[own, y_lab[own]] -= 1.0                                # leave the painting itself out
+    counts = spread @ near                                                                                   # (D, C)
+    own = np.flatnonzero(y_lab >= 0)                              # leave the painting itself out
+    counts[own, y_lab[own]] -= _self_weights(bounds[own, 1] - bounds[own, 0] + 1, spans[y_lab[own]])
     if artist is not None:                                        # and its artist's other dated paintings
-        same, _ = group_label_counts(y_lab, artist[dated], yr.astype(float), n_classes, spans, 0.0, PERIOD_EARLY)
+        same, _ = group_label_counts(y_lab, artist[dated], bounds, n_classes, spans, 0.0, PERIOD_EARLY)
         counts -= same
     if copies is not None:                                        # and its copies under other artists' names
-        twins, _ = group_label_counts(y_lab, copies[dated], yr.astype(float), n_classes, spans, 0.0, PERIOD_EARLY,
+        twins, _ = group_label_counts(y_lab, copies[dated], bounds, n_classes, spans, 0.0, PERIOD_EARLY,
                                       skip=None if artist is None else artist[dated])
         counts -= twins
     # a density, not a count: a narrow kernel gathers fewer paintings than a wide one for the same
@@ -285,6 +288,16 @@ def period_evidence(labels: np.ndarray, years: np.ndarray, n_classes: int, artis
     if artist is not None:
         undated, era = career_period(counts, artist, dated)
         out[undated] = _smoothed(era, era.sum(1), label_prior(labels, n_classes), alpha)
+    return out
+
+
+def _self_weights(n_years: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """(D,) what each painting, read at the n_years (D,) whole years of its range, adds to its own
+    class's density there (class width span (D,)): 1 for a single year."""
+    out = np.ones(len(n_years))
+    for m, s in set(zip(n_years[n_years > 1].astype(int), span[n_years > 1])):
+        gap = np.arange(m)[:, None] - np.arange(m)[None, :]
+        out[(n_years == m) & (span == s)] = year_weights(gap / s, PERIOD_EARLY).mean()
     return out
 
 

@@ -16,12 +16,13 @@ from embeddings.evidence import (artist_evidence, calibration_temperature, copy_
                                  soft_labels, temperature_scaled, title_evidence)
 from embeddings.scores import neighbour_labels
 from embeddings.verdicts import CATALOGUE_ERROR_RATE, combine_evidence, verdicts
-from trainer.metadata import mid_year
+from embeddings.years import year_bounds
 
 
 @dataclass
 class Metadata:
-    """Per painting (N,): artist id (-1 unknown) and name, mid year (NaN undated), title ("" none),
+    """Per painting (N,): artist id (-1 unknown) and name, date (year (N,), or first and last year
+    (N, 2); NaN undated), title ("" none),
     and whether the artist was taken from the artist label (not independent of that label);
     dates_classes: whether a date is evidence about the task's classes (the period kind);
     other_artists_look: whether the look's neighbours are other artists' paintings only (the artist
@@ -45,6 +46,18 @@ class Metadata:
     def copy_groups(self) -> np.ndarray:
         """(N,) each painting's duplicate group, -1 where it has no copy or none are known."""
         return np.full(len(self.artist_id), -1) if self.copies is None else self.copies
+
+    def mid_years(self) -> np.ndarray:
+        """(N,) the middle of each painting's date, NaN where undated."""
+        first, last = year_bounds(self.year)
+        return (first + last) / 2
+
+    def when(self, i: int) -> str:
+        """Painting i's date in words ("1890", "1890-1899"), "" where undated."""
+        first, last = (float(v[i]) for v in year_bounds(self.year))
+        if np.isnan(first):
+            return ""
+        return f"{first:.0f}" if round(last) <= round(first) else f"{first:.0f}-{last:.0f}"
 
     def look_groups(self) -> np.ndarray:
         """(N, 2) the groups whose paintings the look's neighbours skip (-1: none skipped): the
@@ -70,7 +83,10 @@ class Metadata:
         n = len(frame)
         names = frame["artist_name"].fillna("").astype(str).to_numpy() if "artist_name" in frame else np.full(n, "")
         codes, _ = pd.factorize(pd.Series(names).replace("", None))
-        year = mid_year(frame)
+        if "year_lo" in frame:
+            year = np.stack([frame["year_lo"].to_numpy(float), frame["year_hi"].to_numpy(float)], 1)
+        else:
+            year = np.full(n, np.nan)
         title = frame["title"].fillna("").astype(str).to_numpy() if "title" in frame else np.full(n, "")
         from_label = (frame["artist_source"].to_numpy() == "label") if "artist_source" in frame else np.zeros(n, bool)
         return cls(codes.astype(np.int64), names.astype(object), year, title.astype(object), from_label)
@@ -177,10 +193,11 @@ def neighbours_line(g: int, neighbour_classes: np.ndarray, names: list[str], oth
     return text + (f"; {cnt[top]} are {names[top]}" if top != g else "")
 
 
-def artist_line(g: int, artist: str, counts: np.ndarray, year: float, p: np.ndarray, names: list[str],
+def artist_line(g: int, artist: str, counts: np.ndarray, when: str, p: np.ndarray, names: list[str],
                 copies: int = 0) -> str:
     """The artist's other paintings: plain counts (C,) for the words, and the artist kind p (C,)
-    (date-weighted, each painting as the other evidence reads it) where the painting has a year;
+    (date-weighted, each painting as the other evidence reads it) where the painting has a date,
+    when ("1890", "1890-1895"; "" undated);
     copies: how many copies of this painting under the artist's name were left out."""
     top = int(np.argmax(counts))
     left_out = f" (its {copies} {'copy' if copies == 1 else 'copies'} not counted)" if copies else ""
@@ -188,28 +205,29 @@ def artist_line(g: int, artist: str, counts: np.ndarray, year: float, p: np.ndar
             f"here{left_out} are {names[g]}")
     if top != g and counts[top] > 0:
         text += f"; {int(counts[top])} are {names[top]}"
-    if not np.isnan(year):
+    if when:
         near_top = int(np.argmax(p))
-        text += f"; each as the other evidence reads it, those near {year:.0f} weighing more: {names[g]} {p[g]:.0%}"
+        text += f"; each as the other evidence reads it, those near {when} weighing more: {names[g]} {p[g]:.0%}"
         if near_top != g:
             text += f", {names[near_top]} {p[near_top]:.0%}"
     return text
 
 
-def period_line(g: int, class_years: np.ndarray, year: float, p: np.ndarray, names: list[str],
+def period_line(g: int, class_years: np.ndarray, when: str, p: np.ndarray, names: list[str],
                 career: tuple[str, float, float] | None = None) -> str:
-    """The year against the given class's dates here, class_years (2,) (5th, 95th percentile); for an
-    undated painting, career = (artist, first, last year of the artist's dated paintings here)."""
+    """The date, when ("1890", "1890-1895"; "" undated), against the given class's dates here,
+    class_years (2,) (5th, 95th percentile); for an undated painting, career = (artist, first, last
+    year of the artist's dated paintings here)."""
     lo, hi = class_years
     span = f"{names[g]} paintings here date {lo:.0f}-{hi:.0f}" if not np.isnan(lo) else f"few dated {names[g]} paintings here"
-    if np.isnan(year) and career is not None:
+    if not when and career is not None:
         artist, first, last = career
         when = f"{first:.0f}" if first == last else f"{first:.0f}-{last:.0f}"
         text = f"Period: {span}; this one undated, {_pretty(artist)}'s dated paintings here {when}"
         near = "of those years"
     else:
-        text = f"Period: {span}; this one {year:.0f}"
-        near = "near that year"
+        text = f"Period: {span}; this one {when}"
+        near = "near that year" if "-" not in when else "in those years"
     top = int(np.argmax(p))
     if top != g:
         text += f", when {names[top]} is likelier ({p[top]:.0%} of other artists' paintings {near} vs {p[g]:.0%})"
@@ -285,8 +303,8 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
     # plain counts for the words; the evidence itself weighs the artist's paintings by date
     artist_counts, _ = group_label_counts(labels, md.artist_id, md.year, C, np.inf, 1.0, skip=md.copies)
     own_copies = _copies_by_artist(md)
-    years_of = _class_years(labels, md.year, C)
-    careers = _careers(md.artist_id, md.year)
+    years_of = _class_years(labels, md.mid_years(), C)
+    careers = _careers(md.artist_id, md.mid_years())
     skipped = md.look_groups()
     doubted = read_as_other(labels, ev.posterior)
     differing = differing_copy_counts(labels, md.copies, C)
@@ -307,12 +325,12 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
             add("look", i, ev.kinds["look"][i], "")
         pa, pp, pt = (ev.kinds[k][i] for k in ("artist", "period", "title"))
         if not np.isnan(pa).any():
-            add("artist", i, pa, artist_line(g, md.artist_name[i], artist_counts[i], md.year[i], pa, names,
+            add("artist", i, pa, artist_line(g, md.artist_name[i], artist_counts[i], md.when(i), pa, names,
                                              int(own_copies[i])))
         if not np.isnan(pp).any():
             a = md.artist_id[i]
             career = (md.artist_name[i], *careers[a]) if a in careers else None
-            add("period", i, pp, period_line(g, years_of[g], md.year[i], pp, names, career))
+            add("period", i, pp, period_line(g, years_of[g], md.when(i), pp, names, career))
         if not np.isnan(pt).any():
             add("title", i, pt, title_line(g, md.title[i], pt, names))
         if not np.isnan(ev.kinds["copies"][i]).any():

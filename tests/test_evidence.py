@@ -18,7 +18,11 @@ from trainer.metadata import add_metadata, parse_date, parse_wikiart_name
     ("1890", (1890, 1890)), ("c. 1890", (1890, 1890)), ("ca 1890", (1890, 1890)), ("1890-95", (1890, 1895)),
     ("1890–1895", (1890, 1895)), ("1890s", (1890, 1899)), ("19th century", (1800, 1899)),
     ("Painted 1764, retouched 1770", (1764, 1764)), ("1905-1", (1905, 1905)),
-    ("unknown", None), ("", None), ("no. 12", None)])
+    ("unknown", None), ("", None), ("no. 12", None),
+    # a calendar date is one year; decades and centuries in the forms catalogues write them
+    ("1905-06-01", (1905, 1905)), ("signed 1764, dated 1890-01-05", (1764, 1764)), ("1520s-1530s", (1520, 1539)),
+    ("1600s", (1600, 1699)), ("XIX century", (1800, 1899)), ("xvii c.", (1600, 1699)),
+    ("16th-17th centuries", (1500, 1699)), ("late 18th-century", (1700, 1799)), ("mix century", None)])
 def test_parse_date(text, want):
     assert parse_date(text) == (None if want is None else tuple(float(x) for x in want))
 
@@ -197,6 +201,50 @@ def test_period_leaves_the_paintings_own_artist_out():
     assert without[10, 0] > 0.8 and without[10, 1] < 0.2
     # the painting of an unknown artist still hears everyone but itself
     assert np.allclose(without[20], with_own[20])
+
+
+def test_a_date_range_is_read_as_its_years():
+    """A catalogue dates some paintings only to a century. Read at its middle, "20th century" is 1950,
+    when class 1 (1950-1970 here) is everything and class 0 (1908-1925) nothing, and a class-0
+    painting so dated would look misfiled; read as the century, both classes fit it. A single year
+    given as a range of one reads as the year, and a range never vouches for its own label."""
+    rng = np.random.default_rng(0)
+    years = np.r_[rng.integers(1908, 1926, 60), rng.integers(1950, 1971, 60)].astype(float)
+    labels = np.r_[np.zeros(60, int), np.ones(60, int), 0]
+    artist = np.r_[np.arange(120), 120]
+    as_mid = E.period_evidence(labels, np.r_[years, 1949.5], 2, artist)
+    as_range = E.period_evidence(labels, np.c_[np.r_[years, 1900], np.r_[years, 1999]], 2, artist)
+    assert as_mid[-1, 0] < 0.1 and 0.3 < as_range[-1, 0] < 0.7
+    single = np.r_[years, 1915.0]
+    np.testing.assert_array_equal(E.period_evidence(labels, single, 2, artist),
+                                  E.period_evidence(labels, np.c_[single, single], 2, artist))
+    np.testing.assert_array_equal(E.artist_evidence(labels, artist % 7, single, 2),
+                                  E.artist_evidence(labels, artist % 7, np.c_[single, single], 2))
+    # the only class-2 painting, dated to a century: its own years add nothing to class 2 there
+    alone = E.period_evidence(np.r_[labels[:-1], 2], np.c_[np.r_[years, 1900], np.r_[years, 1999]], 3)
+    assert alone[-1, 2] < 0.01
+
+
+def test_an_artists_paintings_dated_to_a_range_weigh_by_their_years():
+    """The artist kind weighs another painting by the mean kernel over both dates' years: a painting
+    dated to its century (1900-1999) weighs for one dated 1950 about the kernel's share of the
+    century (8 years' Gaussian: sqrt(2 pi) 8 / 100, 0.2), less than an undated one (0.5) and far
+    more than a painting of 1950 would for one of 1910."""
+    from embeddings.years import pair_year_weights
+    first, last = np.array([1950.0, 1900.0, 1910.0, np.nan]), np.array([1950.0, 1999.0, 1910.0, np.nan])
+    w = pair_year_weights(first, last, np.full(4, E.ARTIST_SPAN), E.UNDATED_WEIGHT)
+    assert w[0, 1] == pytest.approx(np.sqrt(2 * np.pi) * 8 / 100, rel=0.1) and w[1, 0] == pytest.approx(w[0, 1])
+    assert w[0, 2] < 1e-5 and w[0, 3] == w[1, 3] == E.UNDATED_WEIGHT == w[3, 1]
+
+
+def test_the_card_says_a_date_range_as_the_catalogue_gave_it():
+    from embeddings.evidence_table import Metadata, period_line
+    md = Metadata.from_frame(pd.DataFrame({"artist_name": ["a", "b", "c"], "year_lo": [1890, 1600, np.nan],
+                                           "year_hi": [1890, 1699, np.nan], "title": ""}))
+    assert [md.when(i) for i in range(3)] == ["1890", "1600-1699", ""]
+    np.testing.assert_array_equal(md.mid_years()[:2], [1890, 1649.5])
+    line = period_line(0, np.array([1600.0, 1680.0]), md.when(1), np.array([0.2, 0.8]), ["Baroque", "Rococo"])
+    assert "this one 1600-1699, when Rococo is likelier" in line and "in those years" in line, line
 
 
 def test_a_short_movement_keeps_its_edges():

@@ -425,12 +425,13 @@ def test_identical_files_share_a_cross_fitting_fold(trained):
 def test_a_manifests_title_and_date_reach_the_store_and_the_card(trained, tmp_path):
     """A catalogue's own `title` and `date` columns win over what the file name says: `make embed`
     stores them per painting, logs the dates it could not read (kept as text), and the Review card's
-    period and title lines read them."""
+    period and title lines read them, a date known only to its century as the century."""
     import pandas as pd
     manifest = pd.read_csv(trained["manifest"], keep_default_na=False)
-    p, q = manifest.loc[manifest["style"] != "", "path"].iloc[[0, 1]]
+    p, q, c = manifest.loc[manifest["style"] != "", "path"].iloc[[0, 1, 2]]
     manifest["title"] = np.where(manifest["path"] == p, "Study for a portrait of the painter's wife", "")
-    manifest["date"] = np.select([manifest["path"] == p, manifest["path"] == q], ["c. 1620", "spring"], "")
+    manifest["date"] = np.select([manifest["path"] == p, manifest["path"] == q, manifest["path"] == c],
+                                 ["c. 1620", "spring", "XVII century"], "")
     with_meta = trained["root"] / "manifest_with_metadata.csv"
     manifest.to_csv(with_meta, index=False)
     store = tmp_path / "meta.duckdb"
@@ -440,14 +441,16 @@ def test_a_manifests_title_and_date_reach_the_store_and_the_card(trained, tmp_pa
     assert "1 dates could not be read (kept as text)" in r.stderr, r.stderr[-2000:]
     con = duckdb.connect(str(store), read_only=True)
     rows = {path: rest for path, *rest in con.execute(
-        "SELECT path, image_id, title, year_lo, year_hi, date_text FROM images WHERE path IN (?, ?)",
-        [p, q]).fetchall()}
+        "SELECT path, image_id, title, year_lo, year_hi, date_text FROM images WHERE path IN (?, ?, ?)",
+        [p, q, c]).fetchall()}
     assert rows[p][1:] == ["Study for a portrait of the painter's wife", 1620.0, 1620.0, "c. 1620"], rows[p]
     assert rows[q][4] == "spring", rows[q]   # unreadable: its text kept (the year, if any, from the file name)
-    lines = dict(con.execute("SELECT kind, line FROM evidence WHERE task = 'style' AND image_id = ?",
-                             [rows[p][0]]).fetchall())
+    assert rows[c][2:] == [1600.0, 1699.0, "XVII century"], rows[c]
+    lines, century = (dict(con.execute("SELECT kind, line FROM evidence WHERE task = 'style' AND image_id = ?",
+                                       [rows[x][0]]).fetchall()) for x in (p, c))
     con.close()
     assert "this one 1620" in lines["period"], lines
+    assert "this one 1600-1699" in century["period"], century
     assert "study for a portrait of the painter's wife" in lines["title"].lower(), lines
 
 

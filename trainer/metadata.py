@@ -24,10 +24,19 @@ METADATA_COLUMNS = ("artist_name", "artist_source", "title", "year_lo", "year_hi
 MANIFEST_COLUMNS = ("title", "year", "date")
 
 _YEAR = r"(1[0-9]{3}|20[0-9]{2})"
-_RANGE = re.compile(_YEAR + r"\s*(?:-|–|—|/|to)\s*([0-9]{2,4})")
+# a calendar date (1890-01-05, 1890/1/5) names one year, not a range
+_CALENDAR = re.compile(_YEAR + r"[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12][0-9]|3[01])\b")
+_SEP = r"\s*(?:-|–|—|/|to)\s*"
+_RANGE = re.compile(_YEAR + _SEP + r"([0-9]{2,4})")
 _DECADE = re.compile(_YEAR[:-1] + r")\s*'?s\b")
-_CENTURY = re.compile(r"\b(1[0-9]|20|[1-9])(?:st|nd|rd|th)\s+c(?:entury|\.)", re.I)
+_DECADES = re.compile(r"(1[0-9]{2}0|20[0-9]0)\s*'?s" + _SEP + r"(1[0-9]{2}0|20[0-9]0)\s*'?s\b")
+# "19th century", "XIX century", "16th-17th c.": arabic ordinals, or roman numerals with or without one
+_NTH = r"([1-9]|1[0-9]|20)(?:st|nd|rd|th)|([IVX]{1,5})(?:st|nd|rd|th)?"
+_CENTURY = re.compile(r"\b(?:" + _NTH + r")(?:" + _SEP + r"(?:" + _NTH + r"))?\s*-?\s*c(?:entur(?:y|ies)|\.)", re.I)
+_ROMAN = {"I": 1, "V": 5, "X": 10}
 _SINGLE = re.compile(_YEAR)
+# the forms parse_date reads, longest first where two start at one place
+_DATE_FORMS = (_CALENDAR, _DECADES, _RANGE, _DECADE, _SINGLE, _CENTURY)
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9.'()-]*$")
 _NAME_YEAR = re.compile(r"^(.*?)-(1[0-9]{3}|20[0-9]{2})(?:-[0-9]{1,2})?(?:\(\d+\))?$")
 # WikiArt names a painting without a known title `not_detected_<id>`: a placeholder, not a title.
@@ -38,31 +47,47 @@ _PLACEHOLDER_TITLE = re.compile(r"^not detected(?: \d+)?$")
 def parse_date(text: str) -> tuple[float, float] | None:
     """(first year, last year) of a free-text date, or None when it names no year.
 
-    "1890", "c. 1890", "ca 1890" -> (1890, 1890); "1890-95", "1890-1895" -> (1890, 1895);
-    "1890s" -> (1890, 1899); "19th century" -> (1800, 1899). The first date in the text wins.
+    "1890", "c. 1890", "ca 1890", "1890-01-05" -> (1890, 1890); "1890-95", "1890-1895" -> (1890, 1895);
+    "1890s" -> (1890, 1899); "1520s-1530s" -> (1520, 1539); "1600s" -> (1600, 1699) (a round
+    hundred's "s" is the century: where a date is ambiguous the wider reading claims less);
+    "19th century", "XIX century" -> (1800, 1899); "16th-17th century" -> (1500, 1699).
+    The first date in the text wins.
     """
     text = str(text or "").strip()
-    if not text:
+    found = [(m.start(), i, m) for i, rx in enumerate(_DATE_FORMS) if (m := rx.search(text))]
+    if not found:
         return None
-    m = _RANGE.search(text)
-    if m:
+    _, form, m = min(found, key=lambda f: f[:2])           # the first date in the text; at one place, the longer form
+    if form == 0:                                           # a calendar date
+        return float(m.group(1)), float(m.group(1))
+    if form == 1:                                           # decades
+        lo, hi = int(m.group(1)), int(m.group(2))
+        return (float(lo), float(hi + (99 if hi % 100 == 0 else 9))) if hi >= lo else (float(lo), float(lo + 9))
+    if form == 2:                                           # a range of years
         lo, end = int(m.group(1)), m.group(2)
         hi = int(str(lo)[: 4 - len(end)] + end) if len(end) < 4 else int(end)
-        if hi >= lo and hi - lo <= 100:
-            return float(lo), float(hi)
-        return float(lo), float(lo)
-    m = _DECADE.search(text)
-    if m:
+        return (float(lo), float(hi)) if lo <= hi <= lo + 100 else (float(lo), float(lo))
+    if form == 3:                                           # a decade, or a round hundred's century
         lo = int(m.group(1))
-        return (float(lo), float(lo + 9)) if lo % 10 == 0 else (float(lo), float(lo))
-    m = _SINGLE.search(text)
-    if m:
+        return float(lo), float(lo + (99 if lo % 100 == 0 else 9 if lo % 10 == 0 else 0))
+    if form == 4:
         return float(m.group(1)), float(m.group(1))
-    m = _CENTURY.search(text)
-    if m:
-        c = int(m.group(1))
-        return float((c - 1) * 100), float((c - 1) * 100 + 99)
-    return None
+    first, last = _century(m.group(1), m.group(2)), _century(m.group(3), m.group(4))
+    if first is None:
+        return None
+    last = last if last is not None and last >= first else first
+    return float((first - 1) * 100), float((last - 1) * 100 + 99)
+
+
+def _century(arabic: str | None, roman: str | None) -> int | None:
+    """The century an ordinal names ("19", or "XIX"), None for none or a roman numeral out of 1-21."""
+    if arabic:
+        return int(arabic)
+    if not roman:
+        return None
+    values = [_ROMAN[c] for c in roman.upper()]
+    n = sum(-v if i + 1 < len(values) and v < values[i + 1] else v for i, v in enumerate(values))
+    return n if 1 <= n <= 21 else None
 
 
 def parse_wikiart_name(path: str) -> dict | None:
