@@ -149,7 +149,7 @@ def test_review_tag_persists_across_restart(app_env):
     con.close()
     assert default == "evidence" and at.selectbox(key="rv_detector").value == default
     assert at.multiselect(key="rv_leave_out").value == ["small", "dark", "washed_out", "blurred"]
-    first = next(m.value for m in at.markdown if m.value.startswith("### #"))
+    first = next(m.value for m in at.markdown if m.value.startswith("### Rank "))
     assert first.split("`")[1] == top
     # the card says why: one line per kind of evidence, each marked for or against the label
     why = next(m.value for m in at.markdown if m.value.startswith("**Why it is here:**"))
@@ -177,7 +177,7 @@ def test_review_tag_persists_across_restart(app_env):
     # restart: fresh caches and session; the decision is still there and the queue moved on
     st.cache_resource.clear()
     at2 = open_page("Review", reviewer="ana")
-    nxt = next(m.value for m in at2.markdown if m.value.startswith("### #"))
+    nxt = next(m.value for m in at2.markdown if m.value.startswith("### Rank "))
     assert path not in nxt
     assert at2.metric[0].value.startswith("1 /")
     assert any("your review so far confirms 1 of 1 reviewed (100%)" in c.value for c in at2.caption)
@@ -384,13 +384,13 @@ def test_two_dashboards_share_a_postgresql_tag_log(app_env, postgres_url, monkey
     monkeypatch.setenv("ARTLENS_TAGS", postgres_url)
     st.cache_resource.clear()
     ana = open_page("Review", reviewer="ana")
-    first = next(m.value for m in ana.markdown if m.value.startswith("### #"))
+    first = next(m.value for m in ana.markdown if m.value.startswith("### Rank "))
     path = first.split("`")[1]
     button(ana, "mislabel").click().run()
     assert not ana.exception, [e.value for e in ana.exception]
     st.cache_resource.clear()   # the second machine opens its own connection
     ben = open_page("Review", reviewer="ben")
-    assert path not in next(m.value for m in ben.markdown if m.value.startswith("### #"))
+    assert path not in next(m.value for m in ben.markdown if m.value.startswith("### Rank "))
     assert ben.metric[0].value.startswith("1 /")
     latest = open_tag_log(postgres_url).latest()
     assert latest[["path", "decision", "reviewer"]].values.tolist() == [[path, "mislabel", "ana"]]

@@ -69,7 +69,7 @@ def test_review_in_chromium_tags_one_painting(server, browser):
     name.send_keys("chromium-e2e", Keys.ENTER)
     settle(browser)
     goto(browser, "Review")
-    heading = wait_for(browser, "//h3[starts-with(normalize-space(.), '#')]")
+    heading = wait_for(browser, "//h3[starts-with(normalize-space(.), 'Rank ')]")
     path = heading.find_element("xpath", "following::code[1]").text
     # the card says why the painting is there, one line per kind of evidence
     why = wait_for(browser, "//p[contains(., 'Why it is here:')]")
@@ -136,7 +136,7 @@ def _scroll_to_gradcam(browser, shot: str):
 def test_gradcam_shows_on_review_outliers_and_neighbours_in_chromium(server, browser):
     from selenium.webdriver.common.keys import Keys
     _open_at(browser, server[0], "Review")
-    wait_for(browser, "//h3[starts-with(normalize-space(.), '#')]")
+    wait_for(browser, "//h3[starts-with(normalize-space(.), 'Rank ')]")
     _scroll_to_gradcam(browser, "gradcam_review.png")
     goto(browser, "Outliers")
     wait_for(browser, "//h1[contains(., 'Outliers')]")

@@ -55,7 +55,8 @@ def page_review(app: Artlens, task: str, reviewer: str):
     show_thumb(app, r["path"], 720, container=left)
     left.markdown("**Where the model looks** (Grad-CAM; red = strongest evidence for that class)")
     show_gradcam(app, r["path"], task, r["given"], container=left)
-    right.markdown(f"### #{r['image_id']}  \n`{r['path']}`")
+    # the rank first: "#12" alone read as the queue position, and it is the painting's id
+    right.markdown(f"### Rank {r['rank']} · painting #{r['image_id']}  \n`{r['path']}`")
     right.caption(f"[link to this painting]({painting_link('review', task, int(r['image_id']))})")
     right.markdown(f"**given {task}:** {r['given']}")
     show_other_spellings(app, task, r["given"], right)
