@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
 
 from embeddings.scores import neighbour_labels
 from embeddings.years import pair_year_weights, year_bounds, year_spread, year_weights
@@ -385,9 +386,7 @@ def calibration_temperature(probs: np.ndarray, labels: np.ndarray, bounds: tuple
     logp, y = np.log(np.clip(probs[ok], 1e-9, 1)), labels[ok]
 
     def nll(log_t: float) -> float:
-        z = logp / np.exp(log_t)
-        z -= z.max(1, keepdims=True)
-        return float(-(z[np.arange(len(y)), y] - np.log(np.exp(z).sum(1))).mean())
+        return float(-log_softmax(logp / np.exp(log_t), axis=1)[np.arange(len(y)), y].mean())
 
     res = minimize_scalar(nll, bounds=np.log(bounds), method="bounded", options={"xatol": 1e-3})
     return float(np.exp(res.x))
@@ -395,9 +394,7 @@ def calibration_temperature(probs: np.ndarray, labels: np.ndarray, bounds: tuple
 
 def temperature_scaled(probs: np.ndarray, t: float) -> np.ndarray:
     """(N, C) softmax(log probs / t), NaN rows kept."""
-    z = np.log(np.clip(probs, 1e-9, 1)) / t
-    z = np.exp(z - np.max(z, 1, keepdims=True))
-    return z / z.sum(1, keepdims=True)
+    return softmax(np.log(np.clip(probs, 1e-9, 1)) / t, axis=1)
 
 
 def look_evidence(model_probs: np.ndarray, neighbour_probs: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ kind has nothing to say about a painting, prior (C,).
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import softmax
 
 # Each kind's distribution is mixed with the prior by this much before combining: no single kind,
 # however sure, outvotes all the others (a bound of about log(1/0.1) on its log-likelihood ratio).
@@ -30,9 +31,7 @@ def combine_evidence(evidence: dict[str, np.ndarray], prior: np.ndarray, mix: fl
         have = ~np.isnan(p).any(1)
         q = (1 - mix) * p[have] + mix * prior[None, :]
         log_post[have] += np.log(q) - np.log(prior)[None, :]
-    log_post -= log_post.max(1, keepdims=True)
-    post = np.exp(log_post)
-    return post / post.sum(1, keepdims=True)
+    return softmax(log_post, axis=1)
 
 
 def wrong_log_odds(labels: np.ndarray, post: np.ndarray) -> np.ndarray:
