@@ -47,10 +47,11 @@ class Metadata:
         """(N,) each painting's duplicate group, -1 where it has no copy or none are known."""
         return np.full(len(self.artist_id), -1) if self.copies is None else self.copies
 
-    def mid_years(self) -> np.ndarray:
-        """(N,) the middle of each painting's date, NaN where undated."""
+    def mid_years(self, widest: float = np.inf) -> np.ndarray:
+        """(N,) the middle of each painting's date, NaN where undated or its range spans more than
+        `widest` years after the first."""
         first, last = year_bounds(self.year)
-        return (first + last) / 2
+        return np.where(last - first <= widest, (first + last) / 2, np.nan)
 
     def when(self, i: int) -> str:
         """Painting i's date in words ("1890", "1890-1899"), "" where undated."""
@@ -165,10 +166,13 @@ def _class_years(labels: np.ndarray, years: np.ndarray, n_classes: int) -> np.nd
 
 
 def _careers(artist: np.ndarray, years: np.ndarray) -> dict[int, tuple[float, float]]:
-    """{artist id: (first, last) year of the artist's dated paintings} for artists with any."""
-    ok = (artist >= 0) & ~np.isnan(years)
-    frame = pd.DataFrame({"a": artist[ok], "y": years[ok]}).groupby("a")["y"].agg(["min", "max"])
-    return {int(a): (float(r["min"]), float(r["max"])) for a, r in frame.iterrows()}
+    """{artist id: (first, last) year of the artist's dated paintings} for artists with any; years
+    (N,) or (N, 2) first and last year of each painting's date."""
+    first, last = year_bounds(years)
+    ok = (artist >= 0) & ~np.isnan(first)
+    span = pd.DataFrame({"a": artist[ok], "lo": first[ok], "hi": np.fmax(last[ok], first[ok])}).groupby("a").agg(
+        lo=("lo", "min"), hi=("hi", "max"))
+    return {int(a): (float(r.lo), float(r.hi)) for a, r in span.iterrows()}
 
 
 def model_line(g: int, p: np.ndarray, names: list[str], saw_copy: bool = False) -> str:
@@ -303,8 +307,10 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
     # plain counts for the words; the evidence itself weighs the artist's paintings by date
     artist_counts, _ = group_label_counts(labels, md.artist_id, md.year, C, np.inf, 1.0, skip=md.copies)
     own_copies = _copies_by_artist(md)
-    years_of = _class_years(labels, md.mid_years(), C)
-    careers = _careers(md.artist_id, md.mid_years())
+    # the dates the card quotes for a class come from paintings dated to a decade or closer: the
+    # middle of "20th century" is no painting's date
+    years_of = _class_years(labels, md.mid_years(widest=9), C)
+    careers = _careers(md.artist_id, md.year)
     skipped = md.look_groups()
     doubted = read_as_other(labels, ev.posterior)
     differing = differing_copy_counts(labels, md.copies, C)

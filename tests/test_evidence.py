@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 import numpy as np
 import pandas as pd
@@ -245,6 +246,27 @@ def test_the_card_says_a_date_range_as_the_catalogue_gave_it():
     np.testing.assert_array_equal(md.mid_years()[:2], [1890, 1649.5])
     line = period_line(0, np.array([1600.0, 1680.0]), md.when(1), np.array([0.2, 0.8]), ["Baroque", "Rococo"])
     assert "this one 1600-1699, when Rococo is likelier" in line and "in those years" in line, line
+
+
+def test_the_card_quotes_class_dates_from_paintings_dated_closely():
+    """Class 0's paintings date 1905-1925, five more only to "20th century": the card quotes class
+    0's dates from the close ones (the middle of a century is no painting's date), and an undated
+    painting whose artist is dated only to the century is read at, and said to be at, the century."""
+    from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
+    rng = np.random.default_rng(0)
+    lo = np.r_[rng.integers(1905, 1926, 40), [1900] * 5, rng.integers(1600, 1700, 40), np.nan].astype(float)
+    hi = np.r_[lo[:40], [1999] * 5, lo[45:85], np.nan]
+    labels = np.r_[np.zeros(45, int), np.ones(40, int), 0]
+    names = [f"a-{i % 20}" for i in range(40)] + ["late"] * 5 + [f"b-{i % 20}" for i in range(40)] + ["late"]
+    md = Metadata.from_frame(pd.DataFrame({"artist_name": names, "year_lo": lo, "year_hi": hi, "title": ""}))
+    n = len(labels)
+    ev = task_evidence(labels, np.full((n, 2), 0.5), np.full((n, 1), -1), np.zeros((n, 1)), md.for_task("style"), 2)
+    rows = evidence_rows("style", labels, np.full((n, 2), 0.5), ev, md, ["Cubism", "Baroque"])
+    period = rows[rows.kind == "period"].set_index("image_id")["line"]
+    first, last = map(int, re.search(r"Cubism paintings here date (\d+)-(\d+)", period[0]).groups())
+    assert 1905 <= first and last <= 1925, period[0]
+    assert "this one 1900-1999" in period[40], period[40]
+    assert "this one undated, Late's dated paintings here 1900-1999" in period[85], period[85]
 
 
 def test_a_short_movement_keeps_its_edges():

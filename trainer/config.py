@@ -15,7 +15,8 @@ from trainer.specs import BACKBONES, HEADS
 
 @dataclass
 class TrainConfig:
-    data: str = field("../shared/data/wikiart-mini", "ArtGAN-layout folder or manifest CSV (path,artist,genre,style[,split])")
+    data: str = field("../shared/data/wikiart-mini", "ArtGAN-layout folder, manifest CSV "
+                      "(path,artist,genre,style[,split][,title][,year|date]) or class folders")
     task: str = field("style", "ImageFolder data (DIR/<class>/<image>, no CSV): the task its folder names are",
                       choices=["style", "genre", "artist"])
     arch: str = field("rowcol_bigru", "recurrent head", choices=list(HEADS))
