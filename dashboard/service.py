@@ -362,8 +362,9 @@ class Artlens:
         held = self.store.evidence_kinds(task)
         kinds = ", ".join(words[k] for k in KINDS if k in held) or "the look"
         # a label is counted only where two kinds agree: one with a single kind never is
+        alone = self.store.labels_unjudged(task)
         few = self.store.labels_with_few_kinds(task, list(KINDS)) if held else 0
-        if few and few == w["labelled"] and not w["refined"]:
+        if few and few + alone == w["labelled"] and not w["refined"]:
             return (f"No {task} label can be counted as wrong: a label is counted only where two independent "
                     f"kinds of evidence agree, and here every one has fewer than two ({kinds}; no date, no "
                     "title, no other painting by the artist). A manifest's artist, title and date columns, or "
@@ -388,6 +389,12 @@ class Artlens:
                 text += (f". {few:,} of these labels {'has' if one else 'have'} fewer than two kinds of evidence "
                          f"(no date, no title, no other painting by the artist here) and cannot be counted; "
                          f"{'if wrong, it is' if one else 'those that are wrong are'} in the high end only")
+            if alone:
+                one = alone == 1
+                text += (f". {alone:,} {'label is' if one else 'labels are'} the only painting of {'its' if one else 'their'} "
+                         f"class here: the evidence learns a class from its other paintings, so it cannot judge "
+                         f"{'it' if one else 'them'}, and {'it is' if one else 'they are'} counted nowhere, "
+                         "not even in the range")
         if w["reviewed"]:
             text += (f"; your review so far confirms {w['confirmed']} of {w['reviewed']} reviewed "
                      f"({w['confirmed'] / w['reviewed']:.0%})")

@@ -188,7 +188,7 @@ def show_other_spellings(app: Artlens, task: str, given: str, container):
 
 
 EVIDENCE_MARKS = {"against": ":red[✗ against]", "supports": ":green[✓ supports]", "mixed": ":orange[~ mixed]",
-                  "left out": ":gray[– left out]"}
+                  "left out": ":gray[– left out]", "cannot judge": ":gray[– cannot judge]"}
 
 
 def show_evidence(app: Artlens, image_id: int, task: str, container, heading: str = "Why it is here"):

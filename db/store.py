@@ -343,16 +343,25 @@ class Store:
 
     def labels_with_few_kinds(self, task: str, kinds: list[str], at_least: int = 2) -> int:
         """How many of `task`'s labelled paintings have evidence rows of fewer than `at_least` of
-        `kinds` (a painting with no artist, date or title has only the look); 0 for a store written
-        before the evidence table."""
+        `kinds` (a painting with no artist, date or title has only the look), not counting the
+        labels no kind could judge (`labels_unjudged`); 0 for a store written before the evidence table."""
         if not self._has_column("evidence", "kind"):
             return 0
         marks = ", ".join("?" for _ in kinds)
         return int(self._q(f"""SELECT count(*) AS n FROM (
             SELECT e.image_id FROM evidence e JOIN labels l ON l.image_id = e.image_id AND l.task = e.task
             WHERE e.task = ? AND l.class_index IS NOT NULL GROUP BY e.image_id
-            HAVING count(*) FILTER (WHERE e.kind IN ({marks})) < ?)""",
+            HAVING count(*) FILTER (WHERE e.kind IN ({marks})) < ?
+               AND count(*) FILTER (WHERE e.verdict = 'cannot judge') = 0)""",
                            [task, *kinds, int(at_least)])["n"].iloc[0])
+
+    def labels_unjudged(self, task: str) -> int:
+        """How many of `task`'s labels the evidence could not judge (a class no other painting
+        carries: the `combined` row's verdict 'cannot judge'); 0 for a store without the table."""
+        if not self._has_column("evidence", "kind"):
+            return 0
+        return int(self._q("SELECT count(*) AS n FROM evidence WHERE task = ? AND kind = 'combined' "
+                           "AND verdict = 'cannot judge'", [task])["n"].iloc[0])
 
     def given_label(self, path: str, task: str) -> str | None:
         """The given label (class name) of the painting at `path` (relative to the data root), or None."""

@@ -128,12 +128,13 @@ register_detector("artist", "metadata", "the artist's other paintings (leave-one
                   "largest log Bayes factor of another class over the given one (each against its share of the "
                   "collection), from the artist's other paintings, nearer dates weighing more",
                   _evidence("artist"), threshold=LOG2)
-register_detector("period", "metadata", "other artists' paintings dated near this one (leave-artist-out; style and "
-                  "artist, not genre)",
+register_detector("period", "metadata", "other artists' paintings dated near this one (leave-artist-out; for the "
+                  "artist task every other painting; not genre)",
                   "largest log Bayes factor of another class over the given one, from other artists' paintings "
                   "dated near this one (each class's dates a kernel density of its own width, half as wide "
                   "before the class's paintings: a movement has a start; an undated painting at its "
-                  "artist's dates); style and artist only: subjects have no dates",
+                  "artist's dates); for the artist task, whose classes are the artists, every other painting "
+                  "and dated paintings only; style and artist only: subjects have no dates",
                   _evidence("period"), threshold=LOG2)
 register_detector("title", "metadata", "the title, a cross-fitted TF-IDF text model (words and character n-grams)",
                   "largest log Bayes factor of another class over the given one, from a cross-fitted text model "

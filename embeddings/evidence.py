@@ -31,6 +31,7 @@ with NaN rows where a kind has nothing to say about a painting.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, softmax
@@ -187,6 +188,29 @@ def artist_evidence(labels: np.ndarray, artist: np.ndarray, years: np.ndarray, n
     q = one_hot(labels, n_classes) if soft is None else soft
     counts, total = group_counts(q, artist, years, ARTIST_SPAN, UNDATED_WEIGHT, skip=copies)
     return _smoothed(counts, total, label_prior(labels, n_classes), alpha)
+
+
+def lone_labels(labels: np.ndarray, copies: np.ndarray | None = None) -> np.ndarray:
+    """(N,) bool: the labelled paintings whose class no other painting here carries, their copies
+    aside. labels (N,) int (-1 = none), copies (N,) int duplicate group (-1 = none; None: none known).
+
+    Every kind learns what a class is like (its look, dates, titles, artists) from the other
+    paintings that carry it and leaves the painting and its copies out; with none left, each kind's
+    probability for the class is its smoothing alone, and the label would read as wrong whether or
+    not it is (an artist with one painting in a catalogue)."""
+    known = labels >= 0
+    out = np.zeros(len(labels), bool)
+    if not known.any():
+        return out
+    others = np.bincount(labels[known])[labels[known]] - 1
+    if copies is not None:
+        twin = known & (copies >= 0)
+        pairs = pd.Series(list(zip(copies[twin], labels[twin])))
+        same = np.zeros(len(labels), int)
+        same[twin] = pairs.map(pairs.value_counts()).to_numpy() - 1        # copies filed under the same label
+        others = others - same[known]
+    out[np.flatnonzero(known)] = others <= 0
+    return out
 
 
 def differing_copy_counts(labels: np.ndarray, copies: np.ndarray | None, n_classes: int) -> np.ndarray:

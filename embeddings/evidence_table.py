@@ -12,11 +12,14 @@ import numpy as np
 import pandas as pd
 
 from embeddings.evidence import (artist_evidence, calibration_temperature, copy_evidence, differing_copy_counts,
-                                 group_label_counts, label_prior, look_evidence, neighbour_evidence, period_evidence,
-                                 soft_labels, temperature_scaled, title_evidence)
+                                 group_label_counts, label_prior, lone_labels, look_evidence, neighbour_evidence,
+                                 period_evidence, soft_labels, temperature_scaled, title_evidence)
 from embeddings.scores import neighbour_labels
 from embeddings.verdicts import CATALOGUE_ERROR_RATE, combine_evidence, verdicts
 from embeddings.years import year_bounds
+
+# The verdict of every line for a label no other painting carries (`lone_labels`).
+UNJUDGED = "cannot judge"
 
 
 @dataclass
@@ -25,8 +28,9 @@ class Metadata:
     (N, 2); NaN undated), title ("" none),
     and whether the artist was taken from the artist label (not independent of that label);
     dates_classes: whether a date is evidence about the task's classes (the period kind);
-    other_artists_look: whether the look's neighbours are other artists' paintings only (the artist
-    kind counts the artist's own; not for the artist task, whose classes are the artists);
+    classes_are_artists: the artist task. For the other tasks the look's neighbours and the period
+    leave the painting's artist out (the artist kind counts the artist's paintings); where the
+    classes are the artists, leaving the artist out would leave out the given class itself;
     copies: (N,) int the painting's duplicate group (the same picture filed twice; -1 none, None
     unknown): every kind leaves a painting's copies out with it (`with_copies`); the copies kind
     reads the labels of those filed under another class."""
@@ -36,7 +40,7 @@ class Metadata:
     title: np.ndarray
     artist_from_label: np.ndarray
     dates_classes: bool = True
-    other_artists_look: bool = True
+    classes_are_artists: bool = False
     copies: np.ndarray | None = None
 
     def with_copies(self, group: np.ndarray) -> "Metadata":
@@ -63,7 +67,7 @@ class Metadata:
     def look_groups(self) -> np.ndarray:
         """(N, 2) the groups whose paintings the look's neighbours skip (-1: none skipped): the
         painting's artist (style and genre) and its copies (always)."""
-        artist = self.artist_id if self.other_artists_look else np.full(len(self.artist_id), -1)
+        artist = np.full(len(self.artist_id), -1) if self.classes_are_artists else self.artist_id
         return np.stack([artist, self.copy_groups()], 1)
 
     def for_task(self, task: str) -> "Metadata":
@@ -73,11 +77,15 @@ class Metadata:
         and landscapes are painted in every century), and what a year says about genre in one
         collection is which movements it holds, a vote the kinds would count twice. On injected
         flips the period kind alone ranks genre flips near chance, and leaving it out of genre
-        raised the ranking's AUPRC in every cell on two seeds (docs/real-errors.md)."""
+        raised the ranking's AUPRC in every cell on two seeds (docs/real-errors.md). For the artist
+        task a date says whose career it falls in: the period is every other painting's, the
+        painting's own artist too (left out, the given class would have no dates), and an undated
+        painting gets none (read at its artist's dates, it would repeat the artist kind)."""
         artist_id = self.artist_id
         if task == "artist" and self.artist_from_label.any():
             artist_id = np.where(self.artist_from_label, -1, self.artist_id)
-        return replace(self, artist_id=artist_id, dates_classes=task != "genre", other_artists_look=task != "artist")
+        return replace(self, artist_id=artist_id, dates_classes=task != "genre",
+                       classes_are_artists=task == "artist")
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> "Metadata":
@@ -100,7 +108,8 @@ class TaskEvidence:
     for the look's two readings (`model`, `neighbours`) and for the posterior (`combined`), prior (C,),
     model_left_out (N,) bool: where the look read the neighbours only; temperatures {"model",
     "title"}: the ones the cross-fitted model and the title model are read at
-    (`calibration_temperature`)."""
+    (`calibration_temperature`); alone (N,) bool: labels of a class no other painting carries
+    (`lone_labels`), which no kind can judge: NaN kinds and posterior, every vote UNJUDGED."""
     kinds: dict[str, np.ndarray]
     neighbour_ids: np.ndarray
     neighbour_probs: np.ndarray
@@ -109,6 +118,7 @@ class TaskEvidence:
     prior: np.ndarray
     model_left_out: np.ndarray
     temperatures: dict[str, float]
+    alone: np.ndarray
 
 
 def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_sim: np.ndarray, md: Metadata,
@@ -130,7 +140,8 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     # The card prints the model's probabilities as the model gave them.
     temperatures = {"model": calibration_temperature(model, labels), "title": calibration_temperature(title, labels)}
     others = {"look": look_evidence(temperature_scaled(model, temperatures["model"]), nb),
-              "period": (period_evidence(labels, md.year, n_classes, md.artist_id, copies=md.copies)
+              "period": (period_evidence(labels, md.year, n_classes, None if md.classes_are_artists else md.artist_id,
+                                         copies=md.copies)
                          if md.dates_classes else np.full((len(labels), n_classes), np.nan)),
               "title": temperature_scaled(title, temperatures["title"]),
               "copies": copy_evidence(labels, md.copies, n_classes)}
@@ -139,10 +150,15 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     kinds = {"look": others["look"],
              "artist": artist_evidence(labels, md.artist_id, md.year, n_classes, soft, copies=md.copies),
              "period": others["period"], "title": others["title"], "copies": others["copies"]}
+    alone = lone_labels(labels, md.copies)
+    kinds = {k: np.where(alone[:, None], np.nan, p) for k, p in kinds.items()}
     post = combine_evidence(kinds, prior)
+    post[alone] = np.nan
     votes = verdicts(labels, {**kinds, "model": model, "neighbours": nb, "combined": post}, prior)
     votes["model"][left_out & (labels >= 0)] = "left out"
-    return TaskEvidence(kinds, nb_ids, nb, post, votes, prior, left_out, temperatures)
+    for v in votes.values():
+        v[alone] = UNJUDGED
+    return TaskEvidence(kinds, nb_ids, nb, post, votes, prior, left_out, temperatures, alone)
 
 
 def _pretty(slug: str) -> str:
@@ -218,10 +234,10 @@ def artist_line(g: int, artist: str, counts: np.ndarray, when: str, p: np.ndarra
 
 
 def period_line(g: int, class_years: np.ndarray, when: str, p: np.ndarray, names: list[str],
-                career: tuple[str, float, float] | None = None) -> str:
+                career: tuple[str, float, float] | None = None, others: str = "other artists' paintings") -> str:
     """The date, when ("1890", "1890-1895"; "" undated), against the given class's dates here,
     class_years (2,) (5th, 95th percentile); for an undated painting, career = (artist, first, last
-    year of the artist's dated paintings here)."""
+    year of the artist's dated paintings here); others: whose dates the period kind read."""
     lo, hi = class_years
     span = f"{names[g]} paintings here date {lo:.0f}-{hi:.0f}" if not np.isnan(lo) else f"few dated {names[g]} paintings here"
     if not when and career is not None:
@@ -234,7 +250,7 @@ def period_line(g: int, class_years: np.ndarray, when: str, p: np.ndarray, names
         near = "near that year" if "-" not in when else "in those years"
     top = int(np.argmax(p))
     if top != g:
-        text += f", when {names[top]} is likelier ({p[top]:.0%} of other artists' paintings {near} vs {p[g]:.0%})"
+        text += f", when {names[top]} is likelier ({p[top]:.0%} of {others} {near} vs {p[g]:.0%})"
     return text
 
 
@@ -272,6 +288,13 @@ def combined_line(g: int, post: np.ndarray, names: list[str], read_as_other: np.
     return text
 
 
+def alone_line(g: int, names: list[str]) -> str:
+    """The combined line of a label no other painting carries (`lone_labels`)."""
+    return (f"No other painting here is labelled {names[g]} (its copies aside): every kind of evidence learns a "
+            "class from the other paintings that carry it, so none can judge this label. It has no evidence "
+            "score and is not counted among the wrong labels")
+
+
 def _copies_by_artist(md: Metadata) -> np.ndarray:
     """(N,) int how many other paintings share each painting's copy group and its artist."""
     n = len(md.artist_id)
@@ -286,8 +309,8 @@ def _copies_by_artist(md: Metadata) -> np.ndarray:
 def read_as_other(labels: np.ndarray, post: np.ndarray) -> np.ndarray:
     """(C + 1,) the share of each class's labels (labels (N,) int, -1 = none) whose posterior post
     (N, C) finds another class likelier than the given one, and last the share of all labels
-    (NaN for a class with no label)."""
-    known = labels >= 0
+    (NaN for a class with no label); labels the evidence cannot judge (NaN rows) are not counted."""
+    known = (labels >= 0) & ~np.isnan(post).any(1)
     y = labels[known]
     other = post[known].argmax(1) != y
     C = post.shape[1]
@@ -336,10 +359,15 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
         if not np.isnan(pp).any():
             a = md.artist_id[i]
             career = (md.artist_name[i], *careers[a]) if a in careers else None
-            add("period", i, pp, period_line(g, years_of[g], md.when(i), pp, names, career))
+            add("period", i, pp, period_line(g, years_of[g], md.when(i), pp, names, career,
+                                             "the other paintings" if md.classes_are_artists else
+                                             "other artists' paintings"))
         if not np.isnan(pt).any():
             add("title", i, pt, title_line(g, md.title[i], pt, names))
         if not np.isnan(ev.kinds["copies"][i]).any():
             add("copies", i, ev.kinds["copies"][i], copies_line(g, differing[i], names))
-        add("combined", i, ev.posterior[i], combined_line(g, ev.posterior[i], names, doubted))
+        if ev.alone[i]:
+            rows.append((int(i), task, "combined", np.nan, int(g), np.nan, UNJUDGED, alone_line(g, names)))
+        else:
+            add("combined", i, ev.posterior[i], combined_line(g, ev.posterior[i], names, doubted))
     return pd.DataFrame(rows, columns=["image_id", "task", "kind", "p_given", "best", "p_best", "verdict", "line"])

@@ -36,7 +36,8 @@ def combine_evidence(evidence: dict[str, np.ndarray], prior: np.ndarray, mix: fl
 
 def wrong_log_odds(labels: np.ndarray, post: np.ndarray) -> np.ndarray:
     """(N,) log p(not the given label) - log p(given label): the evidence ranking's score (a smooth
-    scale without float ties near certainty). NaN where unlabelled."""
+    scale without float ties near certainty). NaN where unlabelled or the posterior is NaN (a label
+    the evidence cannot judge)."""
     known = labels >= 0
     out = np.full(len(labels), np.nan)
     pg = np.clip(post[np.flatnonzero(known), labels[known]], 1e-300, 1)

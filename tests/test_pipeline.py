@@ -305,11 +305,14 @@ def test_image_folder_data_trains_and_embeds(tmp_path):
     (data / "pop art").mkdir()      # the same movement filed by a second source under its own spelling
     for p in sorted((MINI / "Pop_Art").iterdir())[16:20]:
         shutil.copyfile(p, data / "pop art" / p.name)
+    (data / "Ukiyo_e").mkdir()      # a class of one painting: nothing else to learn it from
+    lone = sorted((MINI / "Ukiyo_e").iterdir())[0]
+    shutil.copyfile(lone, data / "Ukiyo_e" / lone.name)
     r = run_cli("train", "--data", str(data), "--out-dir", str(tmp_path / "runs"), "--run-id", "if",
                 "--cache-dir", str(tmp_path / "cache"), "--epochs", "3", "--folds", "2", "--crossfit-epochs", "1",
                 "--min-steps", "0", "--test-fraction", "0.2")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "ImageFolder layout, 5 style classes" in r.stderr
+    assert "ImageFolder layout, 6 style classes" in r.stderr
     assert "style classes that differ only in case, spaces, punctuation or accents: 'Pop_Art' (16) and 'pop art' (4)" in r.stderr
     store = tmp_path / "store" / "artlens.duckdb"
     r = run_cli("embed", "--run", str(tmp_path / "runs" / "if"), "--store", str(store), "--cache-dir",
@@ -317,9 +320,13 @@ def test_image_folder_data_trains_and_embeds(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     con = duckdb.connect(str(store), read_only=True)
     try:
-        assert con.execute("SELECT count(*) FROM images").fetchone()[0] == 68
+        assert con.execute("SELECT count(*) FROM images").fetchone()[0] == 69
         assert con.execute("SELECT DISTINCT task FROM labels").fetchall() == [("style",)]
+        # the lone Ukiyo_e painting has no evidence score: no kind has another painting to learn the class from
         assert con.execute("SELECT count(*) FROM scores WHERE task = 'style' AND detector = 'evidence'").fetchone()[0] == 68
+        assert con.execute("""SELECT verdict FROM evidence e JOIN images i USING (image_id)
+                              WHERE e.task = 'style' AND e.kind = 'combined' AND i.path = ?""",
+                           [f"Ukiyo_e/{lone.name}"]).fetchone()[0] == "cannot judge"
     finally:
         con.close()
     # Without the file names' artist, title and year, the look is the only kind of evidence: no label
@@ -337,14 +344,16 @@ def test_image_folder_data_trains_and_embeds(tmp_path):
             assert "'Pop_Art' (16) and 'pop art' (4)" in app.spelling_variants("style")
             assert app.other_spellings("style", "pop art") == ["Pop_Art"] and app.other_spellings("style", "Rococo") == []
             assert app.store.labels_with_few_kinds("style", ["look", "artist", "period", "title", "copies"]) == few
+            assert app.store.labels_unjudged("style") == 1
             weight = app.store.review_depths("style", app.review_default)["wrong_weight"]
         finally:
             app.close()
         assert summary.startswith("About **") == (few == 0), summary
+        assert ("1 label is the only painting of its class here" in summary) == (few == 0), summary
     assert weight.sum() == 0, weight
     assert summary.startswith("No style label can be counted as wrong: a label is counted only where two "
                               "independent kinds of evidence agree, and here every one has fewer than two (the look;"), summary
-    assert "likelier than the given one for " in summary and " of 68, the classifier's own confusions" in summary, summary
+    assert "likelier than the given one for " in summary and " of 69, the classifier's own confusions" in summary, summary
 
 
 def test_duplicates_that_cross_splits_are_reported(store, tmp_path):
