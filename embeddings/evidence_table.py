@@ -15,7 +15,7 @@ from embeddings.evidence import (artist_evidence, calibration_temperature, copy_
                                  group_label_counts, label_prior, lone_labels, look_evidence, neighbour_evidence,
                                  period_evidence, soft_labels, temperature_scaled, title_evidence)
 from embeddings.scores import neighbour_labels
-from embeddings.verdicts import CATALOGUE_ERROR_RATE, combine_evidence, verdicts
+from embeddings.verdicts import CATALOGUE_ERROR_RATE, class_mix, combine_evidence, other_class_counts, verdicts
 from embeddings.years import year_bounds
 
 # The verdict of every line for a label no other painting carries (`lone_labels`).
@@ -146,13 +146,14 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
               "title": temperature_scaled(title, temperatures["title"]),
               "copies": copy_evidence(labels, md.copies, n_classes)}
     # the artist's other paintings count as what the other kinds and their labels make of them
-    soft = soft_labels(labels, combine_evidence(others, prior), CATALOGUE_ERROR_RATE)
+    mix = class_mix(other_class_counts(labels, n_classes))
+    soft = soft_labels(labels, combine_evidence(others, prior, mix), CATALOGUE_ERROR_RATE)
     kinds = {"look": others["look"],
              "artist": artist_evidence(labels, md.artist_id, md.year, n_classes, soft, copies=md.copies),
              "period": others["period"], "title": others["title"], "copies": others["copies"]}
     alone = lone_labels(labels, md.copies)
     kinds = {k: np.where(alone[:, None], np.nan, p) for k, p in kinds.items()}
-    post = combine_evidence(kinds, prior)
+    post = combine_evidence(kinds, prior, mix)
     post[alone] = np.nan
     votes = verdicts(labels, {**kinds, "model": model, "neighbours": nb, "combined": post}, prior)
     votes["model"][left_out & (labels >= 0)] = "left out"

@@ -20,16 +20,40 @@ from scipy.special import softmax
 MIX = 0.1
 
 
-def combine_evidence(evidence: dict[str, np.ndarray], prior: np.ndarray, mix: float = MIX) -> np.ndarray:
+def other_class_counts(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(N, C) how many labelled paintings other than each painting carry each class; NaN for a
+    class no painting carries (a class of the model's list absent from this collection)."""
+    counts = np.bincount(labels[labels >= 0], minlength=n_classes).astype(float)
+    out = np.tile(np.where(counts > 0, counts, np.nan), (len(labels), 1))
+    known = np.flatnonzero(labels >= 0)
+    out[known, labels[known]] -= 1
+    return out
+
+
+def class_mix(others: np.ndarray, mix: float = MIX) -> np.ndarray:
+    """(N, C) how much of each kind's probability for a class is the prior's: `mix`, or 1 / (n + 1)
+    where n < 1 / mix - 1 other paintings carry the class (others (N, C), `other_class_counts`).
+
+    A kind learns a class from its other paintings; from one or two, what it says about the class
+    is mostly chance, and a class with none it does not know at all. Read as one more painting that
+    looks like the collection as a whole, the class's vote shrinks to 1 as its paintings run out; a
+    class of 9 other paintings or more is mixed by `mix` alone, and so is a class no painting here
+    carries (NaN), which stays no alternative: every kind gives it its smoothing alone."""
+    return np.where(np.isnan(others), mix, np.maximum(mix, 1.0 / (np.nan_to_num(others, nan=0.0) + 1.0)))
+
+
+def combine_evidence(evidence: dict[str, np.ndarray], prior: np.ndarray, mix: float | np.ndarray = MIX) -> np.ndarray:
     """(N, C) posterior over classes: prior x the product over kinds of (mixed p_k / prior).
 
-    evidence {kind: (N, C)} with NaN rows where the kind says nothing (it then contributes 1).
+    evidence {kind: (N, C)} with NaN rows where the kind says nothing (it then contributes 1); mix a
+    number, or (N, C) one per painting and class (`class_mix`).
     """
     n = len(next(iter(evidence.values())))
+    mix = np.broadcast_to(np.asarray(mix, float), (n, len(prior)))
     log_post = np.tile(np.log(prior), (n, 1))
     for p in evidence.values():
         have = ~np.isnan(p).any(1)
-        q = (1 - mix) * p[have] + mix * prior[None, :]
+        q = (1 - mix[have]) * p[have] + mix[have] * prior[None, :]
         log_post[have] += np.log(q) - np.log(prior)[None, :]
     return softmax(log_post, axis=1)
 
