@@ -62,7 +62,7 @@ class Metadata:
         first, last = (float(v[i]) for v in year_bounds(self.year))
         if np.isnan(first):
             return ""
-        return f"{first:.0f}" if round(last) <= round(first) else f"{first:.0f}-{last:.0f}"
+        return f"{first:.0f}" if np.isnan(last) or round(last) <= round(first) else f"{first:.0f}-{last:.0f}"
 
     def look_groups(self) -> np.ndarray:
         """(N, 2) the groups whose paintings the look's neighbours skip (-1: none skipped): the

@@ -240,9 +240,9 @@ def test_an_artists_paintings_dated_to_a_range_weigh_by_their_years():
 
 def test_the_card_says_a_date_range_as_the_catalogue_gave_it():
     from embeddings.evidence_table import Metadata, period_line
-    md = Metadata.from_frame(pd.DataFrame({"artist_name": ["a", "b", "c"], "year_lo": [1890, 1600, np.nan],
-                                           "year_hi": [1890, 1699, np.nan], "title": ""}))
-    assert [md.when(i) for i in range(3)] == ["1890", "1600-1699", ""]
+    md = Metadata.from_frame(pd.DataFrame({"artist_name": ["a", "b", "c", "d"], "year_lo": [1890, 1600, np.nan, 1700],
+                                           "year_hi": [1890, 1699, np.nan, np.nan], "title": ""}))
+    assert [md.when(i) for i in range(4)] == ["1890", "1600-1699", "", "1700"]
     np.testing.assert_array_equal(md.mid_years()[:2], [1890, 1649.5])
     line = period_line(0, np.array([1600.0, 1680.0]), md.when(1), np.array([0.2, 0.8]), ["Baroque", "Rococo"])
     assert "this one 1600-1699, when Rococo is likelier" in line and "in those years" in line, line
