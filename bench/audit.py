@@ -94,6 +94,20 @@ def audit_suggestions(store_path: str | Path, task: str, audit: pd.DataFrame, cl
     return out
 
 
+def check_audit_in_store(audit: pd.DataFrame, store: Store, cfg: AuditConfig) -> None:
+    """An audit of another collection, or one whose paths are written another way, would grade every
+    ranking as all unaudited: say so in one line instead; log how many verdicts the store holds."""
+    paths = store.images()["path"]
+    inside = audit["path"].isin(set(paths))
+    if not inside.any():
+        raise UserError(f"{cfg.audit}: none of its {len(audit)} audited paintings is in {cfg.store} (the audit names "
+                        f"{audit['path'].iloc[0]!r}, the store {paths.iloc[0] if len(paths) else 'nothing'!r}): an "
+                        "audit of another collection, or paths written another way (relative to the data root)")
+    if not inside.all():
+        log.info("%d of the audit's %d verdicts are on paintings in %s; the others are left out",
+                 int(inside.sum()), len(audit), cfg.store)
+
+
 def audit_store(cfg: AuditConfig) -> dict:
     audit = read_audit(cfg.audit)
     try:
@@ -101,6 +115,7 @@ def audit_store(cfg: AuditConfig) -> dict:
     except StoreError as e:
         raise UserError(str(e)) from None
     try:
+        check_audit_in_store(audit, store, cfg)
         info = store.info()
         result = {"store": str(cfg.store), "audit": str(cfg.audit), "run_id": info.get("run_id"),
                   "review_default": info.get("review_default"), "command": "make bench-audit", "tasks": {}}

@@ -60,3 +60,12 @@ def test_a_bad_audit_file_is_one_clear_line(store, tmp_path):
     r = run_cli("bench audit", "--store", str(tmp_path / "none.duckdb"), "--audit", str(MINI / "audit.csv"),
                 "--out", str(tmp_path / "o.json"))
     assert r.returncode == 2 and "no store at" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # an audit of another collection (or paths written another way) matches no painting: one line, not
+    # tables of unaudited paintings
+    pd.DataFrame({"path": ["img/00001.jpg"], "task": ["style"], "given_label": ["Baroque"], "verdict": ["wrong"]}
+                 ).to_csv(tmp_path / "other.csv", index=False)
+    r = run_cli("bench audit", "--store", str(store["store"]), "--audit", str(tmp_path / "other.csv"),
+                "--out", str(tmp_path / "o.json"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "none of its 1 audited paintings is in" in r.stderr and "'img/00001.jpg'" in r.stderr
+    assert not (tmp_path / "o.json").exists()
