@@ -206,6 +206,16 @@ def test_a_manifest_of_style_labels_only_trains_style(tmp_path, caplog):
     assert ps.frame["path"].iloc[0] == f"Pop_Art/{files[0]}"
     assert (ps.frame["artist"] == -1).all() and (ps.frame["genre"] == -1).all()
     assert "no artist or genre column: those tasks are not trained or scored" in caplog.text
+    assert "column(s) not read: inventory" in caplog.text and "rename to use them" not in caplog.text
+    # a catalogue's own name for the date is not read: said, with the name that is
+    (tmp_path / "d.csv").write_text("\n".join(r + (",creation_date" if i == 0 else ",1965") for i, r in enumerate(rows))
+                                    + "\n")
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="trainer.data"):
+        dated = load_paintings(tmp_path / "d.csv", test_fraction=0)
+    assert len(dated.frame) == 4 and (dated.frame["year_lo"] != 1965).all()     # the file names' years, if any
+    assert "column(s) creation_date not read: a painting's title and date are read from columns named title and " \
+           "date (or year); rename to use them" in caplog.text
     # the same saved by a spreadsheet whose locale separates with ';'
     (tmp_path / "semi.csv").write_text("\n".join(r.replace(",", ";") for r in rows) + "\n")
     semi = load_paintings(tmp_path / "semi.csv", test_fraction=0)

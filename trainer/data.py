@@ -324,6 +324,14 @@ def check_manifest_columns(path: Path, cols: list[str]) -> None:
     if missing:
         log.info("%s: no %s column: %s not trained or scored", path, " or ".join(missing),
                  "those tasks are" if len(missing) > 1 else "that task is")
+    # a catalogue's own names for the metadata ("creation_date", "painting_title") would be dropped
+    # without a word, and the period and title evidence with them
+    near = [c for c in unknown if any(m in c and m not in cols for m in MANIFEST_COLUMNS)]
+    if near:
+        log.warning("%s: column(s) %s not read: a painting's title and date are read from columns named title "
+                    "and date (or year); rename to use them", path, ", ".join(near))
+    if unknown:
+        log.info("%s: column(s) not read: %s", path, ", ".join(unknown))
 
 
 def _separator(path: Path) -> str:
