@@ -36,7 +36,8 @@ _CENTURY = re.compile(r"\b(?:" + _NTH + r")(?:" + _SEP + r"(?:" + _NTH + r"))?\s
 _ROMAN = {"I": 1, "V": 5, "X": 10}
 _SINGLE = re.compile(_YEAR)
 # the forms parse_date reads, longest first where two start at one place
-_DATE_FORMS = (_CALENDAR, _DECADES, _RANGE, _DECADE, _SINGLE, _CENTURY)
+_DATE_FORMS = {"calendar": _CALENDAR, "decades": _DECADES, "range": _RANGE, "decade": _DECADE, "year": _SINGLE,
+               "century": _CENTURY}
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9.'()-]*$")
 _NAME_YEAR = re.compile(r"^(.*?)-(1[0-9]{3}|20[0-9]{2})(?:-[0-9]{1,2})?(?:\(\d+\))?$")
 # WikiArt names a painting without a known title `not_detected_<id>`: a placeholder, not a title.
@@ -54,24 +55,22 @@ def parse_date(text: str) -> tuple[float, float] | None:
     The first date in the text wins.
     """
     text = str(text or "").strip()
-    found = [(m.start(), i, m) for i, rx in enumerate(_DATE_FORMS) if (m := rx.search(text))]
+    found = [(m.start(), i, form, m) for i, (form, rx) in enumerate(_DATE_FORMS.items()) if (m := rx.search(text))]
     if not found:
         return None
-    _, form, m = min(found, key=lambda f: f[:2])           # the first date in the text; at one place, the longer form
-    if form == 0:                                           # a calendar date
+    _, _, form, m = min(found, key=lambda f: f[:2])        # the first date in the text; at one place, the longer form
+    if form in ("calendar", "year"):
         return float(m.group(1)), float(m.group(1))
-    if form == 1:                                           # decades
+    if form == "decades":
         lo, hi = int(m.group(1)), int(m.group(2))
         return (float(lo), float(hi + (99 if hi % 100 == 0 else 9))) if hi >= lo else (float(lo), float(lo + 9))
-    if form == 2:                                           # a range of years
+    if form == "range":
         lo, end = int(m.group(1)), m.group(2)
         hi = int(str(lo)[: 4 - len(end)] + end) if len(end) < 4 else int(end)
         return (float(lo), float(hi)) if lo <= hi <= lo + 100 else (float(lo), float(lo))
-    if form == 3:                                           # a decade, or a round hundred's century
+    if form == "decade":                                    # or a round hundred's century
         lo = int(m.group(1))
         return float(lo), float(lo + (99 if lo % 100 == 0 else 9 if lo % 10 == 0 else 0))
-    if form == 4:
-        return float(m.group(1)), float(m.group(1))
     first, last = _century(m.group(1), m.group(2)), _century(m.group(3), m.group(4))
     if first is None:
         return None
