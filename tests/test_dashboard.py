@@ -150,7 +150,7 @@ def test_review_tag_persists_across_restart(app_env):
     assert default == "evidence" and at.selectbox(key="rv_detector").value == default
     assert at.multiselect(key="rv_leave_out").value == ["small", "dark", "washed_out", "blurred"]
     first = next(m.value for m in at.markdown if m.value.startswith("### Rank "))
-    assert first.split("`")[1] == top
+    assert first.split("`")[1] == top and first.startswith("### Rank 1 · painting #")   # the rank, then the id
     # the card says why: one line per kind of evidence, each marked for or against the label
     why = next(m.value for m in at.markdown if m.value.startswith("**Why it is here:**"))
     assert "against the label" in why.lower() and "All kinds together, the label itself left out:" in why
