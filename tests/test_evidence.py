@@ -314,6 +314,7 @@ def test_the_evidence_bench_step_times_the_product_stage():
     r = step_evidence(3000)
     assert r["n"] == 3000 and r["artists"] > 294 and r["rows"] >= 3 * 3000
     assert 0 < r["title_s"] and 0 < r["evidence_s"] and 0 < r["card_lines_s"]
+    assert r["centuries"] > 200 and 0 < r["evidence_ranges_s"]                 # a catalogue's century dates
 
 
 def test_a_date_is_evidence_about_style_and_artist_but_not_genre():
