@@ -58,7 +58,8 @@ COMMANDS: dict[str, tuple[str, Callable]] = {
                 _configured("embeddings.config:ExplainConfig", "embeddings.explain:write_explanation", "artlens explain",
                             "Grad-CAM: where in a painting the model finds a class (`artlens explain PATH --task style`)")),
     "export": ("write the review tags and corrected label CSVs", _entry("dashboard.export:main")),
-    "bench": ("benchmarks: artlens bench [run|noise|audit|loop|ablation|paired|synthetic|subset] ...", None),
+    "bench": ("benchmarks: artlens bench [run|noise|audit|loop|ablation|paired|synthetic|subset|catalogue] ...",
+              None),
 }
 BENCHES: dict[str, tuple[str, Callable]] = {
     "run": ("speed, memory and dashboard latency (make bench)", _entry("bench.run:main")),
@@ -76,6 +77,11 @@ BENCHES: dict[str, tuple[str, Callable]] = {
                _configured("bench.configs:SubsetConfig", "bench.copies:write_subset", "artlens bench subset",
                            "every k-th painting of a collection as a manifest beside links to its class folders "
                            "(bench/copies.py): the smaller collections the benchmarks report on")),
+    "catalogue": ("a collection as a museum catalogues it: numbered files, an artist column, dates in words",
+                  _configured("bench.configs:CatalogueConfig", "bench.copies:write_catalogue", "artlens bench catalogue",
+                              "every k-th painting of a collection as a museum would catalogue it (bench/copies.py): "
+                              "numbered image files, a manifest with artist names, titles and dates as catalogues "
+                              "write them")),
 }
 
 

@@ -1,5 +1,6 @@
-"""The benchmarks' settings that run the product (`NoiseBenchConfig`, `LoopBenchConfig`, `SubsetConfig`, each field a
-CLI flag), torch-free so that `artlens bench noise --help` and a wrong flag answer at once."""
+"""The benchmarks' settings that run the product (`NoiseBenchConfig`, `LoopBenchConfig`, `SubsetConfig`,
+`CatalogueConfig`, each field a CLI flag), torch-free so that `artlens bench noise --help` and a wrong
+flag answer at once."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,3 +52,12 @@ class SubsetConfig:
                        bounds=(1, 1_000_000))
     offset: int = field(0, "start at this painting (0 to every - 1): another subset of the same size")
     out: str = field("bench/subset/data", "folder for the manifest and the links to the class folders")
+
+
+@dataclass
+class CatalogueConfig:
+    data: str = field("../shared/data/wikiart-mini", "the collection: ArtGAN-layout folder or manifest CSV")
+    every: int = field(8, "keep every k-th painting in path order", bounds=(1, 1_000_000))
+    offset: int = field(0, "start at this painting (0 to every - 1)")
+    seed: int = field(0, "seed of the date forms each dated painting is written in")
+    out: str = field("bench/catalogue/data", "folder for the catalogue (manifest.csv) and its numbered image files")

@@ -1,16 +1,18 @@
 """Copies of a data set that touch nothing of the user's: a manifest CSV beside links to the original
 class folders, with the labels changed (`make bench-noise`'s noisy copies) or only some paintings
-kept (`artlens bench subset`: the smaller collections the benchmarks report on). Torch-free."""
+kept (`artlens bench subset`: the smaller collections the benchmarks report on), or some paintings
+as a museum would catalogue them (`artlens bench catalogue`). Torch-free."""
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.configs import SubsetConfig
+from bench.configs import CatalogueConfig, SubsetConfig
 from trainer.cli import UserError
 from trainer.data import TASKS, PaintingSet, load_paintings
 
@@ -53,4 +55,46 @@ def write_subset(cfg: SubsetConfig) -> Path:
     manifest = write_data_copy(sub, Path(cfg.out))
     log.info("wrote %s: %d of %d paintings of %s (every %d from %d), %d artists", manifest, len(kept), len(ps.frame),
              cfg.data, cfg.every, cfg.offset, kept["artist_name"].nunique())
+    return manifest
+
+
+def catalogue_date(year: int, form: int) -> str:
+    """A year written the way catalogues write dates, one of five forms: "1890", "c. 1890",
+    "1890s", "1890-93", "XIX century"."""
+    roman = ("I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII", "XIII", "XIV", "XV", "XVI",
+             "XVII", "XVIII", "XIX", "XX", "XXI")
+    return [str(year), f"c. {year}", f"{year // 10 * 10}s", f"{year}-{(year + 3) % 100:02d}",
+            f"{roman[year // 100]} century"][form]
+
+
+def write_catalogue(cfg: CatalogueConfig) -> Path:
+    """Every `cfg.every`-th painting of `cfg.data` as a museum would catalogue it, in `cfg.out`: image
+    files copied under numbers (`img/00000.jpg`, so no file name gives the artist, title or year),
+    and `manifest.csv` with the painting's labels, an `artist` column of display names ("Claude
+    Monet"), its title, and its year, where the file name gave one, in one of five date forms
+    (`catalogue_date`, drawn with `cfg.seed`). The run of the product on a collection of another
+    shape than the ArtGAN release. Returns the manifest path."""
+    from trainer.metadata import parse_wikiart_name
+    if not 0 <= cfg.offset < cfg.every:
+        raise UserError(f"--every must be 1 or more and --offset from 0 to every - 1 (got {cfg.every}, {cfg.offset})")
+    ps = load_paintings(cfg.data, test_fraction=0)
+    kept = ps.frame.iloc[cfg.offset::cfg.every].reset_index(drop=True)
+    out = Path(cfg.out)
+    (out / "img").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    rows = []
+    for i, r in kept.iterrows():
+        path = f"img/{i:05d}{Path(r['path']).suffix.lower()}"
+        shutil.copyfile(ps.root / r["path"], out / path)
+        name = parse_wikiart_name(r["path"]) or {"title": ""}
+        form = int(rng.integers(0, 5))
+        rows.append({"path": path, **{t: (ps.classes[t][r[t]] if t in ps.classes and r[t] >= 0 else "") for t in TASKS},
+                     "title": str(name["title"]).capitalize(),
+                     "date": "" if np.isnan(r["year_lo"]) else catalogue_date(int(r["year_lo"]), form)})
+    frame = pd.DataFrame(rows)
+    frame["artist"] = [" ".join(w.capitalize() for w in a.split("-")) for a in kept["artist_name"]]
+    manifest = out / "manifest.csv"
+    frame[["path", "artist", "genre", "style", "title", "date"]].to_csv(manifest, index=False)
+    log.info("wrote %s: %d of %d paintings of %s as a catalogue (numbered files; %d artists, %d dated)", manifest,
+             len(frame), len(ps.frame), cfg.data, frame["artist"].nunique(), int((frame["date"] != "").sum()))
     return manifest

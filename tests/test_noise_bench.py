@@ -156,6 +156,32 @@ def test_a_subset_is_every_kth_painting_beside_links_and_reads_like_the_collecti
     assert bad.returncode == 2 and bad.stderr.strip().startswith("error: --every") and not (tmp_path / "no").exists()
 
 
+def test_a_catalogue_copy_has_numbered_files_and_dates_in_words(tmp_path):
+    """`artlens bench catalogue` writes a collection as a museum holds it: image files under numbers
+    (no file name gives the artist, title or year), an artist column of names, titles, and dates in
+    catalogue forms that read back to the painting's year; it loads like any manifest, with every
+    date read."""
+    import pandas as pd
+    from trainer.data import load_paintings
+    from trainer.metadata import parse_date
+    out = tmp_path / "cat"
+    r = run_cli("bench catalogue", "--every", "32", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = pd.read_csv(out / "manifest.csv", keep_default_na=False)
+    full = load_paintings(MINI, test_fraction=0).frame.iloc[::32].reset_index(drop=True)
+    assert list(m.columns) == ["path", "artist", "genre", "style", "title", "date"] and len(m) == len(full)
+    assert m["path"].str.fullmatch(r"img/\d{5}\.jpg").all() and (out / m["path"].iloc[0]).is_file()
+    assert m["artist"].iloc[0] == " ".join(w.capitalize() for w in full["artist_name"].iloc[0].split("-"))
+    dated = m["date"] != ""
+    assert dated.sum() == full["year_lo"].notna().sum() > 0
+    assert m.loc[dated, "date"].str.contains("century|s$|c\\. |-").any()          # not only plain years
+    for text, year in zip(m.loc[dated, "date"], full.loc[dated.to_numpy(), "year_lo"]):
+        lo, hi = parse_date(text)
+        assert lo <= year <= hi, (text, year)
+    cat = load_paintings(out / "manifest.csv", test_fraction=0)
+    assert cat.frame["year_lo"].notna().sum() == dated.sum() and (cat.frame["artist_source"] == "label").all()
+
+
 def test_a_picture_filed_under_two_clean_labels_has_no_ground_truth():
     """The flips benchmark counts clean labels as right; where wikiart-mini files one picture
     under two genres (the fish market: Cornelis de Vos's genre painting, Frans Snyders' still
