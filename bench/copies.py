@@ -15,6 +15,7 @@ import pandas as pd
 from bench.configs import CatalogueConfig, SubsetConfig
 from trainer.cli import UserError
 from trainer.data import TASKS, PaintingSet, load_paintings
+from trainer.metadata import display_name
 
 log = logging.getLogger("bench.copies")
 
@@ -43,14 +44,19 @@ def write_data_copy(ps: PaintingSet, dest: Path, labels: dict[str, np.ndarray] |
     return manifest
 
 
+def every_kth(data: str, every: int, offset: int) -> tuple[PaintingSet, pd.DataFrame]:
+    """(the collection at `data`, its every `every`-th painting in path order from the `offset`-th)."""
+    if not 0 <= offset < every:       # --every's own bounds are checked with the flags
+        raise UserError(f"--every must be 1 or more and --offset from 0 to every - 1 (got {every}, {offset})")
+    ps = load_paintings(data, test_fraction=0)
+    return ps, ps.frame.iloc[offset::every].reset_index(drop=True)
+
+
 def write_subset(cfg: SubsetConfig) -> Path:
     """Every `cfg.every`-th painting of `cfg.data` in path order, from the `cfg.offset`-th, as a
     data copy in `cfg.out` (a manifest beside links): a smaller collection of the same kind, with
     fewer paintings per artist and per year. Returns the manifest path."""
-    if not 0 <= cfg.offset < cfg.every:       # --every's own bounds are checked with the flags
-        raise UserError(f"--every must be 1 or more and --offset from 0 to every - 1 (got {cfg.every}, {cfg.offset})")
-    ps = load_paintings(cfg.data, test_fraction=0)
-    kept = ps.frame.iloc[cfg.offset::cfg.every].reset_index(drop=True)
+    ps, kept = every_kth(cfg.data, cfg.every, cfg.offset)
     sub = PaintingSet(root=ps.root, frame=kept, classes=ps.classes, problems=[])
     manifest = write_data_copy(sub, Path(cfg.out))
     log.info("wrote %s: %d of %d paintings of %s (every %d from %d), %d artists", manifest, len(kept), len(ps.frame),
@@ -74,11 +80,7 @@ def write_catalogue(cfg: CatalogueConfig) -> Path:
     Monet"), its title, and its year, where the file name gave one, in one of five date forms
     (`catalogue_date`, drawn with `cfg.seed`). The run of the product on a collection of another
     shape than the ArtGAN release. Returns the manifest path."""
-    from trainer.metadata import parse_wikiart_name
-    if not 0 <= cfg.offset < cfg.every:
-        raise UserError(f"--every must be 1 or more and --offset from 0 to every - 1 (got {cfg.every}, {cfg.offset})")
-    ps = load_paintings(cfg.data, test_fraction=0)
-    kept = ps.frame.iloc[cfg.offset::cfg.every].reset_index(drop=True)
+    ps, kept = every_kth(cfg.data, cfg.every, cfg.offset)
     out = Path(cfg.out)
     (out / "img").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)
@@ -86,13 +88,12 @@ def write_catalogue(cfg: CatalogueConfig) -> Path:
     for i, r in kept.iterrows():
         path = f"img/{i:05d}{Path(r['path']).suffix.lower()}"
         shutil.copyfile(ps.root / r["path"], out / path)
-        name = parse_wikiart_name(r["path"]) or {"title": ""}
         form = int(rng.integers(0, 5))
-        rows.append({"path": path, **{t: (ps.classes[t][r[t]] if t in ps.classes and r[t] >= 0 else "") for t in TASKS},
-                     "title": str(name["title"]).capitalize(),
+        rows.append({"path": path, "artist": display_name(r["artist_name"]),
+                     **{t: (ps.classes[t][r[t]] if t in ps.classes and r[t] >= 0 else "") for t in ("genre", "style")},
+                     "title": str(r["title"]).capitalize(),
                      "date": "" if np.isnan(r["year_lo"]) else catalogue_date(int(r["year_lo"]), form)})
     frame = pd.DataFrame(rows)
-    frame["artist"] = [" ".join(w.capitalize() for w in a.split("-")) for a in kept["artist_name"]]
     manifest = out / "manifest.csv"
     frame[["path", "artist", "genre", "style", "title", "date"]].to_csv(manifest, index=False)
     log.info("wrote %s: %d of %d paintings of %s as a catalogue (numbered files; %d artists, %d dated)", manifest,

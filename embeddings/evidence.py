@@ -203,14 +203,19 @@ def lone_labels(labels: np.ndarray, copies: np.ndarray | None = None) -> np.ndar
     if not known.any():
         return out
     others = np.bincount(labels[known])[labels[known]] - 1
-    if copies is not None:
-        twin = known & (copies >= 0)
-        pairs = pd.Series(list(zip(copies[twin], labels[twin])))
-        same = np.zeros(len(labels), int)
-        same[twin] = pairs.map(pairs.value_counts()).to_numpy() - 1        # copies filed under the same label
-        others = others - same[known]
+    if copies is not None:                                          # copies filed under the same label
+        others = others - copies_sharing(copies, labels)[known]
     out[np.flatnonzero(known)] = others <= 0
     return out
+
+
+def copies_sharing(copies: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """(N,) int how many other paintings share each painting's duplicate group and its key (a
+    label, an artist); 0 where either is -1. copies, key (N,) int."""
+    keyed = (copies >= 0) & (key >= 0)
+    pairs = pd.Series(list(zip(copies, key)))
+    sizes = pairs.map(pairs[keyed].value_counts()).fillna(1).to_numpy(int)
+    return np.where(keyed, sizes - 1, 0)
 
 
 def differing_copy_counts(labels: np.ndarray, copies: np.ndarray | None, n_classes: int) -> np.ndarray:

@@ -11,12 +11,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from embeddings.evidence import (artist_evidence, calibration_temperature, copy_evidence, differing_copy_counts,
-                                 group_label_counts, label_prior, lone_labels, look_evidence, neighbour_evidence,
-                                 period_evidence, soft_labels, temperature_scaled, title_evidence)
+from embeddings.evidence import (artist_evidence, calibration_temperature, copies_sharing, copy_evidence,
+                                 differing_copy_counts, group_label_counts, label_prior, lone_labels, look_evidence,
+                                 neighbour_evidence, period_evidence, soft_labels, temperature_scaled, title_evidence)
 from embeddings.scores import neighbour_labels
 from embeddings.verdicts import CATALOGUE_ERROR_RATE, class_mix, combine_evidence, other_class_counts, verdicts
 from embeddings.years import year_bounds
+from trainer.metadata import display_name
 
 # The verdict of every line for a label no other painting carries (`lone_labels`).
 UNJUDGED = "cannot judge"
@@ -60,9 +61,7 @@ class Metadata:
     def when(self, i: int) -> str:
         """Painting i's date in words ("1890", "1890-1899"), "" where undated."""
         first, last = (float(v[i]) for v in year_bounds(self.year))
-        if np.isnan(first):
-            return ""
-        return f"{first:.0f}" if np.isnan(last) or round(last) <= round(first) else f"{first:.0f}-{last:.0f}"
+        return "" if np.isnan(first) else years_text(first, last)
 
     def look_groups(self) -> np.ndarray:
         """(N, 2) the groups whose paintings the look's neighbours skip (-1: none skipped): the
@@ -162,8 +161,9 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     return TaskEvidence(kinds, nb_ids, nb, post, votes, prior, left_out, temperatures, alone)
 
 
-def _pretty(slug: str) -> str:
-    return " ".join(w.capitalize() for w in str(slug).replace("-", " ").split()) if slug else ""
+def years_text(first: float, last: float) -> str:
+    """"1890" for one year (or an unknown last one), "1890-1899" for a span."""
+    return f"{first:.0f}" if np.isnan(last) or round(last) <= round(first) else f"{first:.0f}-{last:.0f}"
 
 
 def _share(p: float) -> str:
@@ -222,7 +222,7 @@ def artist_line(g: int, artist: str, counts: np.ndarray, when: str, p: np.ndarra
     copies: how many copies of this painting under the artist's name were left out."""
     top = int(np.argmax(counts))
     left_out = f" (its {copies} {'copy' if copies == 1 else 'copies'} not counted)" if copies else ""
-    text = (f"Artist ({_pretty(artist)}): {int(counts[g])} of {int(round(counts.sum()))} other paintings "
+    text = (f"Artist ({display_name(artist)}): {int(counts[g])} of {int(round(counts.sum()))} other paintings "
             f"here{left_out} are {names[g]}")
     if top != g and counts[top] > 0:
         text += f"; {int(counts[top])} are {names[top]}"
@@ -243,8 +243,8 @@ def period_line(g: int, class_years: np.ndarray, when: str, p: np.ndarray, names
     span = f"{names[g]} paintings here date {lo:.0f}-{hi:.0f}" if not np.isnan(lo) else f"few dated {names[g]} paintings here"
     if not when and career is not None:
         artist, first, last = career
-        when = f"{first:.0f}" if first == last else f"{first:.0f}-{last:.0f}"
-        text = f"Period: {span}; this one undated, {_pretty(artist)}'s dated paintings here {when}"
+        when = years_text(first, last)
+        text = f"Period: {span}; this one undated, {display_name(artist)}'s dated paintings here {when}"
         near = "of those years"
     else:
         text = f"Period: {span}; this one {when}"
@@ -296,17 +296,6 @@ def alone_line(g: int, names: list[str]) -> str:
             "score and is not counted among the wrong labels")
 
 
-def _copies_by_artist(md: Metadata) -> np.ndarray:
-    """(N,) int how many other paintings share each painting's copy group and its artist."""
-    n = len(md.artist_id)
-    if md.copies is None:
-        return np.zeros(n, int)
-    keyed = (md.copies >= 0) & (md.artist_id >= 0)
-    pairs = pd.Series(list(zip(md.copies, md.artist_id)))
-    sizes = pairs.map(pairs[keyed].value_counts()).fillna(1).to_numpy(int)
-    return np.where(keyed, sizes - 1, 0)
-
-
 def read_as_other(labels: np.ndarray, post: np.ndarray) -> np.ndarray:
     """(C + 1,) the share of each class's labels (labels (N,) int, -1 = none) whose posterior post
     (N, C) finds another class likelier than the given one, and last the share of all labels
@@ -330,7 +319,7 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
     nl = neighbour_labels(labels, ev.neighbour_ids)
     # plain counts for the words; the evidence itself weighs the artist's paintings by date
     artist_counts, _ = group_label_counts(labels, md.artist_id, md.year, C, np.inf, 1.0, skip=md.copies)
-    own_copies = _copies_by_artist(md)
+    own_copies = copies_sharing(md.copy_groups(), md.artist_id)
     # the dates the card quotes for a class come from paintings dated to a decade or closer: the
     # middle of "20th century" is no painting's date
     years_of = _class_years(labels, md.mid_years(widest=9), C)

@@ -114,6 +114,11 @@ def parse_wikiart_name(path: str) -> dict | None:
     return out
 
 
+def display_name(slug: str) -> str:
+    """An artist slug as a name: "claude-monet" -> "Claude Monet"; "" for none."""
+    return " ".join(w.capitalize() for w in str(slug).replace("-", " ").split()) if slug else ""
+
+
 def add_metadata(frame: pd.DataFrame, columns: dict[str, pd.Series] | None = None, parse_names: bool = True,
                  artist_labels: list[str] | None = None, where: str = "") -> pd.DataFrame:
     """`frame` with METADATA_COLUMNS added (NaN / "" where unknown).
