@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.service import Artlens, thumbnail_bytes
-from db.schema import DECISIONS
+from db.schema import AGAINST, DECISIONS, LEFT_OUT, MIXED, SUPPORTS, UNJUDGED
 from db.store import Paths, StoreError
 
 MAX_POINTS = 30_000  # scatter points drawn at once; more are sampled (the rest stay queryable)
@@ -187,8 +187,8 @@ def show_other_spellings(app: Artlens, task: str, given: str, container):
                           "in the data and retrain rather than tagging each painting")
 
 
-EVIDENCE_MARKS = {"against": ":red[✗ against]", "supports": ":green[✓ supports]", "mixed": ":orange[~ mixed]",
-                  "left out": ":gray[– left out]", "cannot judge": ":gray[– cannot judge]"}
+EVIDENCE_MARKS = {AGAINST: ":red[✗ against]", SUPPORTS: ":green[✓ supports]", MIXED: ":orange[~ mixed]",
+                  LEFT_OUT: ":gray[– left out]", UNJUDGED: ":gray[– cannot judge]"}
 
 
 def show_evidence(app: Artlens, image_id: int, task: str, container, heading: str = "Why it is here"):

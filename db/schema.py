@@ -5,6 +5,14 @@ file, so rebuilding the store can never drop or rewrite a reviewer's decision; t
 painting by path + sha1 and to classes by name, so they survive re-training.
 """
 
+# What one kind of evidence (or all together) says of a label: the evidence table's verdicts,
+# written by embeddings.verdicts and embeddings.evidence_table, counted by the store, marked on the
+# Review card.
+AGAINST, SUPPORTS, MIXED = "against", "supports", "mixed"
+LEFT_OUT = "left out"        # the model's line where the look is not scored (a photo defect)
+UNJUDGED = "cannot judge"    # every line of a label no other painting carries: nothing learnt its class
+VERDICTS = (AGAINST, SUPPORTS, MIXED, LEFT_OUT, UNJUDGED)
+
 STORE_TABLES = {
     "runs": """CREATE TABLE runs (
         run_id VARCHAR PRIMARY KEY, checkpoint_sha1 VARCHAR, arch VARCHAR, backbone VARCHAR,
@@ -34,9 +42,11 @@ STORE_TABLES = {
     "wrong_label_estimates": """CREATE TABLE wrong_label_estimates (task VARCHAR, class_index INTEGER,
         labelled INTEGER, estimated_wrong DOUBLE, low DOUBLE, high DOUBLE)""",
     # One row per (painting, task, kind of evidence): what that evidence alone says of the label
-    # (embeddings.evidence_table); verdict: supports | mixed | against; line: the Review card's words.
-    "evidence": """CREATE TABLE evidence (image_id INTEGER, task VARCHAR, kind VARCHAR, p_given DOUBLE,
-        best INTEGER, p_best DOUBLE, verdict VARCHAR, line VARCHAR, PRIMARY KEY (image_id, task, kind))""",
+    # (embeddings.evidence_table); verdict: one of VERDICTS ('' where the kind says nothing); line:
+    # the Review card's words.
+    "evidence": f"""CREATE TABLE evidence (image_id INTEGER, task VARCHAR, kind VARCHAR, p_given DOUBLE,
+        best INTEGER, p_best DOUBLE, verdict VARCHAR CHECK (verdict IN ('', {", ".join(f"'{v}'" for v in VERDICTS)})),
+        line VARCHAR, PRIMARY KEY (image_id, task, kind))""",
     # The reproduction's quality (embeddings.quality): measures and flags ('' = none, else
     # comma-separated names such as 'dark,greyscale').
     "image_quality": """CREATE TABLE image_quality (image_id INTEGER PRIMARY KEY, brightness DOUBLE,

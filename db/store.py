@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from db.schema import STORE_TABLES
+from db.schema import STORE_TABLES, UNJUDGED
 
 log = logging.getLogger("db")
 
@@ -352,16 +352,16 @@ class Store:
             SELECT e.image_id FROM evidence e JOIN labels l ON l.image_id = e.image_id AND l.task = e.task
             WHERE e.task = ? AND l.class_index IS NOT NULL GROUP BY e.image_id
             HAVING count(*) FILTER (WHERE e.kind IN ({marks})) < ?
-               AND count(*) FILTER (WHERE e.verdict = 'cannot judge') = 0)""",
-                           [task, *kinds, int(at_least)])["n"].iloc[0])
+               AND count(*) FILTER (WHERE e.verdict = ?) = 0)""",
+                           [task, *kinds, int(at_least), UNJUDGED])["n"].iloc[0])
 
     def labels_unjudged(self, task: str) -> int:
         """How many of `task`'s labels the evidence could not judge (a class no other painting
-        carries: the `combined` row's verdict 'cannot judge'); 0 for a store without the table."""
+        carries: the `combined` row's verdict UNJUDGED); 0 for a store without the table."""
         if not self._has_column("evidence", "kind"):
             return 0
         return int(self._q("SELECT count(*) AS n FROM evidence WHERE task = ? AND kind = 'combined' "
-                           "AND verdict = 'cannot judge'", [task])["n"].iloc[0])
+                           "AND verdict = ?", [task, UNJUDGED])["n"].iloc[0])
 
     def given_label(self, path: str, task: str) -> str | None:
         """The given label (class name) of the painting at `path` (relative to the data root), or None."""

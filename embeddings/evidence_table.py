@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
+from db.schema import LEFT_OUT, UNJUDGED
 from embeddings.evidence import (artist_evidence, calibration_temperature, copies_sharing, copy_evidence,
                                  differing_copy_counts, group_label_counts, label_prior, lone_labels, look_evidence,
                                  neighbour_evidence, period_evidence, soft_labels, temperature_scaled, title_evidence)
@@ -18,9 +19,6 @@ from embeddings.scores import neighbour_labels
 from embeddings.verdicts import CATALOGUE_ERROR_RATE, class_mix, combine_evidence, other_class_counts, verdicts
 from embeddings.years import year_bounds
 from trainer.metadata import display_name
-
-# The verdict of every line for a label no other painting carries (`lone_labels`).
-UNJUDGED = "cannot judge"
 
 
 @dataclass
@@ -155,7 +153,7 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     post = combine_evidence(kinds, prior, mix)
     post[alone] = np.nan
     votes = verdicts(labels, {**kinds, "model": model, "neighbours": nb, "combined": post}, prior)
-    votes["model"][left_out & (labels >= 0)] = "left out"
+    votes["model"][left_out & (labels >= 0)] = LEFT_OUT
     for v in votes.values():
         v[alone] = UNJUDGED
     return TaskEvidence(kinds, nb_ids, nb, post, votes, prior, left_out, temperatures, alone)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import softmax
 
+from db.schema import AGAINST, MIXED, SUPPORTS
+
 # Each kind's distribution is mixed with the prior by this much before combining: no single kind,
 # however sure, outvotes all the others (a bound of about log(1/0.1) on its log-likelihood ratio).
 MIX = 0.1
@@ -113,9 +115,9 @@ def kind_verdicts(labels: np.ndarray, p: np.ndarray, prior: np.ndarray) -> np.nd
     first[rows] = p[rows, labels[known]] >= p[rows].max(1)
     v = np.full(len(labels), "", dtype=object)
     strong = known & (np.nan_to_num(score, nan=-np.inf) >= np.log(AGAINST_RATIO))
-    v[known] = "mixed"
-    v[strong & lowered] = "against"
-    v[known & first] = "supports"
+    v[known] = MIXED
+    v[strong & lowered] = AGAINST
+    v[known & first] = SUPPORTS
     return v
 
 

@@ -373,7 +373,8 @@ def test_a_label_no_other_painting_carries_cannot_be_judged():
     painting, or a class whose only other member is the painting's own copy, leaves every kind with
     its smoothing alone for that class, and the label would read as wrong whether or not it is: it
     gets no posterior and no evidence score, is not counted, and its card says why."""
-    from embeddings.evidence_table import UNJUDGED, Metadata, evidence_rows, task_evidence
+    from db.schema import UNJUDGED
+    from embeddings.evidence_table import Metadata, evidence_rows, task_evidence
     labels = np.array([0, 0, 0, 1, 2, 2, 3, -1] + [0] * 20 + [3] * 20)
     copies = np.array([-1, -1, -1, -1, 7, 7, -1, -1] + [-1] * 40)
     assert E.lone_labels(labels, copies).tolist()[:8] == [False, False, False, True, True, True, False, False]
