@@ -1,6 +1,7 @@
-"""`artlens export`: write the review tags and corrected ArtGAN label CSVs to a folder, or the review
-queue as Label Studio tasks (`--label-studio`), or read a Label Studio export back as decisions
-(`--from-label-studio FILE`)."""
+"""`artlens export`: write the review tags and the corrected labels (ArtGAN CSVs, your manifest) to a folder.
+
+Or the review queue as Label Studio tasks (`--label-studio`), or read a Label Studio export back as
+decisions (`--from-label-studio FILE`), or every painting as a FiftyOne dataset (`--fiftyone`)."""
 from __future__ import annotations
 
 import json
@@ -18,9 +19,13 @@ from trainer.cli import UserError, field, parse_config, run_cli
 
 @dataclass
 class ExportConfig:
-    out: str = field("corrected_labels", "folder to write {task}_{train,val}.csv, {task}_class.txt, tags.csv")
+    out: str = field("corrected_labels", "folder to write {task}_{train,val}.csv, {task}_class.txt, tags.csv and, "
+                                         "for a collection read from a manifest, <manifest>_corrected.csv")
     store: str = field("artlens.duckdb", "store written by `make embed`")
     tags: str = field("", TAG_LOG_HELP)
+    manifest: str = field("", "the manifest CSV to write corrected (default: the one the store was embedded from); "
+                              "every row and column kept, a label changed where the latest decision is `mislabel` "
+                              "with a suggested label")
     label_studio: bool = field(False, "write the review queue as Label Studio tasks instead: "
                                       "labelstudio_tasks.json and labelstudio_config.xml in --out")
     from_label_studio: str = field("", "read a Label Studio JSON export of those tasks into the tag log as decisions")
@@ -49,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             return write_label_studio(app, cfg)
         if cfg.fiftyone:
             return write_fiftyone_dataset(app, cfg)
-        written = app.write_exports(cfg.out)
+        written, counts = app.write_exports(cfg.out, cfg.manifest or None)
     except OSError as e:
         raise UserError(f"cannot write to {cfg.out}: {e.strerror or e}") from None
     except StoreError as e:
@@ -57,6 +62,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     finally:
         app.close()
     print(f"wrote {len(written)} files to {cfg.out}: " + ", ".join(p.name for p in written))
+    if counts is not None:
+        print(f"{written[-1].name}: {counts['replaced']} labels corrected; left as they are: "
+              f"{counts['no_suggestion']} judged wrong with no label suggested (in tags.csv), "
+              f"{counts['edited_since']} changed in the manifest since the decision, "
+              f"{counts['not_in_manifest']} decisions on paintings or tasks the manifest does not hold")
 
 
 def check_task(app: Artlens, task: str) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from db.schema import AGAINST, MIXED, SUPPORTS
 from db.store import Paths, Store, StoreError
 from db.tags import open_tag_log
 from embeddings.evidence import KINDS
@@ -148,8 +149,8 @@ class Artlens:
         kinds = ev[ev["kind"].isin(KINDS)]
         name = {"copies": "its copies"}
         named = [name.get(k, f"the {k}") for k in kinds["kind"]]
-        against = [n for n, v in zip(named, kinds["verdict"]) if v == "against"]
-        support = [n for n, v in zip(named, kinds["verdict"]) if v == "supports"]
+        against = [n for n, v in zip(named, kinds["verdict"]) if v == AGAINST]
+        support = [n for n, v in zip(named, kinds["verdict"]) if v == SUPPORTS]
         parts = []
         if against:
             odd = " (only the look is odd: check the metadata before calling it wrong)" \
@@ -157,10 +158,10 @@ class Artlens:
             parts.append(f"Against the label: {_and(against)}{odd}")
         if support:
             parts.append(f"For it: {_and(support)}")
-        if len(combined) and combined["verdict"].iloc[0] != "supports":
+        if len(combined) and combined["verdict"].iloc[0] != SUPPORTS:
             # kinds that are not decisive alone can still agree: each finds the same other class likeliest
             alt = combined["best"].iloc[0]
-            lean = [n for n, v, b in zip(named, kinds["verdict"], kinds["best"]) if v == "mixed" and b == alt]
+            lean = [n for n, v, b in zip(named, kinds["verdict"], kinds["best"]) if v == MIXED and b == alt]
             if lean:
                 also = "also " if against else ""
                 verb = f"each {also}find" if len(lean) > 1 else f"{also}finds"
@@ -504,22 +505,57 @@ class Artlens:
             out[f"{task}_class.txt"] = "".join(f"{i} {n}\r\n" for i, n in enumerate(self.class_names(task))).encode()
         return out
 
-    def corrected_labels_zip(self) -> bytes:
+    def manifest_path(self) -> Path | None:
+        """The manifest CSV the store was embedded from (it may have moved since), or None where the
+        collection was read from folders."""
+        data = self.info.get("data", "")
+        return Path(data) if data.lower().endswith(".csv") else None
+
+    def corrected_manifest(self, manifest: str | Path | None = None) -> tuple[str, bytes, dict[str, int]] | None:
+        """(file name, CSV bytes, counts) of the manifest (default: the store's own) with every
+        `mislabel` decision's suggested label in its label column (trainer.relabel.corrected_manifest);
+        None without a manifest. StoreError if the manifest is not there."""
+        from trainer.relabel import corrected_manifest
+        path = Path(manifest) if manifest else self.manifest_path()
+        if path is None:
+            return None
+        if not path.is_file():
+            raise StoreError(f"manifest {path} is not there" + ("" if manifest else " (moved since `make embed`?)"))
+        text, counts = corrected_manifest(path, self.tags.latest())
+        return f"{path.stem}_corrected.csv", text.encode(), counts
+
+    def exports(self, manifest: str | Path | None = None, skip_missing: bool = False
+                ) -> tuple[dict[str, bytes], dict[str, int] | None, str]:
+        """({file name: bytes} of every export file, the corrected manifest's counts or None, '' or why
+        the manifest is left out (skip_missing: a manifest that is not there; else StoreError))."""
+        files = {**self.corrected_labels(), "tags.csv": self.tags_csv()}
+        try:
+            fixed = self.corrected_manifest(manifest)
+        except StoreError as e:
+            if not skip_missing:
+                raise
+            return files, None, str(e)
+        if fixed is not None:
+            files[fixed[0]] = fixed[1]
+        return files, fixed[2] if fixed else None, ""
+
+    def corrected_labels_zip(self) -> tuple[bytes, str]:
+        """(the export files as a zip, '' or why the corrected manifest is not in it)."""
+        files, _, missing = self.exports(skip_missing=True)
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-            for name, data in self.corrected_labels().items():
+            for name, data in files.items():
                 z.writestr(name, data)
-            z.writestr("tags.csv", self.tags_csv())
-        return buf.getvalue()
+        return buf.getvalue(), missing
 
-    def write_exports(self, out_dir: str | Path) -> list[Path]:
+    def write_exports(self, out_dir: str | Path, manifest: str | Path | None = None
+                      ) -> tuple[list[Path], dict[str, int] | None]:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, data in {**self.corrected_labels(), "tags.csv": self.tags_csv()}.items():
+        files, counts, _ = self.exports(manifest)
+        for name, data in files.items():
             (out / name).write_bytes(data)
-            written.append(out / name)
-        return written
+        return [out / name for name in files], counts
 
 
 def decode_upload(data: bytes) -> Image.Image:

@@ -211,6 +211,7 @@ def store_stage(cfg: EmbedConfig, run_dir: Path, record: RunRecord, root: Path, 
     tables = store_tables(run_dir, record, root, frame, sha1s, emb, given, labels, probs, source, scored, proj, dup_df,
                           quality)
     info = {"run_id": record.run_id, "run_dir": str(run_dir.resolve()), "data_root": str(root.resolve()),
+            "data": str(Path(cfg.data or record.data).resolve()),
             "index_path": str(index_path.resolve()), "index_kind": index_report["kind"],
             "index_recall_at_10": f"{index_report['recall_at_10']:.4f}", "embedding_dim": str(emb.shape[1]),
             "paintings": str(n), "unreadable": json.dumps(failed), "tasks": ",".join(record.tasks),

@@ -87,6 +87,7 @@ def test_every_page_renders(app_env):
     assert "1.000" in cards[0]  # the byte-identical twin is the nearest neighbour
     at = open_page("Export")
     assert len(at.get("download_button")) == 2
+    assert any("`manifest_corrected.csv`" in c.value for c in at.caption) and not at.warning
 
 
 def test_unsafe_image_paths_are_refused(app_env, tmp_path):
@@ -225,6 +226,23 @@ def test_export_files_parse(app_env, tmp_path):
     assert classes["style"][int(style[tagged.path])] == "Rococo"
     tags = list(csv.DictReader(io.StringIO((tmp_path / "out" / "tags.csv").read_text())))
     assert any(t["reviewer"] == "exp" for t in tags)
+    # the store was embedded from a manifest: a copy of it comes back with the decision in its style column
+    given = pd.read_csv(app_env["manifest"], dtype=str, keep_default_na=False)
+    fixed = pd.read_csv(tmp_path / "out" / "manifest_corrected.csv", dtype=str, keep_default_na=False)
+    changed = given["style"] != fixed["style"]
+    assert list(fixed.columns) == list(given.columns) and len(fixed) == len(given)
+    assert fixed.loc[changed, "path"].tolist() == [tagged.path] and fixed.loc[changed, "style"].tolist() == ["Rococo"]
+    assert fixed.drop(columns="style").equals(given.drop(columns="style"))
+    assert "manifest_corrected.csv: 1 labels corrected" in r.stdout, r.stdout
+    # a manifest moved since `make embed` is one clear line, and --manifest names its new place
+    moved = tmp_path / "moved.csv"
+    moved.write_bytes(app_env["manifest"].read_bytes())
+    r = run_cli("export", "--store", str(app_env["store"]), "--tags", str(app_env["tags"]),
+                "--out", str(tmp_path / "out2"), "--manifest", str(tmp_path / "nowhere.csv"))
+    assert r.returncode == 2 and "manifest" in r.stderr and "nowhere.csv is not there" in r.stderr, r.stderr
+    r = run_cli("export", "--store", str(app_env["store"]), "--tags", str(app_env["tags"]),
+                "--out", str(tmp_path / "out2"), "--manifest", str(moved))
+    assert r.returncode == 0 and (tmp_path / "out2" / "moved_corrected.csv").is_file(), r.stderr
 
 
 def test_no_store_says_what_to_run(monkeypatch, tmp_path):

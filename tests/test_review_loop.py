@@ -1,4 +1,5 @@
-"""Closing the review loop: decisions become training labels (`--apply-tags`), never data edits."""
+"""Closing the review loop: decisions become training labels (`--apply-tags`), never data edits, and a
+corrected copy of the user's manifest (`artlens export`)."""
 from __future__ import annotations
 
 import hashlib
@@ -42,6 +43,52 @@ def test_decisions_replace_drop_or_keep_labels():
     with pytest.raises(UserError, match="tag 1 .*'Fauvism' is not a style class"):
         apply_decisions(frame, classes, bad)
 
+
+
+def test_corrected_manifest_keeps_every_row_and_column_and_changes_only_judged_labels(tmp_path):
+    """A museum's manifest (its own column names and order, extra columns, ';' and CRLF, an image
+    listed twice, one row whose image is missing) comes back with the same rows, columns and
+    separator; a label changes only for a `mislabel` with a suggestion whose cell still holds the
+    label the reviewer saw."""
+    from trainer.relabel import corrected_manifest
+    (tmp_path / "img").mkdir()
+    for name in ("a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"):
+        (tmp_path / "img" / name).write_bytes(b"x")
+    rows = [["Inventory", "Path", "Style", "Genre", "Title", "Notes"],
+            ["1", "img/a.jpg", "Baroque", "portrait", "Lady", "bought 1901, restored"],
+            ["2", "img/b.jpg", "Cubism", "landscape", "Hill", ""],
+            ["3", "img\\c.jpg", "Realism", "portrait", "Man", ""],        # Windows separator
+            ["4", "img/d.jpg", "Rococo", "portrait", "Fan", ""],
+            ["5", "img/a.jpg", "Baroque", "portrait", "Lady (copy row)", ""],
+            ["6", "img/missing.jpg", "Baroque", "portrait", "Lost", ""],
+            ["7", "img/e.jpg", "Cubism", "portrait", "Pipe", ""]]
+    manifest = tmp_path / "catalogue.csv"
+    manifest.write_bytes("".join(";".join(r) + "\r\n" for r in rows).encode())
+    latest = _latest([
+        {"path": "img/a.jpg", "task": "style", "decision": "mislabel", "given_label": "Baroque",
+         "suggested_label": "Rococo"},
+        {"path": "img/b.jpg", "task": "style", "decision": "mislabel", "given_label": "Cubism", "suggested_label": None},
+        {"path": "img/c.jpg", "task": "genre", "decision": "mislabel", "given_label": "portrait",
+         "suggested_label": " genre_painting "},
+        {"path": "img/d.jpg", "task": "style", "decision": "mislabel", "given_label": "Baroque",   # edited since
+         "suggested_label": "Realism"},
+        {"path": "img/e.jpg", "task": "style", "decision": "correct", "given_label": "Cubism", "suggested_label": None},
+        {"path": "img/e.jpg", "task": "artist", "decision": "mislabel", "given_label": "x", "suggested_label": "y"},
+        {"path": "img/gone.jpg", "task": "style", "decision": "mislabel", "given_label": "Cubism",
+         "suggested_label": "Realism"},
+        {"path": "img/e.jpg", "task": "genre", "decision": "mislabel", "given_label": None,    # an older tag
+         "suggested_label": "still_life"},
+    ])
+    text, counts = corrected_manifest(manifest, latest)
+    assert counts == {"replaced": 3, "no_suggestion": 1, "edited_since": 1, "not_in_manifest": 2}
+    assert text.endswith("\r\n") and "\n" not in text.replace("\r\n", "")
+    out = [line.split(";") for line in text.split("\r\n")[:-1]]
+    expected = [r[:] for r in rows]
+    expected[1][2] = expected[5][2] = "Rococo"       # both rows of a.jpg
+    expected[3][3] = "genre_painting"
+    expected[7][3] = "still_life"
+    assert out == expected
+    assert manifest.read_bytes() == "".join(";".join(r) + "\r\n" for r in rows).encode()   # never written
 
 def _folder_digest(root) -> str:
     h = hashlib.sha1()

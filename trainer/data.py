@@ -334,7 +334,7 @@ def check_manifest_columns(path: Path, cols: list[str]) -> None:
         log.info("%s: column(s) not read: %s", path, ", ".join(unknown))
 
 
-def _separator(path: Path) -> str:
+def csv_separator(path: Path) -> str:
     """',' unless the header has none and a ';' or a tab (a spreadsheet saved in a locale whose
     decimal mark is the comma writes ';')."""
     with open(path, encoding="utf-8", errors="replace") as f:
@@ -365,16 +365,31 @@ def data_root_of(root: Path, rels: list[str]) -> tuple[Path, list[str]]:
     return Path(new), [Path(os.path.relpath(f, new)).as_posix() for f in full]
 
 
-def _read_manifest(path: Path) -> PaintingSet:
-    root = path.parent
+def read_manifest_csv(path: Path) -> pd.DataFrame:
+    """A manifest's rows as text, its column names as written (UserError if it cannot be read)."""
     if path.suffix.lower() in (".xlsx", ".xls", ".ods", ".numbers"):
         raise UserError(f"{path}: a spreadsheet, not a CSV: save it as CSV (header {MANIFEST_HEADER}) and pass that")
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace", sep=_separator(path))
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace", sep=csv_separator(path))
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: manifest CSV is empty (expected header {MANIFEST_HEADER})")
     except pd.errors.ParserError as e:
         raise UserError(f"{path}: cannot parse manifest CSV: {str(e).strip()}")
+
+
+def stored_paths(root: Path, written: list[str]) -> tuple[Path, list[str | None]]:
+    """(data root, each manifest path as the store knows it, None where no image is found) for
+    the paths a manifest in folder `root` writes."""
+    found = [resolve_image_path(root, p.strip()) for p in written]
+    present = [f for f in found if f is not None]
+    image_root, rebased = data_root_of(root, present)
+    as_stored = dict(zip(present, rebased))
+    return image_root, [as_stored[f] if f is not None else None for f in found]
+
+
+def _read_manifest(path: Path) -> PaintingSet:
+    root = path.parent
+    df = read_manifest_csv(path)
     cols = [c.strip().lower() for c in df.columns]
     df.columns = cols
     check_manifest_columns(path, cols)
@@ -384,20 +399,16 @@ def _read_manifest(path: Path) -> PaintingSet:
     classes = {t: sorted({v.strip() for v in df[t] if v.strip()}) for t in TASKS}
     extra = [c for c in MANIFEST_COLUMNS if c in cols]
     problems: list[str] = []
-    found = [resolve_image_path(root, p.strip()) for p in df["path"]]
-    present = [f for f in found if f is not None]
-    image_root, rebased = data_root_of(root, present)
+    image_root, found = stored_paths(root, df["path"].tolist())
     if image_root != root:
         log.info("%s: image paths reach outside the manifest's folder: they are read relative to %s, the "
                  "folder that holds them all", path, image_root)
-    as_stored = dict(zip(present, rebased))
     out, first_line = [], {}
     for i, (r, rel) in enumerate(zip(df.itertuples(index=False), found), 2):  # line 1 is the header
         where = f"{path}:{i}"
         if rel is None:
             problems.append(f"{where}: image {r.path.strip()!r} not found under {root}")
             continue
-        rel = as_stored[rel]
         split = (getattr(r, "split", "") or "train").strip().lower()
         if split not in SPLITS:
             raise UserError(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")

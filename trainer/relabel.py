@@ -1,4 +1,5 @@
-"""Review decisions -> training labels (`make train ARGS="--apply-tags"`).
+"""Review decisions -> training labels (`make train ARGS="--apply-tags"`), and -> a corrected
+copy of the user's manifest (`artlens export`).
 
 The reviewer's latest decision per (painting, task) is applied to the labels the model trains
 on; the data folder is never written. `mislabel` with a suggested label replaces the given label,
@@ -14,10 +15,12 @@ import numpy as np
 import pandas as pd
 
 from trainer.cli import UserError
+from trainer.data import csv_separator, read_manifest_csv, stored_paths
 
 log = logging.getLogger("trainer.relabel")
 
 CHANGE_COLUMNS = ["path", "task", "given", "training", "decision", "tag_id"]
+MANIFEST_COUNTS = ("replaced", "no_suggestion", "edited_since", "not_in_manifest")
 
 
 def apply_decisions(frame: pd.DataFrame, classes: dict[str, list[str]], latest: pd.DataFrame
@@ -85,3 +88,46 @@ def training_labels(frame: pd.DataFrame, changes: pd.DataFrame, classes: dict[st
             training = r.training if isinstance(r.training, str) else ""
             out[r.task][int(pos[r.path])] = classes[r.task].index(training) if training else -1
     return out
+
+
+def corrected_manifest(manifest: Path, latest: pd.DataFrame) -> tuple[str, dict[str, int]]:
+    """The manifest CSV with the review written into its own label columns, as text.
+
+    Every row, column, column name and separator of `manifest` is kept; a label cell changes only
+    where the latest decision for its painting and task (latest: TagLog.latest()) is `mislabel`
+    with a suggested label, and only while the cell still holds the label the reviewer judged (where
+    the decision names it). A `mislabel` without a suggestion keeps its label (a catalogue keeps
+    what it has until someone says what is right; tags.csv lists it), and a cell edited since the
+    decision is the newer word. Returns (text, counts: MANIFEST_COUNTS -> number of decisions)."""
+    df = read_manifest_csv(manifest)
+    column = {c.strip().lower(): c for c in df.columns}
+    if "path" not in column:
+        raise UserError(f"{manifest}: no path column; found {', '.join(df.columns)}")
+    _, stored = stored_paths(manifest.parent, df[column["path"]].tolist())
+    rows: dict[str, list[int]] = {}
+    for i, rel in enumerate(stored):
+        if rel is not None:
+            rows.setdefault(rel, []).append(i)
+    counts = dict.fromkeys(MANIFEST_COUNTS, 0)
+    for r in latest.itertuples(index=False):
+        if r.decision != "mislabel":
+            continue
+        if r.path not in rows or r.task not in column:
+            counts["not_in_manifest"] += 1
+            continue
+        suggested = r.suggested_label.strip() if isinstance(r.suggested_label, str) else ""
+        given = r.given_label.strip() if isinstance(r.given_label, str) else ""
+        if not suggested:
+            counts["no_suggestion"] += 1
+            continue
+        cells = df[column[r.task]]
+        # a decision recorded without the label it judged (an older tag) cannot tell an edit apart
+        now = [i for i in rows[r.path] if not given or cells.iat[i].strip() == given]
+        if not now:
+            counts["edited_since"] += 1
+            continue
+        df.loc[df.index[now], column[r.task]] = suggested
+        counts["replaced"] += 1
+    with open(manifest, "rb") as f:
+        newline = "\r\n" if f.readline().endswith(b"\r\n") else "\n"
+    return df.to_csv(index=False, sep=csv_separator(manifest), lineterminator=newline), counts

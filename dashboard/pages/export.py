@@ -12,11 +12,16 @@ def page_export(app: Artlens):
     st.metric("decisions recorded", len(hist))
     st.dataframe(app.tags.latest(), hide_index=True)
     st.download_button("tags (full history) as CSV", app.tags_csv(), "artlens_tags.csv", "text/csv", key="dl_tags")
-    st.download_button("corrected labels (ArtGAN layout, zip)", app.corrected_labels_zip(),
-                       "artlens_corrected_labels.zip", "application/zip", key="dl_zip")
-    st.caption("Corrected CSVs replace a given label with the suggested one wherever the latest decision is "
-               "`mislabel`. Same files from the shell: `artlens export --out DIR`.")
-
+    data, missing = app.corrected_labels_zip()
+    manifest = app.manifest_path()
+    st.download_button("corrected labels (zip)", data, "artlens_corrected_labels.zip", "application/zip", key="dl_zip")
+    st.caption("The zip holds the label CSVs in the ArtGAN layout"
+               + (f" and a copy of your manifest, `{manifest.stem}_corrected.csv`," if manifest and not missing else "")
+               + " with the given label replaced by the suggested one wherever the latest decision is `mislabel`, "
+               "and tags.csv. Same files from the shell: `artlens export --out DIR`.")
+    if missing:
+        st.warning(f"The corrected manifest is not in the zip: {missing}. "
+                   "`artlens export --out DIR --manifest PATH` writes it from the manifest's new place.")
 
 app, _, _ = page_setup("Export")
 page_export(app)
