@@ -16,7 +16,8 @@ from embeddings.evidence import (artist_evidence, calibration_temperature, copie
                                  differing_copy_counts, group_label_counts, label_prior, lone_labels, look_evidence,
                                  neighbour_evidence, period_evidence, soft_labels, temperature_scaled, title_evidence)
 from embeddings.scores import neighbour_labels
-from embeddings.verdicts import CATALOGUE_ERROR_RATE, class_mix, combine_evidence, other_class_counts, verdicts
+from embeddings.verdicts import (CATALOGUE_ERROR_RATE, class_mix, combine_evidence, kind_verdicts,
+                                 other_class_counts, verdicts)
 from embeddings.years import year_bounds
 from trainer.metadata import display_name
 
@@ -106,7 +107,8 @@ class TaskEvidence:
     model_left_out (N,) bool: where the look read the neighbours only; temperatures {"model",
     "title"}: the ones the cross-fitted model and the title model are read at
     (`calibration_temperature`); alone (N,) bool: labels of a class no other painting carries
-    (`lone_labels`), which no kind can judge: NaN kinds and posterior, every vote UNJUDGED."""
+    (`lone_labels`), which no kind can judge: NaN kinds and posterior, every vote UNJUDGED; mix (N, C)
+    how much of each kind's vote is the prior's (`class_mix`)."""
     kinds: dict[str, np.ndarray]
     neighbour_ids: np.ndarray
     neighbour_probs: np.ndarray
@@ -116,6 +118,7 @@ class TaskEvidence:
     model_left_out: np.ndarray
     temperatures: dict[str, float]
     alone: np.ndarray
+    mix: np.ndarray
 
 
 def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_sim: np.ndarray, md: Metadata,
@@ -152,11 +155,12 @@ def task_evidence(labels: np.ndarray, probs: np.ndarray, nb_ids: np.ndarray, nb_
     kinds = {k: np.where(alone[:, None], np.nan, p) for k, p in kinds.items()}
     post = combine_evidence(kinds, prior, mix)
     post[alone] = np.nan
-    votes = verdicts(labels, {**kinds, "model": model, "neighbours": nb, "combined": post}, prior)
+    votes = verdicts(labels, {**kinds, "model": model, "neighbours": nb}, prior, mix)
+    votes["combined"] = kind_verdicts(labels, post, prior, mix=0.0)
     votes["model"][left_out & (labels >= 0)] = LEFT_OUT
     for v in votes.values():
         v[alone] = UNJUDGED
-    return TaskEvidence(kinds, nb_ids, nb, post, votes, prior, left_out, temperatures, alone)
+    return TaskEvidence(kinds, nb_ids, nb, post, votes, prior, left_out, temperatures, alone, mix)
 
 
 def years_text(first: float, last: float) -> str:

@@ -137,7 +137,7 @@ def score_stage(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
                                             "flag": flags[det][scored]}))
         names = (class_names or {}).get(t) or [str(i) for i in range(n_classes[t])]
         evidence_rows_.append(evidence_rows(t, y, probs[t], ev, md_t, names))
-        counted, strict, loose = wrong_count(y, ev.posterior, ev.kinds, ev.prior)
+        counted, strict, loose = wrong_count(y, ev.posterior, ev.kinds, ev.prior, ev.mix)
         wrong_rows.append(wrong_count_rows(t, y, counted, strict, loose, n_classes[t]))
         weights[t] = np.where(y >= 0, counted.astype(float), np.nan)
     wrong = pd.concat(wrong_rows).astype({"class_index": "Int64"}) if wrong_rows else pd.DataFrame()

@@ -44,6 +44,12 @@ def class_mix(others: np.ndarray, mix: float = MIX) -> np.ndarray:
     return np.where(np.isnan(others), mix, np.maximum(mix, 1.0 / (np.nan_to_num(others, nan=0.0) + 1.0)))
 
 
+def as_voted(p: np.ndarray, prior: np.ndarray, mix: float | np.ndarray = MIX) -> np.ndarray:
+    """(N, C) one kind's distribution p (N, C) as it votes in `combine_evidence`: mixed with the
+    prior by `mix` (a number, or (N, C) `class_mix`); NaN rows stay NaN."""
+    return (1 - mix) * p + mix * prior[None, :]
+
+
 def combine_evidence(evidence: dict[str, np.ndarray], prior: np.ndarray, mix: float | np.ndarray = MIX) -> np.ndarray:
     """(N, C) posterior over classes: prior x the product over kinds of (mixed p_k / prior).
 
@@ -55,8 +61,7 @@ def combine_evidence(evidence: dict[str, np.ndarray], prior: np.ndarray, mix: fl
     log_post = np.tile(np.log(prior), (n, 1))
     for p in evidence.values():
         have = ~np.isnan(p).any(1)
-        q = (1 - mix[have]) * p[have] + mix[have] * prior[None, :]
-        log_post[have] += np.log(q) - np.log(prior)[None, :]
+        log_post[have] += np.log(as_voted(p[have], prior, mix[have])) - np.log(prior)[None, :]
     return softmax(log_post, axis=1)
 
 
@@ -101,16 +106,21 @@ def against_scores(labels: np.ndarray, p: np.ndarray, prior: np.ndarray) -> np.n
 AGAINST_RATIO = 2.0
 
 
-def kind_verdicts(labels: np.ndarray, p: np.ndarray, prior: np.ndarray) -> np.ndarray:
+def kind_verdicts(labels: np.ndarray, p: np.ndarray, prior: np.ndarray, mix: float | np.ndarray = MIX) -> np.ndarray:
     """(N,) what one kind says of each label, in the Review card's words: 'against' (another class
     favoured by a Bayes factor of AGAINST_RATIO or more, and the given class below its prior),
     'supports' (the given class is this kind's likeliest), else 'mixed' (e.g. an artist who paints
-    this genre as often as anyone, but another one more); '' where the kind says nothing."""
-    score = against_scores(labels, p, prior)
+    this genre as often as anyone, but another one more); '' where the kind says nothing.
+
+    The Bayes factor is that of the kind's vote in `combine_evidence` (`as_voted` by mix: a number
+    or (N, C) `class_mix`; 0 for a distribution already final, the posterior), so a kind that learnt
+    a class from two paintings is as unsure of it here, and in the count, as in the ranking; its
+    likeliest class is its own, the one the card's line names."""
+    score = against_scores(labels, as_voted(p, prior, mix), prior)
     known = ~np.isnan(score)
     rows = np.flatnonzero(known)
     lowered = np.zeros(len(labels), bool)
-    lowered[rows] = p[rows, labels[known]] < prior[labels[known]]
+    lowered[rows] = p[rows, labels[known]] < prior[labels[known]]    # the same below the prior, mixed or not
     first = np.zeros(len(labels), bool)
     first[rows] = p[rows, labels[known]] >= p[rows].max(1)
     v = np.full(len(labels), "", dtype=object)
@@ -121,9 +131,10 @@ def kind_verdicts(labels: np.ndarray, p: np.ndarray, prior: np.ndarray) -> np.nd
     return v
 
 
-def verdicts(labels: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray) -> dict[str, np.ndarray]:
+def verdicts(labels: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray,
+             mix: float | np.ndarray = MIX) -> dict[str, np.ndarray]:
     """{kind: `kind_verdicts`} for every kind."""
-    return {kind: kind_verdicts(labels, p, prior) for kind, p in evidence.items()}
+    return {kind: kind_verdicts(labels, p, prior, mix) for kind, p in evidence.items()}
 
 
 # Before any evidence, a catalogue's label is taken to be right 9 times in 10: the label is itself
@@ -132,11 +143,12 @@ def verdicts(labels: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndar
 CATALOGUE_ERROR_RATE = 0.1
 
 
-def agreeing_kinds(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray
-                   ) -> np.ndarray:
+def agreeing_kinds(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray,
+                   mix: float | np.ndarray = MIX) -> np.ndarray:
     """(N,) int: how many independent kinds are against the given label in favour of the same class,
     the posterior's first alternative: a Bayes factor of AGAINST_RATIO or more for that class, and
-    the given class below its prior. Kinds that disagree on what the label should be do not add up."""
+    the given class below its prior, each kind read as it votes (`as_voted` by mix). Kinds that
+    disagree on what the label should be do not add up."""
     rows = np.arange(len(labels))
     g = np.maximum(labels, 0)
     alt_post = post.copy()
@@ -144,13 +156,14 @@ def agreeing_kinds(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.
     alt = alt_post.argmax(1)
     agree = np.zeros(len(labels), int)
     for p in evidence.values():
+        p = as_voted(p, prior, mix)
         bf = np.nan_to_num(bayes_factors(labels, p, prior)[rows, alt], nan=-np.inf)
         agree += (bf >= np.log(AGAINST_RATIO)) & (np.nan_to_num(p[rows, g], nan=1.0) < prior[g])
     return agree
 
 
-def wrong_count(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray
-                ) -> tuple[np.ndarray, int, int]:
+def wrong_count(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.ndarray], prior: np.ndarray,
+                mix: float | np.ndarray = MIX) -> tuple[np.ndarray, int, int]:
     """(counted (N,) bool, low, high). A painting is counted as wrongly labelled where the combined
     evidence puts the given label below CATALOGUE_ERROR_RATE and at least two kinds agree against it
     (`agreeing_kinds`): the classifier's confusions alone (one kind) never count. low: the count
@@ -162,7 +175,7 @@ def wrong_count(labels: np.ndarray, post: np.ndarray, evidence: dict[str, np.nda
     which the artist kind supports) fall between the count and the high end."""
     known = labels >= 0
     p_given = post[np.arange(len(labels)), np.maximum(labels, 0)]
-    agree = agreeing_kinds(labels, post, evidence, prior)
+    agree = agreeing_kinds(labels, post, evidence, prior, mix)
     unlikely = known & (p_given < CATALOGUE_ERROR_RATE)
     counted = unlikely & (agree >= 2)
     strict = unlikely & (agree >= 3)

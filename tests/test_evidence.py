@@ -420,6 +420,31 @@ def test_a_class_of_few_paintings_votes_less_surely():
     assert (V.class_mix(V.other_class_counts(large, 4)) == V.MIX).all()   # 9 others each, and an absent class
 
 
+def test_the_card_and_the_count_read_each_kind_as_it_votes():
+    """A kind's line says 'against', and counts towards the wrong-label count, by the Bayes factor of
+    the vote it casts in the ranking (mixed with the prior, more for a class the kind learnt from
+    few paintings): a catalogue artist with three paintings, read by a near-flat title model, was
+    counted wrong on two weak readings whose votes the ranking itself discounts. The class a line
+    names as the kind's likeliest is the kind's own, as its words say."""
+    labels = np.r_[np.zeros(50, int), np.ones(3, int), np.full(50, 2)]
+    prior = E.label_prior(labels, 3)
+    mix = V.class_mix(V.other_class_counts(labels, 3))
+    i = 50                                                           # a label of the three-painting class
+    assert mix[i].tolist() == pytest.approx([0.1, 1 / 3, 0.1])
+    weak = np.tile([[0.32, 0.024, 0.656]], (len(labels), 1))        # class 2 by a factor of 2.1 raw, 1.75 as voted
+    assert V.kind_verdicts(labels, weak, prior, mix=0.0)[i] == "against"
+    assert V.kind_verdicts(labels, weak, prior, mix)[i] == "mixed"
+    post = np.tile([[0.05, 0.01, 0.94]], (len(labels), 1))
+    two = {"look": weak, "title": weak}
+    assert V.wrong_count(labels, post, two, prior, mix=0.0)[0][i]
+    assert not V.wrong_count(labels, post, two, prior, mix)[0][i]
+    strong = np.tile([[0.10, 0.005, 0.895]], (len(labels), 1))      # a factor of 14 raw, 4.2 as voted
+    assert V.kind_verdicts(labels, strong, prior, mix)[i] == "against"
+    assert V.wrong_count(labels, post, {"look": strong, "title": strong}, prior, mix)[0][i]
+    # its own likeliest class is the given one, though the mix would favour a commoner class
+    own = np.tile([[0.45, 0.46, 0.09]], (len(labels), 1))
+    assert V.as_voted(own, prior, mix)[i].argmax() == 0 and V.kind_verdicts(labels, own, prior, mix)[i] == "supports"
+
 def test_an_undated_painting_is_read_at_its_artists_dates():
     """Half of WikiArt's file names carry no year. An undated painting of an artist whose other
     paintings here are dated comes from that career: the period kind reads it at the artist's dates,
