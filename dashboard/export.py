@@ -63,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         app.close()
     print(f"wrote {len(written)} files to {cfg.out}: " + ", ".join(p.name for p in written))
     if counts is not None:
-        print(f"{written[-1].name}: {counts['replaced']} labels corrected; left as they are: "
+        name = next(p.name for p in written if p.name.endswith("_corrected.csv"))
+        print(f"{name}: {counts['replaced']} labels corrected; left as they are: "
               f"{counts['no_suggestion']} judged wrong with no label suggested (in tags.csv), "
               f"{counts['edited_since']} changed in the manifest since the decision, "
               f"{counts['not_in_manifest']} decisions on paintings or tasks the manifest does not hold")

@@ -527,11 +527,13 @@ class Artlens:
     def exports(self, manifest: str | Path | None = None, skip_missing: bool = False
                 ) -> tuple[dict[str, bytes], dict[str, int] | None, str]:
         """({file name: bytes} of every export file, the corrected manifest's counts or None, '' or why
-        the manifest is left out (skip_missing: a manifest that is not there; else StoreError))."""
+        the manifest is left out (skip_missing: a manifest that is not there or cannot be read; else
+        StoreError / UserError))."""
+        from trainer.cli import UserError
         files = {**self.corrected_labels(), "tags.csv": self.tags_csv()}
         try:
             fixed = self.corrected_manifest(manifest)
-        except StoreError as e:
+        except (StoreError, UserError) as e:
             if not skip_missing:
                 raise
             return files, None, str(e)

@@ -245,6 +245,29 @@ def test_export_files_parse(app_env, tmp_path):
     assert r.returncode == 0 and (tmp_path / "out2" / "moved_corrected.csv").is_file(), r.stderr
 
 
+def test_the_export_page_says_when_the_manifest_has_moved(app_env, tmp_path, monkeypatch):
+    """A manifest moved since `make embed`: the zip still holds the label CSVs and tags, and the page
+    says why the corrected manifest is not in it and how to write it."""
+    import shutil
+    import zipfile
+
+    import duckdb
+    store = tmp_path / "artlens.duckdb"
+    shutil.copy(app_env["store"], store)
+    with duckdb.connect(str(store)) as con:
+        con.execute("UPDATE store_info SET value = ? WHERE key = 'data'", [str(tmp_path / "gone" / "manifest.csv")])
+    monkeypatch.setenv("ARTLENS_STORE", str(store))
+    st.cache_resource.clear()
+    at = open_page("Export")
+    assert "gone/manifest.csv is not there (moved since `make embed`?)" in at.warning[0].value
+    assert "--manifest PATH" in at.warning[0].value
+    from dashboard.service import Artlens
+    from db.store import Paths
+    app = Artlens(Paths.from_store(store, None, app_env["tags"]))
+    data, missing = app.corrected_labels_zip()
+    app.close()
+    assert missing and "tags.csv" in zipfile.ZipFile(io.BytesIO(data)).namelist()
+
 def test_no_store_says_what_to_run(monkeypatch, tmp_path):
     monkeypatch.setenv("ARTLENS_STORE", str(tmp_path / "none.duckdb"))
     at = AppTest.from_file(APP, default_timeout=60)

@@ -23,5 +23,6 @@ def page_export(app: Artlens):
         st.warning(f"The corrected manifest is not in the zip: {missing}. "
                    "`artlens export --out DIR --manifest PATH` writes it from the manifest's new place.")
 
+
 app, _, _ = page_setup("Export")
 page_export(app)
