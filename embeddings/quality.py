@@ -17,12 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image
+
+from trainer.data import upright_rgb
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger("embeddings")
+
+SIDEWAYS = (5, 6, 7, 8)   # EXIF orientations stored turned by 90 degrees: width and height swap
 
 # (flag, what it means) in the order they are shown
 FLAGS = (
@@ -82,8 +86,10 @@ def image_quality(root: Path, paths: list[str]):
         try:
             with Image.open(root / p) as im:
                 w, h = im.size
+                if im.getexif().get(ExifTags.Base.Orientation, 1) in SIDEWAYS:
+                    w, h = h, w
                 im.draft("RGB", (WORK_SIDE, WORK_SIDE))      # JPEG: decode at a fraction of the size
-                im = im.convert("RGB")
+                im = upright_rgb(im)                         # the picture the model sees
                 im.thumbnail((WORK_SIDE, WORK_SIDE))
                 m = quality_measures(np.asarray(im))
             rows.append({"path": p, "width": w, "height": h, **m, "flags": ",".join(quality_flags(m, w, h))})

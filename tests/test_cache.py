@@ -53,6 +53,24 @@ def test_interrupted_and_damaged_shards_are_ignored(tmp_path):
     assert fresh.missing([f"{1:040d}"], "orig") == [f"{1:040d}"]
 
 
+def test_maps_of_an_earlier_image_decoder_are_never_read_and_their_folder_is_named(tmp_path):
+    """The cache keys maps by the file's sha1; a file the decoder now turns upright (EXIF) gives
+    another picture under the same sha1, so an earlier decoder's folder is left unread."""
+    key = f"{1:040d}"
+    old = tmp_path / "bb-stage-224" / "orig"
+    old.mkdir(parents=True)
+    np.save(old / "shard-old.npy", _maps(1))
+    np.save(old / "shard-old.keys.npy", np.array([key], dtype="S40"))
+    cache = FeatureCache(tmp_path, "bb", 224, stage=True)
+    assert cache.missing([key], "orig") == [key]
+    assert cache.stale_folders() == [tmp_path / "bb-stage-224"]
+    cache.write_shard("orig", [key], _maps(1))
+    assert FeatureCache(tmp_path, "bb", 224, stage=True).missing([key], "orig") == []
+    # another cut or backbone of the same cache folder is not this one's stale copy
+    assert FeatureCache(tmp_path, "bb", 224).stale_folders() == []
+    assert FeatureCache(tmp_path, "bb-texture", 224, stage=True).stale_folders() == []
+
+
 def test_transform_and_pooled_means_read_in_chunks(tmp_path):
     cache = FeatureCache(tmp_path, "bb", 224)
     x = _maps(10)
@@ -99,9 +117,10 @@ def test_every_short_schedule_trains(tmp_path):
         assert len(res.history) == steps and np.isfinite(res.history[-1]["train_loss"])
 
 
-def test_maps_read_per_batch_and_decode_workers_give_the_same_features(tmp_path):
+def test_maps_read_per_batch_and_decode_workers_give_the_same_features(tmp_path, caplog):
     """Above the in-memory budget a run gets MapArrays (final maps through the tail per batch); a
-    decode worker process gives the same maps and names a corrupt image once."""
+    decode worker process gives the same maps and names a corrupt image once, and the folder of an
+    earlier decoder's maps once."""
     import shutil
 
     from tests.conftest import MINI
@@ -122,6 +141,8 @@ def test_maps_read_per_batch_and_decode_workers_give_the_same_features(tmp_path)
     assert isinstance(ram["orig"], np.ndarray) and isinstance(lazy["orig"], MapArray) and hit.misses == 2
     assert lazy["orig"].shape == ram["orig"].shape == (len(paths), 1280, 7, 7)
     np.testing.assert_array_equal(lazy["hflip"][np.arange(len(paths))], ram["hflip"])
+    (tmp_path / "b" / "efficientnet_lite0-stage-224" / "orig").mkdir(parents=True)
     worker, ok3, _, stats = extract_features(root, paths, bb, tmp_path / "b", 224, views=("orig", "hflip"), workers=1)
+    assert caplog.text.count("efficientnet_lite0-stage-224 holds maps of an earlier image decoder") == 1
     assert (ok == ok3).all() and not ok3[2] and len(stats.failed) == 1 and paths[2] in stats.failed[0]
     np.testing.assert_allclose(worker["orig"].astype(np.float32), ram["orig"].astype(np.float32), atol=1e-2)

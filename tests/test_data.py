@@ -229,6 +229,12 @@ def test_empty_manifest_and_empty_dataset(tmp_path):
     (tmp_path / "h.csv").write_text("path,artist,genre,style\n")
     with pytest.raises(UserError, match="no usable paintings"):
         load_paintings(tmp_path / "h.csv")
+    # a catalogue export that links its images instead of holding them
+    (tmp_path / "urls.csv").write_text("path,style\nhttps://uploads.wikiart.org/a.jpg,Baroque\n"
+                                       "https://uploads.wikiart.org/b.jpg,Cubism\n")
+    with pytest.raises(UserError, match=r"urls.csv:2: image 'https://uploads.wikiart.org/a.jpg' not found .*"
+                                        r"\(a web address: artlens reads image files, download them first\)"):
+        load_paintings(tmp_path / "urls.csv")
 
 
 def test_image_decoding_edge_cases(tmp_path):
@@ -246,6 +252,31 @@ def test_image_decoding_edge_cases(tmp_path):
     assert alpha.shape == (20, 20, 3) and (alpha == 255).all()  # transparent -> white, not black
     assert load_image(tmp_path / "grey.jpg").mode == "RGB"
     assert load_image(tmp_path / "cmyk.jpg").mode == "RGB"
+
+
+def test_a_phone_photo_stored_sideways_is_read_upright_and_a_16_bit_scan_keeps_its_tones(tmp_path):
+    """A painting stored turned with an EXIF orientation tag (as phones save them; browsers obey the
+    tag) is the painting the model, the copy finder and the dashboard see; a 16-bit grey scan is
+    not read as white (PIL's own conversion clips it)."""
+    from trainer.data import fingerprint_images
+    from trainer.picture_hash import MAX_HASH_SHARE
+    with Image.open(next((MINI / "Baroque").iterdir())) as im:
+        painting = im.convert("RGB")
+    painting.save(tmp_path / "upright.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6                                  # "turn 90 degrees clockwise to view"
+    painting.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    grey16 = np.asarray(painting.convert("L"), dtype=np.uint16) * 257
+    Image.fromarray(grey16).save(tmp_path / "scan16.png")
+    assert Image.open(tmp_path / "scan16.png").mode.startswith("I")
+
+    phone = np.asarray(load_image(tmp_path / "phone.jpg"), dtype=np.float32)
+    assert phone.shape == np.asarray(painting).shape
+    assert np.abs(phone - np.asarray(painting, dtype=np.float32)).mean() < 4     # JPEG noise only
+    scan = np.asarray(load_image(tmp_path / "scan16.png"), dtype=np.float32)
+    assert np.abs(scan[..., 0] - np.asarray(painting.convert("L"), dtype=np.float32)).max() <= 1
+    _, hashes = fingerprint_images(tmp_path, ["upright.png", "phone.jpg", "scan16.png"])
+    assert all((h != hashes[0]).mean() <= MAX_HASH_SHARE for h in hashes[1:])   # found as copies
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):

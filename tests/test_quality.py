@@ -48,6 +48,20 @@ def test_a_flat_field_is_blurred_and_low_in_information_and_an_unreadable_file_i
     assert q.loc["broken.jpg", "flags"] == "" and np.isnan(q.loc["broken.jpg", "brightness"])
 
 
+def test_a_sideways_phone_photo_and_a_16_bit_scan_are_measured_as_seen(tmp_path):
+    """Width and height as the picture is viewed (EXIF orientation), and a 16-bit grey scan's tones,
+    not the white PIL's own conversion would make of them."""
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    Image.fromarray(_noise(300, 150)).save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    grey = _noise(300, 300).mean(-1)
+    Image.fromarray((grey * 257).astype(np.uint16)).save(tmp_path / "scan16.png")
+    q = image_quality(tmp_path, ["phone.jpg", "scan16.png"]).set_index("path")
+    assert (q.loc["phone.jpg", "width"], q.loc["phone.jpg", "height"]) == (300, 150)
+    assert q.loc["scan16.png", "flags"] == "greyscale"
+    assert abs(q.loc["scan16.png", "brightness"] - grey.mean() / 255) < 0.02
+
+
 def test_the_store_keeps_quality_and_the_queue_leaves_flagged_paintings_out(store, tmp_path):
     from dashboard.service import Artlens
     from db.store import Paths

@@ -1,6 +1,6 @@
 """The feature-map cache: sharded float16 arrays keyed by image sha1.
 
-Layout: `<cache_dir>/<backbone>[-stage]-<size>/<view>/shard-<id>.npy` holds (M, C, h, w) maps
+Layout: `<cache_dir>/<backbone>[-stage]-<size>-decoder<N>/<view>/shard-<id>.npy` holds (M, C, h, w) maps
 and `shard-<id>.keys.npy` the M sha1s, written in that order, each atomically: a shard without its
 keys file is an interrupted write and is ignored (and overwritten later). Opening a view reads only
 the small key files, so 100k paintings cost a few dozen open files, not one file per painting and
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from trainer.data import DECODER_VERSION
 
 SHARD_BYTES = 128 << 20   # a killed extraction loses at most one shard of work (seconds to a minute)
 
@@ -53,11 +55,22 @@ class ShardWriter:
 
 
 class FeatureCache:
-    """Sharded maps of one backbone, input size and (stage or final) cut."""
+    """Sharded maps of one backbone, input size and (stage or final) cut, of the pictures
+    `trainer.data.load_image` gives now (DECODER_VERSION)."""
 
     def __init__(self, cache_dir: str | Path, backbone: str, size: int, stage: bool = False):
-        self.dir = Path(cache_dir) / (f"{backbone}-stage-{size}" if stage else f"{backbone}-{size}")
+        self.name = f"{backbone}-stage-{size}" if stage else f"{backbone}-{size}"
+        self.dir = Path(cache_dir) / f"{self.name}-decoder{DECODER_VERSION}"
         self._index: dict[str, dict[str, tuple[Path, int]]] = {}
+
+    def stale_folders(self) -> list[Path]:
+        """This cache's folders from an earlier decoder: never read (a sideways or clipped picture's
+        maps under the same sha1), left for the user to delete."""
+        parent = self.dir.parent
+        if not parent.is_dir():
+            return []
+        return sorted(d for d in parent.iterdir() if d != self.dir and d.is_dir()
+                      and (d.name == self.name or d.name.startswith(f"{self.name}-decoder")))
 
     def index(self, view: str) -> dict[str, tuple[Path, int]]:
         """{sha1: (shard file, row)} over the view's complete shards (read once per instance)."""

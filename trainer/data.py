@@ -11,13 +11,14 @@ import hashlib
 import io
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageOps
 
 from trainer.cli import UserError
 from trainer.label_names import spelling_variants_line
@@ -407,7 +408,8 @@ def _read_manifest(path: Path) -> PaintingSet:
     for i, (r, rel) in enumerate(zip(df.itertuples(index=False), found), 2):  # line 1 is the header
         where = f"{path}:{i}"
         if rel is None:
-            problems.append(f"{where}: image {r.path.strip()!r} not found under {root}")
+            problems.append(f"{where}: image {r.path.strip()!r} not found under {root}" + (
+                " (a web address: artlens reads image files, download them first)" if _URL.match(r.path.strip()) else ""))
             continue
         split = (getattr(r, "split", "") or "train").strip().lower()
         if split not in SPLITS:
@@ -437,15 +439,41 @@ def duplicate_row(where: str, rel: str, first: tuple[int, int], kept: dict, labe
             + (f" (labels differ: {'; '.join(conflicts)})" if conflicts else " (same labels)"))
 
 
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://", re.I)   # a catalogue export that links its images
+
+
 def _log_problems(problems: list[str]) -> None:
     if problems:
         log.warning("skipped %d label rows; first: %s", len(problems), problems[0])
 
 
 # ---------------------------------------------------------------- images
+# Bumped whenever load_image gives another picture for some file: the feature cache keys maps by the
+# file's sha1, so its folder carries this number and maps of the old picture are never reused.
+# 2: EXIF orientation applied, 16- and 32-bit grey scaled (1 read both as stored).
+DECODER_VERSION = 2
+
+
+def upright_rgb(im: Image.Image) -> Image.Image:
+    """A loaded image in 8-bit RGB as a viewer sees it: turned by its EXIF orientation (a phone
+    stores a photograph sideways with a tag that browsers obey, so the model and the dashboard must
+    too), alpha composited on white, 16- and 32-bit grey scaled to 8 bits (PIL's own conversion
+    clips them, so an archival 16-bit scan reads as white), palette and CMYK converted."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, rgba).convert("RGB")
+    if im.mode.startswith("I") or im.mode == "F":
+        grey = np.asarray(im, dtype=np.float32)
+        # integers: 16-bit range (PNG and TIFF scanners); floats: 0-1 if they fit, else 0-255
+        top = 65535.0 if im.mode != "F" else 1.0 if grey.size and grey.max() <= 1.0 else 255.0
+        im = Image.fromarray(np.clip(grey * (255.0 / top), 0, 255).round().astype(np.uint8), "L")
+    return im.convert("RGB")
+
+
 def load_image(path: Path | io.BytesIO, min_side: int = 0) -> Image.Image:
-    """Decode an image (a file, or its bytes) as RGB. Alpha is composited on white; grey, palette and
-    CMYK converted.
+    """Decode an image (a file, or its bytes) as upright 8-bit RGB (`upright_rgb`).
 
     min_side > 0 lets a JPEG decode at a power-of-two reduction (libjpeg's DCT scaling) as long as
     its shorter side stays >= min_side: a 3000 px scan then decodes ~10x faster, and the model,
@@ -464,11 +492,7 @@ def load_image(path: Path | io.BytesIO, min_side: int = 0) -> Image.Image:
                     scale = min_side / min(w, h)
                     im.draft("RGB", (max(1, round(w * scale)), max(1, round(h * scale))))
                 im.load()
-                if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                    rgba = im.convert("RGBA")
-                    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                    return Image.alpha_composite(bg, rgba).convert("RGB")
-                return im.convert("RGB")
+                return upright_rgb(im)
     except ValueError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

@@ -198,6 +198,9 @@ def _cached_maps(root, paths, backbone: Backbone, cache_dir, size, views, batch_
                  workers, ray):
     split = backbone.stem is not None
     cache = FeatureCache(cache_dir, backbone.cache_name, size, stage=split)
+    for d in cache.stale_folders():
+        log.warning("%s holds maps of an earlier image decoder (EXIF orientation and 16-bit grey read "
+                    "as stored); they are not used, delete it to free the space", d)
     stats = CacheStats()
     if sha1s is None:
         sha1s = hash_images(root, paths)
