@@ -22,6 +22,7 @@ from trainer.metadata import add_metadata, parse_date, parse_wikiart_name
     ("unknown", None), ("", None), ("no. 12", None),
     # a calendar date is one year; decades and centuries in the forms catalogues write them
     ("1905-06-01", (1905, 1905)), ("signed 1764, dated 1890-01-05", (1764, 1764)), ("1520s-1530s", (1520, 1539)),
+    ("1920s-30s", (1920, 1939)), ("1890s–00s", (1890, 1909)),
     ("1600s", (1600, 1699)), ("XIX century", (1800, 1899)), ("xvii c.", (1600, 1699)),
     ("16th-17th centuries", (1500, 1699)), ("late 18th-century", (1700, 1799)), ("mix century", None)])
 def test_parse_date(text, want):

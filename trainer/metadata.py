@@ -29,7 +29,8 @@ _CALENDAR = re.compile(_YEAR + r"[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12][0-9
 _SEP = r"\s*(?:-|–|—|/|to)\s*"
 _RANGE = re.compile(_YEAR + _SEP + r"([0-9]{2,4})")
 _DECADE = re.compile(_YEAR[:-1] + r")\s*'?s\b")
-_DECADES = re.compile(r"(1[0-9]{2}0|20[0-9]0)\s*'?s" + _SEP + r"(1[0-9]{2}0|20[0-9]0)\s*'?s\b")
+# "1520s-1530s", and "1920s-30s" whose second decade keeps the first's century (or the next one's)
+_DECADES = re.compile(r"(1[0-9]{2}0|20[0-9]0)\s*'?s" + _SEP + r"(1[0-9]{2}0|20[0-9]0|[0-9]0)\s*'?s\b")
 # "19th century", "XIX century", "16th-17th c.": arabic ordinals, or roman numerals with or without one
 _NTH = r"([1-9]|1[0-9]|20)(?:st|nd|rd|th)|([IVX]{1,5})(?:st|nd|rd|th)?"
 _CENTURY = re.compile(r"\b(?:" + _NTH + r")(?:" + _SEP + r"(?:" + _NTH + r"))?\s*-?\s*c(?:entur(?:y|ies)|\.)", re.I)
@@ -49,7 +50,7 @@ def parse_date(text: str) -> tuple[float, float] | None:
     """(first year, last year) of a free-text date, or None when it names no year.
 
     "1890", "c. 1890", "ca 1890", "1890-01-05" -> (1890, 1890); "1890-95", "1890-1895" -> (1890, 1895);
-    "1890s" -> (1890, 1899); "1520s-1530s" -> (1520, 1539); "1600s" -> (1600, 1699) (a round
+    "1890s" -> (1890, 1899); "1520s-1530s", "1520s-30s" -> (1520, 1539); "1600s" -> (1600, 1699) (a round
     hundred's "s" is the century: where a date is ambiguous the wider reading claims less);
     "19th century", "XIX century" -> (1800, 1899); "16th-17th century" -> (1500, 1699).
     The first date in the text wins.
@@ -63,6 +64,9 @@ def parse_date(text: str) -> tuple[float, float] | None:
         return float(m.group(1)), float(m.group(1))
     if form == "decades":
         lo, hi = int(m.group(1)), int(m.group(2))
+        if len(m.group(2)) == 2:                            # "1920s-30s": a decade, in lo's century or the next
+            hi += lo // 100 * 100 + (100 if hi < lo % 100 else 0)
+            return float(lo), float(hi + 9)
         return (float(lo), float(hi + (99 if hi % 100 == 0 else 9))) if hi >= lo else (float(lo), float(lo + 9))
     if form == "range":
         lo, end = int(m.group(1)), m.group(2)
