@@ -23,6 +23,11 @@ CHANGE_COLUMNS = ["path", "task", "given", "training", "decision", "tag_id"]
 MANIFEST_COUNTS = ("replaced", "no_suggestion", "edited_since", "not_in_manifest")
 
 
+def _text(cell) -> str:
+    """A tag log's label cell as text: stripped, '' where it is empty (None or NaN)."""
+    return cell.strip() if isinstance(cell, str) else ""
+
+
 def apply_decisions(frame: pd.DataFrame, classes: dict[str, list[str]], latest: pd.DataFrame
                     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
     """Apply the tag log's latest decisions to a PaintingSet frame.
@@ -47,7 +52,7 @@ def apply_decisions(frame: pd.DataFrame, classes: dict[str, list[str]], latest: 
         if r.decision != "mislabel":
             counts["kept"] += 1
             continue
-        suggested = (r.suggested_label or "").strip() if isinstance(r.suggested_label, str) else ""
+        suggested = _text(r.suggested_label)
         if suggested and suggested not in names:
             raise UserError(f"tag {r.tag_id} ({r.path}, {r.task}): suggested label {suggested!r} is not a {r.task} "
                             f"class of this data set; re-tag it in the dashboard, or train without --apply-tags")
@@ -115,8 +120,7 @@ def corrected_manifest(manifest: Path, latest: pd.DataFrame) -> tuple[str, dict[
         if r.path not in rows or r.task not in column:
             counts["not_in_manifest"] += 1
             continue
-        suggested = r.suggested_label.strip() if isinstance(r.suggested_label, str) else ""
-        given = r.given_label.strip() if isinstance(r.given_label, str) else ""
+        suggested, given = _text(r.suggested_label), _text(r.given_label)
         if not suggested:
             counts["no_suggestion"] += 1
             continue
