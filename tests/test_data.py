@@ -382,13 +382,18 @@ def _image_folder(root, classes: dict[str, int]):
             shutil.copyfile(p, root / name / p.name)
 
 
-def test_image_folder_layout_reads_one_task_from_its_folders(tmp_path):
+def test_image_folder_layout_reads_one_task_from_its_folders(tmp_path, caplog):
     _image_folder(tmp_path, {"Cubism": 4, "Pop_Art": 5})
     (tmp_path / "Pop_Art" / "nested").mkdir()
     shutil.copyfile(next((MINI / "Rococo").iterdir()), tmp_path / "Pop_Art" / "nested" / "r.JPG")
     (tmp_path / ".thumbs").mkdir()
     (tmp_path / "Pop_Art" / "notes.txt").write_text("not an image")
-    ps = load_paintings(tmp_path, test_fraction=0)
+    for name in ("IMG_0001.HEIC", "IMG_0002.heic"):         # a phone's photographs, which PIL cannot read
+        (tmp_path / "Cubism" / name).write_bytes(b"\x00\x00\x00\x18ftypheic")
+    (tmp_path / "Cubism" / ".DS_Store").write_bytes(b"\x00")
+    with caplog.at_level(logging.WARNING):
+        ps = load_paintings(tmp_path, test_fraction=0)
+    assert "3 files in the class folders are not images artlens reads (2 .heic, 1 .txt) and are left out" in caplog.text
     assert ps.classes == {"style": ["Cubism", "Pop_Art"]} and ps.tasks == ["style"] and len(ps.frame) == 10
     by = ps.frame.set_index("path")
     assert by.loc["Pop_Art/nested/r.JPG", "style"] == 1 and (by["genre"] == -1).all()

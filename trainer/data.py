@@ -7,6 +7,7 @@ loss masks the missing task instead of dropping the painting (dropping them lose
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 import hashlib
 import io
 import logging
@@ -275,8 +276,14 @@ def _read_image_folder(root: Path, task: str) -> PaintingSet:
     if task not in TASKS:
         raise UserError(f"--task {task!r}: the class folders name one of {', '.join(TASKS)}")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    images = {f.name: sorted(p for p in f.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-              for f in folders}
+    files = {f.name: sorted(p for p in f.rglob("*") if p.is_file() and not p.name.startswith(".")) for f in folders}
+    images = {name: [p for p in fs if p.suffix.lower() in IMAGE_SUFFIXES] for name, fs in files.items()}
+    others = Counter(p.suffix.lower() or "(no suffix)" for fs in files.values() for p in fs
+                     if p.suffix.lower() not in IMAGE_SUFFIXES)
+    if others:      # an iPhone's .heic or an archive's .jp2 would otherwise vanish without a word
+        log.warning("%s: %d files in the class folders are not images artlens reads (%s) and are left out; "
+                    "it reads %s", root, sum(others.values()), ", ".join(f"{n} {s}" for s, n in others.most_common()),
+                    " ".join(IMAGE_SUFFIXES))
     classes = [name for name, files in images.items() if files]
     if not classes:
         raise UserError(f"{root}: no layout found: no ArtGAN label CSVs ({{artist,genre,style}}_{{train,val}}.csv) "
