@@ -24,7 +24,12 @@ from trainer.metadata import add_metadata, parse_date, parse_wikiart_name
     ("1905-06-01", (1905, 1905)), ("signed 1764, dated 1890-01-05", (1764, 1764)), ("1520s-1530s", (1520, 1539)),
     ("1920s-30s", (1920, 1939)), ("1890s–00s", (1890, 1909)),
     ("1600s", (1600, 1699)), ("XIX century", (1800, 1899)), ("xvii c.", (1600, 1699)),
-    ("16th-17th centuries", (1500, 1699)), ("late 18th-century", (1700, 1799)), ("mix century", None)])
+    ("16th-17th centuries", (1500, 1699)), ("late 18th-century", (1700, 1799)), ("mix century", None),
+    # centuries as European catalogues write them
+    ("fin du XIXe siècle", (1800, 1899)), ("XVIIe-XVIIIe siècles", (1600, 1799)), ("18ème siècle", (1700, 1799)),
+    ("1. Hälfte 17. Jh.", (1600, 1699)), ("17. Jahrhundert", (1600, 1699)), ("17de eeuw", (1600, 1699)),
+    ("siglo XVII", (1600, 1699)), ("sec. XVIII", (1700, 1799)), ("XVI secolo", (1500, 1599)),
+    ("Saint Jerome XVII", None), ("sec. 5", None)])
 def test_parse_date(text, want):
     assert parse_date(text) == (None if want is None else tuple(float(x) for x in want))
 

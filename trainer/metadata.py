@@ -31,14 +31,19 @@ _RANGE = re.compile(_YEAR + _SEP + r"([0-9]{2,4})")
 _DECADE = re.compile(_YEAR[:-1] + r")\s*'?s\b")
 # "1520s-1530s", and "1920s-30s" whose second decade keeps the first's century (or the next one's)
 _DECADES = re.compile(r"(1[0-9]{2}0|20[0-9]0)\s*'?s" + _SEP + r"(1[0-9]{2}0|20[0-9]0|[0-9]0)\s*'?s\b")
-# "19th century", "XIX century", "16th-17th c.": arabic ordinals, or roman numerals with or without one
-_NTH = r"([1-9]|1[0-9]|20)(?:st|nd|rd|th)|([IVX]{1,5})(?:st|nd|rd|th)?"
-_CENTURY = re.compile(r"\b(?:" + _NTH + r")(?:" + _SEP + r"(?:" + _NTH + r"))?\s*-?\s*c(?:entur(?:y|ies)|\.)", re.I)
+# "19th century", "XIX century", "16th-17th c.": arabic ordinals, or roman numerals with or without one;
+# and as European catalogues write them: "XVIIe siècle", "17. Jahrhundert", "17de eeuw", "XVII secolo"
+_NTH = (r"([1-9]|1[0-9]|20)(?:st|nd|rd|th|e|ème|eme|er|de|ste|\.)|([IVX]{1,5})(?:st|nd|rd|th|e|ème|eme|er)?")
+_CENTURY = re.compile(r"\b(?:" + _NTH + r")(?:" + _SEP + r"(?:" + _NTH + r"))?\s*-?\s*"
+                      r"(?:c(?:entur(?:y|ies)|\.)|si[eè]cles?|jahrhunderts?|jh\.|eeuw|secolo|secoli)", re.I)
+# "siglo XVII", "sec. XVIII", "secolo XVII": the word before the numeral (same groups as _CENTURY)
+_CENTURY_WORD_FIRST = re.compile(r"\b(?:siglos?|secolo|sec\.)\s*(?:" + _NTH + r")(?:" + _SEP + r"(?:" + _NTH
+                                 + r"))?(?![a-z])", re.I)
 _ROMAN = {"I": 1, "V": 5, "X": 10}
 _SINGLE = re.compile(_YEAR)
 # the forms parse_date reads, longest first where two start at one place
 _DATE_FORMS = {"calendar": _CALENDAR, "decades": _DECADES, "range": _RANGE, "decade": _DECADE, "year": _SINGLE,
-               "century": _CENTURY}
+               "century": _CENTURY, "century_word_first": _CENTURY_WORD_FIRST}
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9.'()-]*$")
 _NAME_YEAR = re.compile(r"^(.*?)-(1[0-9]{3}|20[0-9]{2})(?:-[0-9]{1,2})?(?:\(\d+\))?$")
 # WikiArt names a painting without a known title `not_detected_<id>`: a placeholder, not a title.
@@ -52,7 +57,8 @@ def parse_date(text: str) -> tuple[float, float] | None:
     "1890", "c. 1890", "ca 1890", "1890-01-05" -> (1890, 1890); "1890-95", "1890-1895" -> (1890, 1895);
     "1890s" -> (1890, 1899); "1520s-1530s", "1520s-30s" -> (1520, 1539); "1600s" -> (1600, 1699) (a round
     hundred's "s" is the century: where a date is ambiguous the wider reading claims less);
-    "19th century", "XIX century" -> (1800, 1899); "16th-17th century" -> (1500, 1699).
+    "19th century", "XIX century", "XIXe siècle", "19. Jahrhundert", "siglo XIX" -> (1800, 1899);
+    "16th-17th century" -> (1500, 1699).
     The first date in the text wins.
     """
     text = str(text or "").strip()
