@@ -7,13 +7,13 @@ loss masks the missing task instead of dropping the painting (dropping them lose
 from __future__ import annotations
 
 import difflib
-from collections import Counter
 import hashlib
 import io
 import logging
 import os
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -276,9 +276,9 @@ def _read_image_folder(root: Path, task: str) -> PaintingSet:
     if task not in TASKS:
         raise UserError(f"--task {task!r}: the class folders name one of {', '.join(TASKS)}")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    files = {f.name: sorted(p for p in f.rglob("*") if p.is_file() and not p.name.startswith(".")) for f in folders}
-    images = {name: [p for p in fs if p.suffix.lower() in IMAGE_SUFFIXES] for name, fs in files.items()}
-    others = Counter(p.suffix.lower() or "(no suffix)" for fs in files.values() for p in fs
+    listed = {f.name: sorted(p for p in f.rglob("*") if p.is_file() and not p.name.startswith(".")) for f in folders}
+    images = {name: [p for p in fs if p.suffix.lower() in IMAGE_SUFFIXES] for name, fs in listed.items()}
+    others = Counter(p.suffix.lower() or "(no suffix)" for fs in listed.values() for p in fs
                      if p.suffix.lower() not in IMAGE_SUFFIXES)
     if others:      # an iPhone's .heic or an archive's .jp2 would otherwise vanish without a word
         log.warning("%s: %d files in the class folders are not images artlens reads (%s) and are left out; "
