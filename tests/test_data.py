@@ -268,7 +268,8 @@ def test_a_phone_photo_stored_sideways_is_read_upright_and_a_16_bit_scan_keeps_i
     painting.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", quality=95, exif=exif)
     grey16 = np.asarray(painting.convert("L"), dtype=np.uint16) * 257
     Image.fromarray(grey16).save(tmp_path / "scan16.png")
-    assert Image.open(tmp_path / "scan16.png").mode.startswith("I")
+    with Image.open(tmp_path / "scan16.png") as stored:
+        assert stored.mode.startswith("I")
 
     phone = np.asarray(load_image(tmp_path / "phone.jpg"), dtype=np.float32)
     assert phone.shape == np.asarray(painting).shape
