@@ -342,14 +342,14 @@ def check_manifest_columns(path: Path, cols: list[str]) -> None:
         log.info("%s: column(s) not read: %s", path, ", ".join(unknown))
 
 
-def csv_separator(path: Path) -> str:
-    """',' unless the header has none and a ';' or a tab (a spreadsheet saved in a locale whose
-    decimal mark is the comma writes ';')."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+def csv_format(path: Path) -> tuple[str, str]:
+    """(separator, line ending) of a CSV, from one read of its header line. The separator is ','
+    unless the header has none and a ';' or a tab (a spreadsheet saved in a locale whose decimal
+    mark is the comma writes ';'); the line ending '\r\n' where the header ends so, else '\n'."""
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:   # newline="": endings as written
         header = f.readline()
-    if "," in header:
-        return ","
-    return ";" if ";" in header else "\t" if "\t" in header else ","
+    sep = "," if "," in header else ";" if ";" in header else "\t" if "\t" in header else ","
+    return sep, "\r\n" if header.endswith("\r\n") else "\n"
 
 
 def data_root_of(root: Path, rels: list[str]) -> tuple[Path, list[str]]:
@@ -373,12 +373,14 @@ def data_root_of(root: Path, rels: list[str]) -> tuple[Path, list[str]]:
     return Path(new), [Path(os.path.relpath(f, new)).as_posix() for f in full]
 
 
-def read_manifest_csv(path: Path) -> pd.DataFrame:
-    """A manifest's rows as text, its column names as written (UserError if it cannot be read)."""
+def read_manifest_csv(path: Path, sep: str = "") -> pd.DataFrame:
+    """A manifest's rows as text, its column names as written (UserError if it cannot be read);
+    sep: its separator where the caller has read it (`csv_format`), else read here."""
     if path.suffix.lower() in (".xlsx", ".xls", ".ods", ".numbers"):
         raise UserError(f"{path}: a spreadsheet, not a CSV: save it as CSV (header {MANIFEST_HEADER}) and pass that")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace", sep=csv_separator(path))
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace",
+                           sep=sep or csv_format(path)[0])
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: manifest CSV is empty (expected header {MANIFEST_HEADER})")
     except pd.errors.ParserError as e:

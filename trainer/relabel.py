@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from trainer.cli import UserError
-from trainer.data import csv_separator, read_manifest_csv, stored_paths
+from trainer.data import csv_format, read_manifest_csv, stored_paths
 
 log = logging.getLogger("trainer.relabel")
 
@@ -104,7 +104,8 @@ def corrected_manifest(manifest: Path, latest: pd.DataFrame) -> tuple[str, dict[
     the decision names it). A `mislabel` without a suggestion keeps its label (a catalogue keeps
     what it has until someone says what is right; tags.csv lists it), and a cell edited since the
     decision is the newer word. Returns (text, counts: MANIFEST_COUNTS -> number of decisions)."""
-    df = read_manifest_csv(manifest)
+    sep, newline = csv_format(manifest)
+    df = read_manifest_csv(manifest, sep)
     column = {c.strip().lower(): c for c in df.columns}
     if "path" not in column:
         raise UserError(f"{manifest}: no path column; found {', '.join(df.columns)}")
@@ -132,6 +133,4 @@ def corrected_manifest(manifest: Path, latest: pd.DataFrame) -> tuple[str, dict[
             continue
         df.loc[df.index[now], column[r.task]] = suggested
         counts["replaced"] += 1
-    with open(manifest, "rb") as f:
-        newline = "\r\n" if f.readline().endswith(b"\r\n") else "\n"
-    return df.to_csv(index=False, sep=csv_separator(manifest), lineterminator=newline), counts
+    return df.to_csv(index=False, sep=sep, lineterminator=newline), counts
