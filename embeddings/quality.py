@@ -17,16 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import ExifTags, Image
+from PIL import Image
 
-from trainer.data import upright_rgb
+from trainer.data import upright_rgb, viewed_size
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger("embeddings")
-
-SIDEWAYS = (5, 6, 7, 8)   # EXIF orientations stored turned by 90 degrees: width and height swap
 
 # (flag, what it means) in the order they are shown
 FLAGS = (
@@ -85,9 +83,7 @@ def image_quality(root: Path, paths: list[str]):
     for p in paths:
         try:
             with Image.open(root / p) as im:
-                w, h = im.size
-                if im.getexif().get(ExifTags.Base.Orientation, 1) in SIDEWAYS:
-                    w, h = h, w
+                w, h = viewed_size(im)
                 im.draft("RGB", (WORK_SIDE, WORK_SIDE))      # JPEG: decode at a fraction of the size
                 im = upright_rgb(im)                         # the picture the model sees
                 im.thumbnail((WORK_SIDE, WORK_SIDE))

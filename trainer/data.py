@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from trainer.cli import UserError
 from trainer.label_names import spelling_variants_line
@@ -479,6 +479,16 @@ def upright_rgb(im: Image.Image) -> Image.Image:
         top = 65535.0 if im.mode != "F" else 1.0 if grey.size and grey.max() <= 1.0 else 255.0
         im = Image.fromarray(np.clip(grey * (255.0 / top), 0, 255).round().astype(np.uint8), "L")
     return im.convert("RGB")
+
+
+# EXIF orientations that store a picture turned by 90 degrees: as viewed, width and height swap
+SIDEWAYS = (5, 6, 7, 8)
+
+
+def viewed_size(im: Image.Image) -> tuple[int, int]:
+    """(width, height) of an opened image as `upright_rgb` will turn it, read from its header."""
+    w, h = im.size
+    return (h, w) if im.getexif().get(ExifTags.Base.Orientation, 1) in SIDEWAYS else (w, h)
 
 
 def load_image(path: Path | io.BytesIO, min_side: int = 0) -> Image.Image:
