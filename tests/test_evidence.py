@@ -24,12 +24,24 @@ from trainer.metadata import add_metadata, parse_date, parse_wikiart_name
     ("1905-06-01", (1905, 1905)), ("signed 1764, dated 1890-01-05", (1764, 1764)), ("1520s-1530s", (1520, 1539)),
     ("1920s-30s", (1920, 1939)), ("1890s–00s", (1890, 1909)),
     ("1600s", (1600, 1699)), ("XIX century", (1800, 1899)), ("xvii c.", (1600, 1699)),
-    ("16th-17th centuries", (1500, 1699)), ("late 18th-century", (1700, 1799)), ("mix century", None),
+    ("16th-17th centuries", (1500, 1699)), ("mix century", None),
+    ("1990s-2000s", (1990, 2009)), ("1890s-1900s", (1890, 1909)), ("1500s-1600s", (1500, 1699)),
     # centuries as European catalogues write them
-    ("fin du XIXe siècle", (1800, 1899)), ("XVIIe-XVIIIe siècles", (1600, 1799)), ("18ème siècle", (1700, 1799)),
-    ("1. Hälfte 17. Jh.", (1600, 1699)), ("17. Jahrhundert", (1600, 1699)), ("17de eeuw", (1600, 1699)),
+    ("XIXe siècle", (1800, 1899)), ("XVIIe-XVIIIe siècles", (1600, 1799)), ("18ème siècle", (1700, 1799)),
+    ("17. Jahrhundert", (1600, 1699)), ("17de eeuw", (1600, 1699)),
     ("siglo XVII", (1600, 1699)), ("sec. XVIII", (1700, 1799)), ("XVI secolo", (1500, 1599)),
-    ("Saint Jerome XVII", None), ("sec. 5", None)])
+    ("Saint Jerome XVII", None), ("sec. 5", None),
+    # a part of one century or decade: the first or last 40%, the middle 30-70%, a half
+    ("late 18th-century", (1760, 1799)), ("early 17th century", (1600, 1639)), ("mid 17th c.", (1630, 1669)),
+    ("middle of the 19th century", (1830, 1869)), ("first half of the 17th century", (1600, 1649)),
+    ("2nd half 19th c.", (1850, 1899)), ("the late 1880s", (1886, 1889)), ("mid-1890s", (1893, 1896)),
+    ("early 1600s", (1600, 1639)), ("fin du XIXe siècle", (1860, 1899)), ("début du XXe siècle", (1900, 1939)),
+    ("1. Hälfte 17. Jh.", (1600, 1649)), ("Mitte des 17. Jahrhunderts", (1630, 1669)), ("eind 17de eeuw", (1660, 1699)),
+    ("principios del siglo XVII", (1600, 1639)), ("segunda mitad del siglo XIX", (1850, 1899)),
+    ("prima metà del XVII secolo", (1600, 1649)), ("fine XVI secolo", (1560, 1599)),
+    # a word that is not right before the date, or a span of two centuries, keeps the whole span
+    ("Late Gothic, 15th century", (1400, 1499)), ("Fine art, 1890s", (1890, 1899)),
+    ("late 16th-17th century", (1500, 1699))])
 def test_parse_date(text, want):
     assert parse_date(text) == (None if want is None else tuple(float(x) for x in want))
 

@@ -39,6 +39,17 @@ _CENTURY = re.compile(r"\b(?:" + _NTH + r")(?:" + _SEP + r"(?:" + _NTH + r"))?\s
 # "siglo XVII", "sec. XVIII", "secolo XVII": the word before the numeral (same groups as _CENTURY)
 _CENTURY_WORD_FIRST = re.compile(r"\b(?:siglos?|secolo|sec\.)\s*(?:" + _NTH + r")(?:" + _SEP + r"(?:" + _NTH
                                  + r"))?(?![a-z])", re.I)
+# A part of a century or a decade ("late 19th century", "1. Hälfte 17. Jh.", "early 1890s") as a share of
+# its span; the thirds overlap by a tenth, as a catalogue's "late" and "mid" blur into each other.
+_PARTS = {(0.0, 0.5): r"first half|1st half|premi[eè]re moiti[eé]|1\. h[aä]lfte|erste h[aä]lfte|eerste helft|"
+                      r"primera mitad|prima met[aà]",
+          (0.5, 1.0): r"second half|2nd half|seconde moiti[eé]|deuxi[eè]me moiti[eé]|2\. h[aä]lfte|zweite h[aä]lfte|"
+                      r"tweede helft|segunda mitad|seconda met[aà]",
+          (0.0, 0.4): r"early|d[eé]but|anfang|begin|principios|inizio",
+          (0.3, 0.7): r"mid|middle|milieu|mitte|midden|mediados|met[aà]",
+          (0.6, 1.0): r"late|fin|ende|eind|finales|fine"}
+_PART_BEFORE = {share: re.compile(r"\b(?:" + words + r")\s*(?:-|of the|of|du|de la|des|del|de|della|dello|van de|van het"
+                                  r"|der)?\s*$", re.I) for share, words in _PARTS.items()}
 _ROMAN = {"I": 1, "V": 5, "X": 10}
 _SINGLE = re.compile(_YEAR)
 # the forms parse_date reads, longest first where two start at one place
@@ -58,7 +69,9 @@ def parse_date(text: str) -> tuple[float, float] | None:
     "1890s" -> (1890, 1899); "1520s-1530s", "1520s-30s" -> (1520, 1539); "1600s" -> (1600, 1699) (a round
     hundred's "s" is the century: where a date is ambiguous the wider reading claims less);
     "19th century", "XIX century", "XIXe siècle", "19. Jahrhundert", "siglo XIX" -> (1800, 1899);
-    "16th-17th century" -> (1500, 1699).
+    "16th-17th century" -> (1500, 1699). Words before one century or decade name a part of it:
+    "early" its first 40%, "mid" 30-70%, "late" the last 40%, "first half" and "second half"
+    ("late 19th century" -> (1860, 1899), "1. Hälfte 17. Jh." -> (1600, 1649), "mid-1890s" -> (1893, 1896)).
     The first date in the text wins.
     """
     text = str(text or "").strip()
@@ -66,6 +79,14 @@ def parse_date(text: str) -> tuple[float, float] | None:
     if not found:
         return None
     _, _, form, m = min(found, key=lambda f: f[:2])        # the first date in the text; at one place, the longer form
+    span = _date_span(form, m)
+    if span is None or form not in ("century", "century_word_first", "decade") or span[1] - span[0] not in (9, 99):
+        return span
+    return _part_of(span, text[:m.start()])
+
+
+def _date_span(form: str, m: re.Match) -> tuple[float, float] | None:
+    """(first year, last year) that one match of a `_DATE_FORMS` form names."""
     if form in ("calendar", "year"):
         return float(m.group(1)), float(m.group(1))
     if form == "decades":
@@ -73,7 +94,9 @@ def parse_date(text: str) -> tuple[float, float] | None:
         if len(m.group(2)) == 2:                            # "1920s-30s": a decade, in lo's century or the next
             hi += lo // 100 * 100 + (100 if hi < lo % 100 else 0)
             return float(lo), float(hi + 9)
-        return (float(lo), float(hi + (99 if hi % 100 == 0 else 9))) if hi >= lo else (float(lo), float(lo + 9))
+        # "1500s-1600s" are centuries, but after a decade ("1990s-2000s", "1890s-1900s") a round hundred is one too
+        century = hi % 100 == 0 and lo % 100 == 0
+        return (float(lo), float(hi + (99 if century else 9))) if hi >= lo else (float(lo), float(lo + 9))
     if form == "range":
         lo, end = int(m.group(1)), m.group(2)
         hi = int(str(lo)[: 4 - len(end)] + end) if len(end) < 4 else int(end)
@@ -86,6 +109,17 @@ def parse_date(text: str) -> tuple[float, float] | None:
         return None
     last = last if last is not None and last >= first else first
     return float((first - 1) * 100), float((last - 1) * 100 + 99)
+
+
+def _part_of(span: tuple[float, float], before: str) -> tuple[float, float]:
+    """The part of one century or decade `span` that the words `before` it name ("late", "first
+    half of the", "fin du"), or the whole span."""
+    lo, hi = span
+    for (start, end), rx in _PART_BEFORE.items():
+        if rx.search(before):
+            length = hi - lo + 1
+            return float(lo + round(start * length)), float(lo + round(end * length) - 1)
+    return span
 
 
 def _century(arabic: str | None, roman: str | None) -> int | None:
