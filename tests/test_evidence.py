@@ -103,6 +103,12 @@ def test_manifest_columns_win_and_unreadable_dates_are_kept(tmp_path, caplog):
     assert off.loc[src, "artist_name"] == "" and off.loc[src, "title"] == "Kitty Fisher"
 
 
+def test_a_rows_year_wins_and_its_date_fills_in_where_the_year_is_empty():
+    frame = add_metadata(pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg"]}), parse_names=False,
+                         columns={"year": pd.Series(["1890", "", None]), "date": pd.Series(["c. 1700", "late 17th c.", ""])})
+    assert list(frame["year_lo"].fillna(0)) == [1890, 1660, 0] and list(frame["date_text"]) == ["1890", "late 17th c.", ""]
+
+
 def _toy():
     """Two artists, two classes: artist 0 paints class 0 in 1650-1660, artist 1 class 1 in 1760-1770;
     painting 5 is artist 0's, dated 1655, but filed under class 1."""

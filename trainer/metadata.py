@@ -168,7 +168,7 @@ def add_metadata(frame: pd.DataFrame, columns: dict[str, pd.Series] | None = Non
     """`frame` with METADATA_COLUMNS added (NaN / "" where unknown).
 
     columns: a manifest's own `title`, `year` or `date` columns (aligned with frame); they win over
-    the file name. parse_names: read artist, title and year from WikiArt-style file names.
+    the file name, and a row's `year` over its `date`. parse_names: read artist, title and year from WikiArt-style file names.
     artist_labels: the artist task's class names, used as the artist where the file name gives none.
     Logs the coverage, and how many dates could not be read (kept as text in `date_text`).
     """
@@ -190,7 +190,9 @@ def add_metadata(frame: pd.DataFrame, columns: dict[str, pd.Series] | None = Non
     if "title" in columns:
         given = columns["title"].fillna("").astype(str).str.strip().to_numpy()
         title = np.where(given != "", given, title)
-    date_col = columns.get("year", columns.get("date"))
+    year, date = columns.get("year"), columns.get("date")
+    date_col = year if date is None else date if year is None else \
+        year.where(year.fillna("").astype(str).str.strip() != "", date)       # a row's year, else its date
     unreadable = 0
     if date_col is not None:
         for i, text in enumerate(date_col.fillna("").astype(str)):
