@@ -8,7 +8,6 @@ The registry that names them, says what each reads and combines them is embeddin
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 from embeddings.index import build_index, search
 
@@ -246,6 +245,19 @@ def rank_descending(scores: np.ndarray, tiebreak: np.ndarray | None = None) -> n
     return out
 
 
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n of x (n,), ties given the mean of the ranks they span (scipy's rankdata, method
+    "average", without importing scipy.stats: a second of every command's start). (n,) float64"""
+    x = np.asarray(x)
+    order = np.argsort(x, kind="mergesort")
+    sorted_x = x[order]
+    starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
+    ends = np.r_[starts[1:], len(x)]
+    ranks = np.empty(len(x))
+    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)   # ranks start+1..end, their mean
+    return ranks
+
+
 def mean_percentile_rank(score_table: dict[str, np.ndarray]) -> np.ndarray:
     """Mean percentile rank over detectors (1 = most suspicious by every detector), over the detectors
     that score each row (NaN where none does). (N,)"""
@@ -254,7 +266,7 @@ def mean_percentile_rank(score_table: dict[str, np.ndarray]) -> np.ndarray:
         ok = ~np.isnan(s)
         p = np.full(len(s), np.nan)
         if ok.sum():
-            p[ok] = rankdata(s[ok], method="average") / ok.sum()
+            p[ok] = average_ranks(s[ok]) / ok.sum()
         pct.append(p)
     if not pct:
         return np.array([])

@@ -365,3 +365,18 @@ def test_a_head_that_trained_on_a_rescan_is_left_out_of_the_look():
     # more than e-fold (the two other misfiled paintings, read fairly, may still rank above it)
     assert score_apart > score_together + 1 and rank_apart <= rank_together, (score_apart, score_together)
     assert rank_apart <= 3                                # with the two misfiled paintings read fairly
+
+
+def test_average_ranks_equal_scipys_with_ties_and_the_product_leaves_scipy_stats_out():
+    import subprocess
+    import sys
+
+    from scipy.stats import rankdata
+    rng = np.random.default_rng(3)
+    for n, levels in [(0, 1), (1, 1), (7, 2), (500, 5), (500, 10**6)]:
+        x = rng.integers(0, levels, n).astype(float)
+        assert np.array_equal(S.average_ranks(x), rankdata(x, method="average"))
+    # scipy.stats costs about a second of every command's start; the embed command does not need it
+    out = subprocess.run([sys.executable, "-c", "import sys, embeddings.export, dashboard.service; "
+                          "print('scipy.stats' in sys.modules)"], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
