@@ -168,7 +168,8 @@ def add_metadata(frame: pd.DataFrame, columns: dict[str, pd.Series] | None = Non
     """`frame` with METADATA_COLUMNS added (NaN / "" where unknown).
 
     columns: a manifest's own `title`, `year` or `date` columns (aligned with frame); they win over
-    the file name, and a row's `year` over its `date`. parse_names: read artist, title and year from WikiArt-style file names.
+    the file name, and a row's `year` over its `date`. parse_names: read artist, title and year from
+    WikiArt-style file names.
     artist_labels: the artist task's class names, used as the artist where the file name gives none.
     Logs the coverage, and how many dates could not be read (kept as text in `date_text`).
     """
