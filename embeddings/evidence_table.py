@@ -33,7 +33,8 @@ class Metadata:
     classes are the artists, leaving the artist out would leave out the given class itself;
     copies: (N,) int the painting's duplicate group (the same picture filed twice; -1 none, None
     unknown): every kind leaves a painting's copies out with it (`with_copies`); the copies kind
-    reads the labels of those filed under another class."""
+    reads the labels of those filed under another class; date_text: (N,) the date as the
+    catalogue wrote it ("" none; None unknown), which the card quotes beside its reading."""
     artist_id: np.ndarray
     artist_name: np.ndarray
     year: np.ndarray
@@ -42,6 +43,7 @@ class Metadata:
     dates_classes: bool = True
     classes_are_artists: bool = False
     copies: np.ndarray | None = None
+    date_text: np.ndarray | None = None
 
     def with_copies(self, group: np.ndarray) -> "Metadata":
         """The same metadata with each painting's duplicate group (N,) int, -1 = none."""
@@ -61,6 +63,12 @@ class Metadata:
         """Painting i's date in words ("1890", "1890-1899"), "" where undated."""
         first, last = (float(v[i]) for v in year_bounds(self.year))
         return "" if np.isnan(first) else years_text(first, last)
+
+    def date_said(self, i: int) -> str:
+        """Painting i's date as the catalogue wrote it, where that says more than `when` ("c. 1890",
+        "late 19th century"); "" where it is the same years, or where no date was written."""
+        said = "" if self.date_text is None else str(self.date_text[i]).strip()
+        return said if said and said != self.when(i) else ""
 
     def look_groups(self) -> np.ndarray:
         """(N, 2) the groups whose paintings the look's neighbours skip (-1: none skipped): the
@@ -96,7 +104,9 @@ class Metadata:
             year = np.full(n, np.nan)
         title = frame["title"].fillna("").astype(str).to_numpy() if "title" in frame else np.full(n, "")
         from_label = (frame["artist_source"].to_numpy() == "label") if "artist_source" in frame else np.zeros(n, bool)
-        return cls(codes.astype(np.int64), names.astype(object), year, title.astype(object), from_label)
+        said = frame["date_text"].fillna("").astype(str).to_numpy(object) if "date_text" in frame else None
+        return cls(codes.astype(np.int64), names.astype(object), year, title.astype(object), from_label,
+                   date_text=said)
 
 
 @dataclass
@@ -237,19 +247,22 @@ def artist_line(g: int, artist: str, counts: np.ndarray, when: str, p: np.ndarra
 
 
 def period_line(g: int, class_years: np.ndarray, when: str, p: np.ndarray, names: list[str],
-                career: tuple[str, float, float] | None = None, others: str = "other artists' paintings") -> str:
+                career: tuple[str, float, float] | None = None, others: str = "other artists' paintings",
+                said: str = "") -> str:
     """The date, when ("1890", "1890-1895"; "" undated), against the given class's dates here,
     class_years (2,) (5th, 95th percentile); for an undated painting, career = (artist, first, last
-    year of the artist's dated paintings here); others: whose dates the period kind read."""
+    year of the artist's dated paintings here); others: whose dates the period kind read; said: the
+    date as the catalogue wrote it, quoted beside its reading where it says more ("c. 1890")."""
     lo, hi = class_years
     span = f"{names[g]} paintings here date {lo:.0f}-{hi:.0f}" if not np.isnan(lo) else f"few dated {names[g]} paintings here"
     if not when and career is not None:
         artist, first, last = career
         when = years_text(first, last)
-        text = f"Period: {span}; this one undated, {display_name(artist)}'s dated paintings here {when}"
+        quoted = f' (the catalogue: "{said}")' if said else ""
+        text = f"Period: {span}; this one undated{quoted}, {display_name(artist)}'s dated paintings here {when}"
         near = "of those years"
     else:
-        text = f"Period: {span}; this one {when}"
+        text = f"Period: {span}; this one {when}" + (f' (the catalogue: "{said}")' if said else "")
         near = "near that year" if "-" not in when else "in those years"
     top = int(np.argmax(p))
     if top != g:
@@ -353,7 +366,7 @@ def evidence_rows(task: str, labels: np.ndarray, probs: np.ndarray, ev: TaskEvid
             career = (md.artist_name[i], *careers[a]) if a in careers else None
             add("period", i, pp, period_line(g, years_of[g], md.when(i), pp, names, career,
                                              "the other paintings" if md.classes_are_artists else
-                                             "other artists' paintings"))
+                                             "other artists' paintings", md.date_said(i)))
         if not np.isnan(pt).any():
             add("title", i, pt, title_line(g, md.title[i], pt, names))
         if not np.isnan(ev.kinds["copies"][i]).any():

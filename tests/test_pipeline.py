@@ -458,8 +458,8 @@ def test_a_manifests_title_and_date_reach_the_store_and_the_card(trained, tmp_pa
     lines, century = (dict(con.execute("SELECT kind, line FROM evidence WHERE task = 'style' AND image_id = ?",
                                        [rows[x][0]]).fetchall()) for x in (p, c))
     con.close()
-    assert "this one 1620" in lines["period"], lines
-    assert "this one 1600-1699" in century["period"], century
+    assert 'this one 1620 (the catalogue: "c. 1620")' in lines["period"], lines
+    assert 'this one 1600-1699 (the catalogue: "XVII century")' in century["period"], century
     assert "study for a portrait of the painter's wife" in lines["title"].lower(), lines
 
 
