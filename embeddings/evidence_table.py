@@ -65,10 +65,11 @@ class Metadata:
         return "" if np.isnan(first) else years_text(first, last)
 
     def date_said(self, i: int) -> str:
-        """Painting i's date as the catalogue wrote it, where that says more than `when` ("c. 1890",
-        "late 19th century"); "" where it is the same years, or where no date was written."""
+        """Painting i's date as the catalogue wrote it, where its words say more than `when` ("c. 1890",
+        "late 19th century", "spring"); "" where it is only numbers ("1890-95": the years say it), or
+        where no date was written."""
         said = "" if self.date_text is None else str(self.date_text[i]).strip()
-        return said if said and said != self.when(i) else ""
+        return said if any(c.isalpha() for c in said) else ""
 
     def look_groups(self) -> np.ndarray:
         """(N, 2) the groups whose paintings the look's neighbours skip (-1: none skipped): the

@@ -271,10 +271,10 @@ def test_the_card_says_a_date_range_as_the_catalogue_gave_it():
     line = period_line(0, np.array([1600.0, 1680.0]), md.when(1), np.array([0.2, 0.8]), ["Baroque", "Rococo"])
     assert "this one 1600-1699, when Rococo is likelier" in line and "in those years" in line, line
     # the catalogue's own words are quoted beside their reading where they say more than the years
-    dates = pd.Series(["late 17th century", "1650", "c. 1650", ""])
-    md = Metadata.from_frame(add_metadata(pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]}),
+    dates = pd.Series(["late 17th century", "1650", "c. 1650", "", "1650-55"])
+    md = Metadata.from_frame(add_metadata(pd.DataFrame({"path": ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg"]}),
                                           parse_names=False, columns={"date": dates}))
-    assert [md.date_said(i) for i in range(4)] == ["late 17th century", "", "c. 1650", ""]
+    assert [md.date_said(i) for i in range(5)] == ["late 17th century", "", "c. 1650", "", ""]
     line = period_line(0, np.array([1600.0, 1680.0]), md.when(0), np.array([0.2, 0.8]), ["Baroque", "Rococo"],
                        said=md.date_said(0))
     assert 'this one 1660-1699 (the catalogue: "late 17th century"), when Rococo' in line, line
