@@ -256,14 +256,14 @@ def period_line(g: int, class_years: np.ndarray, when: str, p: np.ndarray, names
     date as the catalogue wrote it, quoted beside its reading where it says more ("c. 1890")."""
     lo, hi = class_years
     span = f"{names[g]} paintings here date {lo:.0f}-{hi:.0f}" if not np.isnan(lo) else f"few dated {names[g]} paintings here"
+    quoted = f' (the catalogue: "{said}")' if said else ""
     if not when and career is not None:
         artist, first, last = career
         when = years_text(first, last)
-        quoted = f' (the catalogue: "{said}")' if said else ""
         text = f"Period: {span}; this one undated{quoted}, {display_name(artist)}'s dated paintings here {when}"
         near = "of those years"
     else:
-        text = f"Period: {span}; this one {when}" + (f' (the catalogue: "{said}")' if said else "")
+        text = f"Period: {span}; this one {when}{quoted}"
         near = "near that year" if "-" not in when else "in those years"
     top = int(np.argmax(p))
     if top != g:
