@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import rankdata
 
 from embeddings.evidence import differing_copy_counts
-from embeddings.scores import wrong_label_estimate
+from embeddings.scores import average_ranks, wrong_label_estimate
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -15,7 +14,7 @@ def auroc(scores: np.ndarray, positive: np.ndarray) -> float:
     n_pos, n_neg = y.sum(), (~y).sum()
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    r = rankdata(s)
+    r = average_ranks(s)
     return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
