@@ -43,13 +43,13 @@ _CENTURY_WORD_FIRST = re.compile(r"\b(?:siglos?|secolo|sec\.)\s*(?:" + _NTH + r"
 # its span; the thirds overlap by a tenth, as a catalogue's "late" and "mid" blur into each other.
 _PARTS = {(0.0, 0.5): r"first half|1st half|premi[eè]re moiti[eé]|1\. h[aä]lfte|erste h[aä]lfte|eerste helft|"
                       r"primera mitad|prima met[aà]",
-          (0.5, 1.0): r"second half|2nd half|seconde moiti[eé]|deuxi[eè]me moiti[eé]|2\. h[aä]lfte|zweite h[aä]lfte|"
-                      r"tweede helft|segunda mitad|seconda met[aà]",
+          (0.5, 1.0): r"second half|2nd half|seconde moiti[eé]|deuxi[eè]me moiti[eé]|2\. h[aä]lfte|"
+                      r"zweite h[aä]lfte|tweede helft|segunda mitad|seconda met[aà]",
           (0.0, 0.4): r"early|d[eé]but|anfang|begin|principios|inizio",
           (0.3, 0.7): r"mid|middle|milieu|mitte|midden|mediados|met[aà]",
           (0.6, 1.0): r"late|fin|ende|eind|finales|fine"}
-_PART_BEFORE = {share: re.compile(r"\b(?:" + words + r")\s*(?:-|of the|of|du|de la|des|del|de|della|dello|van de|van het"
-                                  r"|der)?\s*$", re.I) for share, words in _PARTS.items()}
+_PART_BEFORE = {share: re.compile(r"\b(?:" + words + r")\s*(?:-|of the|of|du|de la|des|del|de|della|dello|"
+                                  r"van de|van het|der)?\s*$", re.I) for share, words in _PARTS.items()}
 _ROMAN = {"I": 1, "V": 5, "X": 10}
 _SINGLE = re.compile(_YEAR)
 # the forms parse_date reads, longest first where two start at one place
