@@ -40,9 +40,22 @@ from trainer.metadata import add_metadata, parse_date, parse_wikiart_name
     ("eind 17de eeuw", (1660, 1699)),
     ("principios del siglo XVII", (1600, 1639)), ("segunda mitad del siglo XIX", (1850, 1899)),
     ("prima metà del XVII secolo", (1600, 1649)), ("fine XVI secolo", (1560, 1599)),
-    # a word that is not right before the date, or a span of two centuries, keeps the whole span
+    # a word that is not right before the date keeps the whole span
     ("Late Gothic, 15th century", (1400, 1499)), ("Fine art, 1890s", (1890, 1899)),
-    ("late 16th-17th century", (1500, 1699))])
+    # quarters; in a span of two, a part before each end names that end
+    ("third quarter of the 18th century", (1750, 1774)), ("1st quarter 20th c.", (1900, 1924)),
+    ("last quarter of the 19th century", (1875, 1899)), ("dernier quart du XIXe siècle", (1875, 1899)),
+    ("3. Viertel des 18. Jahrhunderts", (1750, 1774)), ("primo quarto del XVII secolo", (1600, 1624)),
+    ("late 16th-early 17th century", (1560, 1639)), ("late 16th-17th century", (1560, 1699)),
+    ("fin du XVIe - début du XVIIe siècle", (1560, 1639)), ("early 16th to late 17th century", (1500, 1699)),
+    ("late 1880s-early 1890s", (1886, 1893)), ("siglo XVI - principios del XVII", (1500, 1639)),
+    # a range's words, and "about" before its end
+    ("1890 - c. 1900", (1890, 1900)), ("c.1890-c.1895", (1890, 1895)), ("between 1890 and 1895", (1890, 1895)),
+    ("1890 or 1891", (1890, 1891)), ("zwischen 1890 und 1895", (1890, 1895)), ("um 1890 bis 1895", (1890, 1895)),
+    ("entre 1890 et 1895", (1890, 1895)), ("XVIth or XVIIth century", (1500, 1699)), ("19th cent.", (1800, 1899)),
+    ("1890 and 2 dogs", (1890, 1890)),
+    # before Christ is no painting date this product reads
+    ("5th century BC", None), ("1st c. B.C.E.", None), ("Ier siècle av. J.-C.", None)])
 def test_parse_date(text, want):
     assert parse_date(text) == (None if want is None else tuple(float(x) for x in want))
 

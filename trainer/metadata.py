@@ -26,30 +26,49 @@ MANIFEST_COLUMNS = ("title", "year", "date")
 _YEAR = r"(1[0-9]{3}|20[0-9]{2})"
 # a calendar date (1890-01-05, 1890/1/5) names one year, not a range
 _CALENDAR = re.compile(_YEAR + r"[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12][0-9]|3[01])\b")
-_SEP = r"\s*(?:-|–|—|/|to)\s*"
-_RANGE = re.compile(_YEAR + _SEP + r"([0-9]{2,4})")
+# between two dates: a dash or slash, or a word ("1890 to 1895", "1890 or 1891", "zwischen 1890 und 1895",
+# "entre 1890 et 1895", "1890 a 1895")
+_SEP = (r"(?:\s*[-–—/]\s*|\s+(?:to|till|until|or|and|bis|oder|und|tot|of|en|à|au|ou|et|al|a|o|y|e)\s+)")
+# "about" before a range's second year ("1890 - c. 1900", "c.1890-c.1895"): still its end
+_ABOUT = r"(?:(?:c\.?|ca\.?|circa|um|vers|hacia|verso)\s*)?"
+_RANGE = re.compile(_YEAR + _SEP + _ABOUT + r"([0-9]{2,4})")
 _DECADE = re.compile(_YEAR[:-1] + r")\s*'?s\b")
-# "1520s-1530s", and "1920s-30s" whose second decade keeps the first's century (or the next one's)
-_DECADES = re.compile(r"(1[0-9]{2}0|20[0-9]0)\s*'?s" + _SEP + r"(1[0-9]{2}0|20[0-9]0|[0-9]0)\s*'?s\b")
-# "19th century", "XIX century", "16th-17th c.": arabic ordinals, or roman numerals with or without one;
-# and as European catalogues write them: "XVIIe siècle", "17. Jahrhundert", "17de eeuw", "XVII secolo"
-_NTH = (r"([1-9]|1[0-9]|20)(?:st|nd|rd|th|e|ème|eme|er|de|ste|\.)|([IVX]{1,5})(?:st|nd|rd|th|e|ème|eme|er)?")
-_CENTURY = re.compile(r"\b(?:" + _NTH + r")(?:" + _SEP + r"(?:" + _NTH + r"))?\s*-?\s*"
-                      r"(?:c(?:entur(?:y|ies)|\.)|si[eè]cles?|jahrhunderts?|jh\.|eeuw|secolo|secoli)", re.I)
-# "siglo XVII", "sec. XVIII", "secolo XVII": the word before the numeral (same groups as _CENTURY)
-_CENTURY_WORD_FIRST = re.compile(r"\b(?:siglos?|secolo|sec\.)\s*(?:" + _NTH + r")(?:" + _SEP + r"(?:" + _NTH
-                                 + r"))?(?![a-z])", re.I)
-# A part of a century or a decade ("late 19th century", "1. Hälfte 17. Jh.", "early 1890s") as a share of
-# its span; the thirds overlap by a tenth, as a catalogue's "late" and "mid" blur into each other.
+# A part of a century or a decade ("late 19th century", "1. Hälfte 17. Jh.", "early 1890s", "third quarter of
+# the 18th century") as a share of its span; the thirds overlap by a tenth, as a catalogue's "late" and "mid"
+# blur into each other. Checked in this order: the first that matches names the part.
 _PARTS = {(0.0, 0.5): r"first half|1st half|premi[eè]re moiti[eé]|1\. h[aä]lfte|erste h[aä]lfte|eerste helft|"
                       r"primera mitad|prima met[aà]",
           (0.5, 1.0): r"second half|2nd half|seconde moiti[eé]|deuxi[eè]me moiti[eé]|2\. h[aä]lfte|"
                       r"zweite h[aä]lfte|tweede helft|segunda mitad|seconda met[aà]",
+          (0.0, 0.25): r"first quarter|1st quarter|premier quart|1er quart|1\. viertel|erstes viertel|"
+                       r"eerste kwart|primer cuarto|primo quarto",
+          (0.25, 0.5): r"second quarter|2nd quarter|second quart|deuxi[eè]me quart|2e quart|2\. viertel|"
+                       r"zweites viertel|tweede kwart|segundo cuarto|secondo quarto",
+          (0.5, 0.75): r"third quarter|3rd quarter|troisi[eè]me quart|3e quart|3\. viertel|drittes viertel|"
+                       r"derde kwart|tercer cuarto|terzo quarto",
+          (0.75, 1.0): r"(?:last|fourth|4th) quarter|dernier quart|quatri[eè]me quart|4e quart|4\. viertel|"
+                       r"letztes viertel|viertes viertel|laatste kwart|vierde kwart|[uú]ltimo cuarto|"
+                       r"cuarto cuarto|ultimo quarto|quarto quarto",
           (0.0, 0.4): r"early|d[eé]but|anfang|begin|principios|inizio",
           (0.3, 0.7): r"mid|middle|milieu|mitte|midden|mediados|met[aà]",
           (0.6, 1.0): r"late|fin|ende|eind|finales|fine"}
-_PART_BEFORE = {share: re.compile(r"\b(?:" + words + r")\s*(?:-|of the|of|du|de la|des|del|de|della|dello|"
-                                  r"van de|van het|der)?\s*$", re.I) for share, words in _PARTS.items()}
+_OF = r"(?:-|of the|of|du|de la|des|del|de|della|dello|van de|van het|der)"
+_PART_BEFORE = {share: re.compile(r"\b(?:" + words + r")\s*" + _OF + r"?\s*$", re.I) for share, words in _PARTS.items()}
+# a part named again inside a span of two ("late 16th-early 17th century", "late 1880s-early 1890s")
+_PART_INSIDE = r"((?:" + "|".join(_PARTS.values()) + r")\s*" + _OF + r"?\s*)?"
+# "1520s-1530s", and "1920s-30s" whose second decade keeps the first's century (or the next one's)
+_DECADES = re.compile(r"(1[0-9]{2}0|20[0-9]0)\s*'?s" + _SEP + _PART_INSIDE + r"(1[0-9]{2}0|20[0-9]0|[0-9]0)\s*'?s\b",
+                      re.I)
+# "19th century", "XIX century", "16th-17th c.": arabic ordinals, or roman numerals with or without one;
+# and as European catalogues write them: "XVIIe siècle", "17. Jahrhundert", "17de eeuw", "XVII secolo"
+_NTH = (r"([1-9]|1[0-9]|20)(?:st|nd|rd|th|e|ème|eme|er|de|ste|\.)|([IVX]{1,5})(?:st|nd|rd|th|e|ème|eme|er)?")
+_CENTURY = re.compile(r"\b(?:" + _NTH + r")(?:" + _SEP + _PART_INSIDE + r"(?:" + _NTH + r"))?\s*-?\s*"
+                      r"(?:c(?:entur(?:y|ies)|ent\.?|\.)|si[eè]cles?|jahrhunderts?|jh\.|eeuw|secolo|secoli)", re.I)
+# "siglo XVII", "sec. XVIII", "secolo XVII": the word before the numeral (same groups as _CENTURY)
+_CENTURY_WORD_FIRST = re.compile(r"\b(?:siglos?|secolo|sec\.)\s*(?:" + _NTH + r")(?:" + _SEP + _PART_INSIDE
+                                 + r"(?:" + _NTH + r"))?(?![a-z])", re.I)
+# a date before Christ ("5th century BC", "Ier siècle av. J.-C."): no painting date this product reads
+_BEFORE_CHRIST = re.compile(r"\b(?:b\.?\s?c\.?(?:\s?e\.?)?|av\.?\s?j\.?-?c\.?|v\.\s?chr\.?|a\.\s?c\.)(?![a-z])", re.I)
 _ROMAN = {"I": 1, "V": 5, "X": 10}
 _SINGLE = re.compile(_YEAR)
 # the forms parse_date reads, longest first where two start at one place
@@ -65,14 +84,16 @@ _PLACEHOLDER_TITLE = re.compile(r"^not detected(?: \d+)?$")
 def parse_date(text: str) -> tuple[float, float] | None:
     """(first year, last year) of a free-text date, or None when it names no year.
 
-    "1890", "c. 1890", "ca 1890", "1890-01-05" -> (1890, 1890); "1890-95", "1890-1895" -> (1890, 1895);
-    "1890s" -> (1890, 1899); "1520s-1530s", "1520s-30s" -> (1520, 1539); "1600s" -> (1600, 1699) (a round
-    hundred's "s" is the century: where a date is ambiguous the wider reading claims less);
-    "19th century", "XIX century", "XIXe siècle", "19. Jahrhundert", "siglo XIX" -> (1800, 1899);
-    "16th-17th century" -> (1500, 1699). Words before one century or decade name a part of it:
-    "early" its first 40%, "mid" 30-70%, "late" the last 40%, "first half" and "second half"
-    ("late 19th century" -> (1860, 1899), "1. Hälfte 17. Jh." -> (1600, 1649), "mid-1890s" -> (1893, 1896)).
-    The first date in the text wins.
+    "1890", "c. 1890", "ca 1890", "1890-01-05" -> (1890, 1890); "1890-95", "1890-1895", "1890 - c. 1895",
+    "1890 or 1895", "zwischen 1890 und 1895" -> (1890, 1895); "1890s" -> (1890, 1899); "1520s-1530s", "1520s-30s"
+    -> (1520, 1539); "1600s" -> (1600, 1699) (a round hundred's "s" is the century: where a date is ambiguous the
+    wider reading claims less); "19th century", "19th cent.", "XIX century", "XIXe siècle", "19. Jahrhundert",
+    "siglo XIX" -> (1800, 1899); "16th-17th century" -> (1500, 1699). Words before a century or decade name a
+    part of it: "early" its first 40%, "mid" 30-70%, "late" the last 40%, either half, any quarter ("late 19th
+    century" -> (1860, 1899), "1. Hälfte 17. Jh." -> (1600, 1649), "mid-1890s" -> (1893, 1896), "third quarter of
+    the 18th century" -> (1750, 1774)); in a span of two, before each ("late 16th-early 17th century" ->
+    (1560, 1639), "late 16th-17th century" -> (1560, 1699)). The first date in the text wins; one followed by
+    "BC" (or "av. J.-C.", "v. Chr.", "a.C.") is None.
     """
     text = str(text or "").strip()
     found = [(m.start(), i, form, m) for i, (form, rx) in enumerate(_DATE_FORMS.items()) if (m := rx.search(text))]
@@ -80,40 +101,49 @@ def parse_date(text: str) -> tuple[float, float] | None:
         return None
     _, _, form, m = min(found, key=lambda f: f[:2])        # the first date in the text; at one place, the longer form
     span = _date_span(form, m)
-    if span is None or form not in ("century", "century_word_first", "decade") or span[1] - span[0] not in (9, 99):
-        return span
-    return _part_of(span, text[:m.start()])
+    if span is None or _BEFORE_CHRIST.search(text, m.end()):
+        return None
+    lo, hi, unit = span
+    if unit is None:                                        # a year or a range of years: no part to name
+        return lo, hi
+    first = _part_of((lo, lo + unit - 1), text[:m.start()])
+    if hi - lo + 1 == unit:
+        return first
+    inside = m.group(2 if form == "decades" else 3) or ""
+    return first[0], _part_of((hi - unit + 1, hi), inside)[1]
 
 
-def _date_span(form: str, m: re.Match) -> tuple[float, float] | None:
-    """(first year, last year) that one match of a `_DATE_FORMS` form names."""
+def _date_span(form: str, m: re.Match) -> tuple[float, float, int | None] | None:
+    """(first year, last year, the century's or decade's length a part may be named of, else None) that one
+    match of a `_DATE_FORMS` form names."""
     if form in ("calendar", "year"):
-        return float(m.group(1)), float(m.group(1))
+        return float(m.group(1)), float(m.group(1)), None
     if form == "decades":
-        lo, hi = int(m.group(1)), int(m.group(2))
-        if len(m.group(2)) == 2:                            # "1920s-30s": a decade, in lo's century or the next
+        lo, hi = int(m.group(1)), int(m.group(3))
+        if len(m.group(3)) == 2:                            # "1920s-30s": a decade, in lo's century or the next
             hi += lo // 100 * 100 + (100 if hi < lo % 100 else 0)
-            return float(lo), float(hi + 9)
+            return float(lo), float(hi + 9), 10
         # "1500s-1600s" are centuries, but after a decade ("1990s-2000s", "1890s-1900s") a round hundred is one too
-        century = hi % 100 == 0 and lo % 100 == 0
-        return (float(lo), float(hi + (99 if century else 9))) if hi >= lo else (float(lo), float(lo + 9))
+        unit = 100 if hi % 100 == 0 and lo % 100 == 0 else 10
+        return (float(lo), float(hi + unit - 1), unit) if hi >= lo else (float(lo), float(lo + 9), 10)
     if form == "range":
         lo, end = int(m.group(1)), m.group(2)
         hi = int(str(lo)[: 4 - len(end)] + end) if len(end) < 4 else int(end)
-        return (float(lo), float(hi)) if lo <= hi <= lo + 100 else (float(lo), float(lo))
+        return (float(lo), float(hi), None) if lo <= hi <= lo + 100 else (float(lo), float(lo), None)
     if form == "decade":                                    # or a round hundred's century
         lo = int(m.group(1))
-        return float(lo), float(lo + (99 if lo % 100 == 0 else 9 if lo % 10 == 0 else 0))
-    first, last = _century(m.group(1), m.group(2)), _century(m.group(3), m.group(4))
+        unit = 100 if lo % 100 == 0 else 10 if lo % 10 == 0 else None
+        return float(lo), float(lo + (unit or 1) - 1), unit
+    first, last = _century(m.group(1), m.group(2)), _century(m.group(4), m.group(5))
     if first is None:
         return None
     last = last if last is not None and last >= first else first
-    return float((first - 1) * 100), float((last - 1) * 100 + 99)
+    return float((first - 1) * 100), float((last - 1) * 100 + 99), 100
 
 
 def _part_of(span: tuple[float, float], before: str) -> tuple[float, float]:
     """The part of one century or decade `span` that the words `before` it name ("late", "first
-    half of the", "fin du"), or the whole span."""
+    half of the", "fin du", "third quarter of the"), or the whole span."""
     lo, hi = span
     for (start, end), rx in _PART_BEFORE.items():
         if rx.search(before):
