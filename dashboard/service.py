@@ -23,8 +23,11 @@ from embeddings.index import load_index, search
 from embeddings.detectors import DETECTORS
 from embeddings.quality import FLAGS as QUALITY_FLAGS
 from embeddings.quality import PHOTO_DEFECTS, flag_counts
+from trainer.data import IMAGE_SUFFIXES
 
 UPLOAD_MAX_BYTES = 20 * 1024 * 1024
+# what the Neighbours page's upload takes: every kind of file a collection's paintings may be
+UPLOAD_TYPES = [suffix.lstrip(".") for suffix in IMAGE_SUFFIXES]
 
 
 def safe_image_path(data_root: str | Path, rel: str) -> Path | None:

@@ -13,6 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = (ROOT / ".." / "shared" / "data" / "wikiart-mini").resolve()
+# wikiart-mini paintings as a phone stores them (HEIC): see test_data.py::test_an_iphones_heic_photograph_is_read_upright
+HEIC = ROOT / "tests" / "data"
 
 # Byte-identical files in wikiart-mini whose copies carry different labels (found by sha1).
 CONFLICTING_PAIRS = [

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import MINI, run_cli, start_cli
+from conftest import HEIC, MINI, run_cli, start_cli
 from trainer.cli import UserError
 from trainer.data import load_image, load_paintings
 
@@ -266,18 +266,36 @@ def test_a_phone_photo_stored_sideways_is_read_upright_and_a_16_bit_scan_keeps_i
     exif = Image.Exif()
     exif[0x0112] = 6                                  # "turn 90 degrees clockwise to view"
     painting.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", quality=95, exif=exif)
+    painting.save(tmp_path / "web.avif", quality=95)                 # a web export
     grey16 = np.asarray(painting.convert("L"), dtype=np.uint16) * 257
     Image.fromarray(grey16).save(tmp_path / "scan16.png")
     with Image.open(tmp_path / "scan16.png") as stored:
         assert stored.mode.startswith("I")
 
-    phone = np.asarray(load_image(tmp_path / "phone.jpg"), dtype=np.float32)
-    assert phone.shape == np.asarray(painting).shape
-    assert np.abs(phone - np.asarray(painting, dtype=np.float32)).mean() < 4     # JPEG noise only
+    for name in ("phone.jpg", "web.avif"):
+        phone = np.asarray(load_image(tmp_path / name), dtype=np.float32)
+        assert phone.shape == np.asarray(painting).shape, name
+        assert np.abs(phone - np.asarray(painting, dtype=np.float32)).mean() < 4, name     # codec noise only
     scan = np.asarray(load_image(tmp_path / "scan16.png"), dtype=np.float32)
     assert np.abs(scan[..., 0] - np.asarray(painting.convert("L"), dtype=np.float32)).max() <= 1
-    _, hashes = fingerprint_images(tmp_path, ["upright.png", "phone.jpg", "scan16.png"])
+    _, hashes = fingerprint_images(tmp_path, ["upright.png", "phone.jpg", "scan16.png", "web.avif"])
     assert all((h != hashes[0]).mean() <= MAX_HASH_SHARE for h in hashes[1:])   # found as copies
+
+
+def test_an_iphones_heic_photograph_is_read_upright(tmp_path):
+    """tests/data/*.heic: wikiart-mini paintings as a phone stores them (HEIC, HEVC-coded), one turned on
+    its side with the turn in the file's rotation box (written by pillow-heif 1.9, quality 90, from an
+    EXIF orientation 6); the product decodes them with pi-heif."""
+    from trainer.data import fingerprint_images
+    for heic in sorted(HEIC.glob("*.heic")):
+        source = next(MINI.glob(f"*/{heic.stem}.jpg"))
+        painting = np.asarray(load_image(source), dtype=np.float32)
+        phone = np.asarray(load_image(heic), dtype=np.float32)
+        assert phone.shape == painting.shape and np.abs(phone - painting).mean() < 4, heic.name   # codec noise only
+        shutil.copyfile(heic, tmp_path / heic.name)
+        shutil.copyfile(source, tmp_path / source.name)
+        _, hashes = fingerprint_images(tmp_path, [source.name, heic.name])
+        assert (hashes[0] != hashes[1]).mean() <= 0.15                 # found as a copy of the scan
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
@@ -389,13 +407,16 @@ def test_image_folder_layout_reads_one_task_from_its_folders(tmp_path, caplog):
     shutil.copyfile(next((MINI / "Rococo").iterdir()), tmp_path / "Pop_Art" / "nested" / "r.JPG")
     (tmp_path / ".thumbs").mkdir()
     (tmp_path / "Pop_Art" / "notes.txt").write_text("not an image")
-    for name in ("IMG_0001.HEIC", "IMG_0002.heic"):         # a phone's photographs, which PIL cannot read
-        (tmp_path / "Cubism" / name).write_bytes(b"\x00\x00\x00\x18ftypheic")
+    for name in ("IMG_0001.CR2", "IMG_0002.cr2"):           # a camera's raw files, which PIL cannot read
+        (tmp_path / "Cubism" / name).write_bytes(b"II*\x00\x10\x00\x00\x00CR")
+    phone = next(HEIC.glob("*.heic"))                             # a phone's photograph, which it can
+    shutil.copyfile(phone, tmp_path / "Cubism" / (phone.stem + ".HEIC"))
     (tmp_path / "Cubism" / ".DS_Store").write_bytes(b"\x00")
     with caplog.at_level(logging.WARNING):
         ps = load_paintings(tmp_path, test_fraction=0)
-    assert "3 files in the class folders are not images artlens reads (2 .heic, 1 .txt) and are left out" in caplog.text
-    assert ps.classes == {"style": ["Cubism", "Pop_Art"]} and ps.tasks == ["style"] and len(ps.frame) == 10
+    assert "3 files in the class folders are not images artlens reads (2 .cr2, 1 .txt) and are left out" in caplog.text
+    assert ps.classes == {"style": ["Cubism", "Pop_Art"]} and ps.tasks == ["style"] and len(ps.frame) == 11
+    assert load_image(tmp_path / "Cubism" / (phone.stem + ".HEIC")).size == (224, 224)
     by = ps.frame.set_index("path")
     assert by.loc["Pop_Art/nested/r.JPG", "style"] == 1 and (by["genre"] == -1).all()
     assert by.drop("Pop_Art/nested/r.JPG")["artist_name"].str.len().gt(0).all()   # WikiArt names give the artist

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CONFLICTING_PAIRS, MINI, N_FLIPS, run_cli, start_cli
+from conftest import CONFLICTING_PAIRS, HEIC, MINI, N_FLIPS, run_cli, start_cli
 from trainer.checkpoint import load_checkpoint
 
 
@@ -302,6 +302,9 @@ def test_image_folder_data_trains_and_embeds(tmp_path):
         (data / style).mkdir(parents=True)
         for p in sorted((MINI / style).iterdir())[:16]:
             shutil.copyfile(p, data / style / p.name)
+    phone = HEIC / "benjamin-west_the-angel-of-the-lord-announcing-the-resurrection-1805.heic"
+    (data / "Rococo" / (phone.stem + ".jpg")).unlink()    # a phone's photograph (HEIC) in place of the scan
+    shutil.copyfile(phone, data / "Rococo" / phone.name)
     (data / "pop art").mkdir()      # the same movement filed by a second source under its own spelling
     for p in sorted((MINI / "Pop_Art").iterdir())[16:20]:
         shutil.copyfile(p, data / "pop art" / p.name)
@@ -322,6 +325,9 @@ def test_image_folder_data_trains_and_embeds(tmp_path):
     try:
         assert con.execute("SELECT count(*) FROM images").fetchone()[0] == 69
         assert con.execute("SELECT DISTINCT task FROM labels").fetchall() == [("style",)]
+        assert con.execute("""SELECT count(*) FROM scores s JOIN images i USING (image_id)
+                              WHERE s.detector = 'evidence' AND i.path = ?""",
+                           [f"Rococo/{phone.stem}.heic"]).fetchone()[0] == 1
         # the lone Ukiyo_e painting has no evidence score: no kind has another painting to learn the class from
         assert con.execute("SELECT count(*) FROM scores WHERE task = 'style' AND detector = 'evidence'").fetchone()[0] == 68
         assert con.execute("""SELECT verdict FROM evidence e JOIN images i USING (image_id)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import ExifTags, Image, ImageOps
+from pi_heif import register_heif_opener
 
 from trainer.cli import UserError
 from trainer.label_names import spelling_variants_line
@@ -33,6 +34,9 @@ TASKS = ("artist", "genre", "style")
 SPLITS = ("train", "val", "test")
 # Decompression-bomb guard: WikiArt's largest scans are ~40 MP; anything far above is refused.
 MAX_IMAGE_PIXELS = 80_000_000
+# A phone's photographs (HEIC): PIL reads them once this decoder is registered, already turned by the
+# file's own rotation box (EXIF orientation then reads 1), so upright_rgb and viewed_size need nothing more.
+register_heif_opener()
 
 
 @dataclass
@@ -256,7 +260,7 @@ def _read_artgan(root: Path) -> PaintingSet:
 
 
 # ---------------------------------------------------------------- ImageFolder
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif")
 
 
 def check_trainable(ps: PaintingSet, data) -> None:
@@ -280,7 +284,7 @@ def _read_image_folder(root: Path, task: str) -> PaintingSet:
     images = {name: [p for p in fs if p.suffix.lower() in IMAGE_SUFFIXES] for name, fs in listed.items()}
     others = Counter(p.suffix.lower() or "(no suffix)" for fs in listed.values() for p in fs
                      if p.suffix.lower() not in IMAGE_SUFFIXES)
-    if others:      # an iPhone's .heic or an archive's .jp2 would otherwise vanish without a word
+    if others:      # an archive's .jp2 or a camera's raw .cr2 would otherwise vanish without a word
         log.warning("%s: %d files in the class folders are not images artlens reads (%s) and are left out; "
                     "it reads %s", root, sum(others.values()), ", ".join(f"{n} {s}" for s, n in others.most_common()),
                     " ".join(IMAGE_SUFFIXES))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard.service import UPLOAD_MAX_BYTES, Artlens
+from dashboard.service import UPLOAD_MAX_BYTES, UPLOAD_TYPES, Artlens
 from dashboard.ui import page_setup, grid, open_embedder, show_gradcam, show_thumb
 
 
@@ -23,7 +23,7 @@ def page_neighbours(app: Artlens, task: str):
     elif how == "id":
         query_id = int(st.number_input("image id", min_value=0, step=1, key="nb_id"))
     else:
-        up = st.file_uploader("image (JPEG or PNG)", type=["jpg", "jpeg", "png"], key="nb_upload")
+        up = st.file_uploader("image (JPEG, PNG, HEIC, ...)", type=UPLOAD_TYPES, key="nb_upload")
         if up is not None:
             if up.size > UPLOAD_MAX_BYTES:
                 st.error(f"{up.name} is {up.size / 1e6:.1f} MB; the limit is {UPLOAD_MAX_BYTES / 1e6:.0f} MB")
