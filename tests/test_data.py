@@ -296,6 +296,11 @@ def test_an_iphones_heic_photograph_is_read_upright(tmp_path):
         shutil.copyfile(source, tmp_path / source.name)
         _, hashes = fingerprint_images(tmp_path, [source.name, heic.name])
         assert (hashes[0] != hashes[1]).mean() <= 0.15                 # found as a copy of the scan
+    # a file cut short (a sync that stopped): the decoder's several-line complaint as one line
+    (tmp_path / "cut.heic").write_bytes(heic.read_bytes()[:400])
+    with pytest.raises(ValueError) as refused:
+        load_image(tmp_path / "cut.heic")
+    assert str(refused.value).startswith("cannot decode image: ") and "\n" not in str(refused.value)
 
 
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):

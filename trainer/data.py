@@ -495,6 +495,10 @@ def viewed_size(im: Image.Image) -> tuple[int, int]:
     return (h, w) if im.getexif().get(ExifTags.Base.Orientation, 1) in SIDEWAYS else (w, h)
 
 
+class ImageRefused(ValueError):
+    """An image load_image will not decode (too many pixels), named as such."""
+
+
 def load_image(path: Path | io.BytesIO, min_side: int = 0) -> Image.Image:
     """Decode an image (a file, or its bytes) as upright 8-bit RGB (`upright_rgb`).
 
@@ -510,20 +514,21 @@ def load_image(path: Path | io.BytesIO, min_side: int = 0) -> Image.Image:
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > MAX_IMAGE_PIXELS:
-                    raise ValueError(f"{w}x{h} pixels exceeds the {MAX_IMAGE_PIXELS:,} pixel limit")
+                    raise ImageRefused(f"{w}x{h} pixels exceeds the {MAX_IMAGE_PIXELS:,} pixel limit")
                 if min_side and im.format == "JPEG" and min(w, h) > 2 * min_side:
                     scale = min_side / min(w, h)
                     im.draft("RGB", (max(1, round(w * scale)), max(1, round(h * scale))))
                 im.load()
                 return upright_rgb(im)
-    except ValueError:
+    except ImageRefused:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ValueError(f"refused as a decompression bomb: {e}") from None
     except FileNotFoundError:
         raise ValueError("file not found") from None
-    except (OSError, SyntaxError, Image.UnidentifiedImageError) as e:
-        raise ValueError(f"cannot decode image: {e}") from None
+    # a decoder plugin's own errors too (pi-heif: ValueError over several lines, EOFError on a cut file)
+    except (OSError, SyntaxError, EOFError, ValueError, Image.UnidentifiedImageError) as e:
+        raise ValueError(f"cannot decode image: {' '.join(str(e).split())}") from None
 
 
 def fingerprint_images(root: Path, paths, pictures: bool = True) -> tuple[list[str | None], list[np.ndarray | None]]:
