@@ -1,5 +1,5 @@
 """End to end: `artlens dashboard` in a subprocess, real headless Chromium: tag one painting, open one from the
-plot, open a shared link."""
+plot, upload a photograph, open a shared link."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,7 @@ import pytest
 
 from bench.browser import (CHROMIUM, DRIVER, EXPLORE_DRAWN_JS, chromium, explore_point_position, goto, settle,
                            start_dashboard, time_until, wait_for)
-from conftest import ROOT
+from conftest import HEIC, ROOT
 from db.tags import open_tag_log
 
 SHOTS = Path(os.environ.get("ARTLENS_SCREENSHOTS", ROOT / "tests" / "screenshots"))
@@ -150,6 +150,26 @@ def test_gradcam_shows_on_review_outliers_and_neighbours_in_chromium(server, bro
     box = wait_for(browser, "//input[@aria-label='path, artist or title contains']")
     box.send_keys("fish-market", Keys.ENTER)
     _scroll_to_gradcam(browser, "gradcam_neighbours.png")
+
+
+def test_a_phones_heic_photograph_uploaded_in_chromium_finds_its_painting(server, browser):
+    """Neighbours' upload through the browser's own file input: a phone's HEIC photograph, stored on
+    its side, of a painting in the store finds that painting first (turned upright, it is a copy)."""
+    if os.environ.get("ARTLENS_E2E_STORE"):
+        pytest.skip("the photograph is of a painting in the test store")
+    phone = HEIC / "bartolome-esteban-murillo_a-girl-and-her-duenna-1670.heic"
+    _open_at(browser, server[0], "Neighbours")
+    wait_for(browser, "//label[.//p[normalize-space(.)='upload']]").click()
+    settle(browser)
+    browser.find_element("css selector", "input[type='file']").send_keys(str(phone))
+    wait_for(browser, "//h3[contains(., 'nearest paintings')]", 180)
+    settle(browser, 3)
+    first = browser.find_elements("xpath", "//*[@data-testid='stCaptionContainer']"
+                                           "[starts-with(normalize-space(.), '#')]")
+    assert first and first[0].text.endswith("Baroque/" + phone.stem + ".jpg"), [c.text for c in first[:3]]
+    similarity = float(browser.find_element("xpath", "//p[contains(., 'similarity:')]").text.split("similarity:")[1])
+    assert similarity > 0.9, similarity
+    browser.save_screenshot(str(SHOTS / "neighbours_upload.png"))
 
 
 def test_a_shared_link_as_a_fresh_servers_first_request(server, browser):
