@@ -256,8 +256,9 @@ def test_image_decoding_edge_cases(tmp_path):
 
 def test_a_phone_photo_stored_sideways_is_read_upright_and_a_16_bit_scan_keeps_its_tones(tmp_path):
     """A painting stored turned with an EXIF orientation tag (as phones save them; browsers obey the
-    tag) is the painting the model, the copy finder and the dashboard see; a 16-bit grey scan is
-    not read as white (PIL's own conversion clips it)."""
+    tag) is the painting the model, the copy finder and the dashboard see; so are web exports (AVIF,
+    GIF) and an archive's JPEG 2000 master; a 16-bit grey scan is not read as white (PIL's own
+    conversion clips it)."""
     from trainer.data import fingerprint_images
     from trainer.picture_hash import MAX_HASH_SHARE
     with Image.open(next((MINI / "Baroque").iterdir())) as im:
@@ -266,19 +267,22 @@ def test_a_phone_photo_stored_sideways_is_read_upright_and_a_16_bit_scan_keeps_i
     exif = Image.Exif()
     exif[0x0112] = 6                                  # "turn 90 degrees clockwise to view"
     painting.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "phone.jpg", quality=95, exif=exif)
-    painting.save(tmp_path / "web.avif", quality=95)                 # a web export
+    painting.save(tmp_path / "web.avif", quality=95)                 # web exports, an archive's master
+    painting.save(tmp_path / "web.gif")
+    painting.save(tmp_path / "archive.jp2", quality_mode="dB", quality_layers=[45])
     grey16 = np.asarray(painting.convert("L"), dtype=np.uint16) * 257
     Image.fromarray(grey16).save(tmp_path / "scan16.png")
     with Image.open(tmp_path / "scan16.png") as stored:
         assert stored.mode.startswith("I")
 
-    for name in ("phone.jpg", "web.avif"):
+    for name in ("phone.jpg", "web.avif", "web.gif", "archive.jp2"):
         phone = np.asarray(load_image(tmp_path / name), dtype=np.float32)
         assert phone.shape == np.asarray(painting).shape, name
         assert np.abs(phone - np.asarray(painting, dtype=np.float32)).mean() < 4, name     # codec noise only
     scan = np.asarray(load_image(tmp_path / "scan16.png"), dtype=np.float32)
     assert np.abs(scan[..., 0] - np.asarray(painting.convert("L"), dtype=np.float32)).max() <= 1
-    _, hashes = fingerprint_images(tmp_path, ["upright.png", "phone.jpg", "scan16.png", "web.avif"])
+    _, hashes = fingerprint_images(tmp_path, ["upright.png", "phone.jpg", "scan16.png", "web.avif", "web.gif",
+                                              "archive.jp2"])
     assert all((h != hashes[0]).mean() <= MAX_HASH_SHARE for h in hashes[1:])   # found as copies
 
 

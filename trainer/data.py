@@ -260,7 +260,9 @@ def _read_artgan(root: Path) -> PaintingSet:
 
 
 # ---------------------------------------------------------------- ImageFolder
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif")
+# what PIL (with pi-heif) decodes: scans, web exports, a phone's HEIC, an archive's JPEG 2000 masters
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".jp2",
+                  ".j2k", ".jpx", ".gif")
 
 
 def check_trainable(ps: PaintingSet, data) -> None:
@@ -284,7 +286,7 @@ def _read_image_folder(root: Path, task: str) -> PaintingSet:
     images = {name: [p for p in fs if p.suffix.lower() in IMAGE_SUFFIXES] for name, fs in listed.items()}
     others = Counter(p.suffix.lower() or "(no suffix)" for fs in listed.values() for p in fs
                      if p.suffix.lower() not in IMAGE_SUFFIXES)
-    if others:      # an archive's .jp2 or a camera's raw .cr2 would otherwise vanish without a word
+    if others:      # a camera's raw .cr2 or a .pdf would otherwise vanish without a word
         log.warning("%s: %d files in the class folders are not images artlens reads (%s) and are left out; "
                     "it reads %s", root, sum(others.values()), ", ".join(f"{n} {s}" for s, n in others.most_common()),
                     " ".join(IMAGE_SUFFIXES))
