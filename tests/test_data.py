@@ -291,6 +291,7 @@ def test_an_iphones_heic_photograph_is_read_upright(tmp_path):
     its side with the turn in the file's rotation box (written by pillow-heif 1.9, quality 90, from an
     EXIF orientation 6); the product decodes them with pi-heif."""
     from trainer.data import fingerprint_images
+    from trainer.picture_hash import MAX_HASH_SHARE
     for heic in sorted(HEIC.glob("*.heic")):
         source = next(MINI.glob(f"*/{heic.stem}.jpg"))
         painting = np.asarray(load_image(source), dtype=np.float32)
@@ -299,7 +300,7 @@ def test_an_iphones_heic_photograph_is_read_upright(tmp_path):
         shutil.copyfile(heic, tmp_path / heic.name)
         shutil.copyfile(source, tmp_path / source.name)
         _, hashes = fingerprint_images(tmp_path, [source.name, heic.name])
-        assert (hashes[0] != hashes[1]).mean() <= 0.15                 # found as a copy of the scan
+        assert (hashes[0] != hashes[1]).mean() <= MAX_HASH_SHARE       # found as a copy of the scan
     # a file cut short (a sync that stopped): the decoder's several-line complaint as one line
     (tmp_path / "cut.heic").write_bytes(heic.read_bytes()[:400])
     with pytest.raises(ValueError) as refused:

@@ -55,7 +55,7 @@ _PARTS = {(0.0, 0.5): r"first half|1st half|premi[eè]re moiti[eé]|1\. h[aä]lf
 _OF = r"(?:-|of the|of|du|de la|des|del|de|della|dello|van de|van het|der)"
 _PART_BEFORE = {share: re.compile(r"\b(?:" + words + r")\s*" + _OF + r"?\s*$", re.I) for share, words in _PARTS.items()}
 # a part named again inside a span of two ("late 16th-early 17th century", "late 1880s-early 1890s")
-_PART_INSIDE = r"((?:" + "|".join(_PARTS.values()) + r")\s*" + _OF + r"?\s*)?"
+_PART_INSIDE = r"(?P<inside>(?:" + "|".join(_PARTS.values()) + r")\s*" + _OF + r"?\s*)?"
 # "1520s-1530s", and "1920s-30s" whose second decade keeps the first's century (or the next one's)
 _DECADES = re.compile(r"(1[0-9]{2}0|20[0-9]0)\s*'?s" + _SEP + _PART_INSIDE + r"(1[0-9]{2}0|20[0-9]0|[0-9]0)\s*'?s\b",
                       re.I)
@@ -109,8 +109,7 @@ def parse_date(text: str) -> tuple[float, float] | None:
     first = _part_of((lo, lo + unit - 1), text[:m.start()])
     if hi - lo + 1 == unit:
         return first
-    inside = m.group(2 if form == "decades" else 3) or ""
-    return first[0], _part_of((hi - unit + 1, hi), inside)[1]
+    return first[0], _part_of((hi - unit + 1, hi), m.group("inside") or "")[1]
 
 
 def _date_span(form: str, m: re.Match) -> tuple[float, float, int | None] | None:
