@@ -54,6 +54,14 @@ from trainer.metadata import add_metadata, parse_date, parse_wikiart_name
     ("1890 or 1891", (1890, 1891)), ("zwischen 1890 und 1895", (1890, 1895)), ("um 1890 bis 1895", (1890, 1895)),
     ("entre 1890 et 1895", (1890, 1895)), ("XVIth or XVIIth century", (1500, 1699)), ("19th cent.", (1800, 1899)),
     ("1890 and 2 dogs", (1890, 1890)),
+    # one digit after a dash ends a range; decades as European catalogues name them; thirds
+    ("c. 1890-5", (1890, 1895)), ("1890 - 5", (1890, 1895)), ("1905-1", (1905, 1905)),
+    ("1620er Jahre", (1620, 1629)), ("Mitte der 1620er Jahre", (1623, 1626)), ("1620er-1630er Jahre", (1620, 1639)),
+    ("les années 1620", (1620, 1629)), ("fin des années 1890", (1896, 1899)), ("années 1920-1930", (1920, 1939)),
+    ("década de 1620", (1620, 1629)), ("finales de los años 1620", (1626, 1629)), ("anni 1920-30", (1920, 1939)),
+    ("fine degli anni 1620", (1626, 1629)), ("jaren 1620", (1620, 1629)), ("1890 era", (1890, 1890)),
+    ("first third of the 17th century", (1600, 1632)), ("2. Drittel des 17. Jahrhunderts", (1633, 1666)),
+    ("dernier tiers du XIXe siècle", (1867, 1899)), ("primer tercio del siglo XVII", (1600, 1632)),
     # before Christ is no painting date this product reads
     ("5th century BC", None), ("1st c. B.C.E.", None), ("Ier siècle av. J.-C.", None)])
 def test_parse_date(text, want):

@@ -31,10 +31,14 @@ _CALENDAR = re.compile(_YEAR + r"[-/.](?:0?[1-9]|1[0-2])[-/.](?:0?[1-9]|[12][0-9
 _SEP = (r"(?:\s*[-–—/]\s*|\s+(?:to|till|until|or|and|bis|oder|und|tot|of|en|à|au|ou|et|al|a|o|y|e)\s+)")
 # "about" before a range's second year ("1890 - c. 1900", "c.1890-c.1895"): still its end
 _ABOUT = r"(?:(?:c\.?|ca\.?|circa|um|vers|hacia|verso)\s*)?"
-_RANGE = re.compile(_YEAR + _SEP + _ABOUT + r"([0-9]{2,4})")
-_DECADE = re.compile(_YEAR[:-1] + r")\s*'?s\b")
+# the end as written: "1890-1895", "1890-95", or after a dash "1890-5" (one digit, as older catalogues write it;
+# after a word a digit is rarely a year: "1890 and 2 studies")
+_RANGE = re.compile(_YEAR + r"(?:" + _SEP + _ABOUT + r"([0-9]{2,4})|\s*[-–—]\s*([0-9])(?![0-9]))")
+# a decade's mark after it: "1890s", "1880's", German "1620er (Jahre)"
+_DECADE_MARK = r"(?:\s*'?s|er)\b"
+_DECADE = re.compile(_YEAR[:-1] + r")" + _DECADE_MARK, re.I)
 # A part of a century or a decade ("late 19th century", "1. Hälfte 17. Jh.", "early 1890s", "third quarter of
-# the 18th century") as a share of its span; the thirds overlap by a tenth, as a catalogue's "late" and "mid"
+# the 18th century") as a share of its span; "early", "mid" and "late" overlap by a tenth, as a catalogue's words
 # blur into each other. Checked in this order: the first that matches names the part.
 _PARTS = {(0.0, 0.5): r"first half|1st half|premi[eè]re moiti[eé]|1\. h[aä]lfte|erste h[aä]lfte|eerste helft|"
                       r"primera mitad|prima met[aà]",
@@ -49,16 +53,27 @@ _PARTS = {(0.0, 0.5): r"first half|1st half|premi[eè]re moiti[eé]|1\. h[aä]lf
           (0.75, 1.0): r"(?:last|fourth|4th) quarter|dernier quart|quatri[eè]me quart|4e quart|4\. viertel|"
                        r"letztes viertel|viertes viertel|laatste kwart|vierde kwart|[uú]ltimo cuarto|"
                        r"cuarto cuarto|ultimo quarto|quarto quarto",
+          (0.0, 1 / 3): r"first third|1st third|premier tiers|1er tiers|erstes drittel|1\. drittel|eerste derde|"
+                        r"primer tercio|primo terzo",
+          (1 / 3, 2 / 3): r"second third|2nd third|middle third|deuxi[eè]me tiers|second tiers|2e tiers|"
+                          r"zweites drittel|2\. drittel|tweede derde|segundo tercio|secondo terzo",
+          (2 / 3, 1.0): r"(?:last|final) third|dernier tiers|letztes drittel|3\. drittel|drittes drittel|"
+                        r"laatste derde|[uú]ltimo tercio|ultimo terzo",
           (0.0, 0.4): r"early|d[eé]but|anfang|begin|principios|inizio",
           (0.3, 0.7): r"mid|middle|milieu|mitte|midden|mediados|met[aà]",
           (0.6, 1.0): r"late|fin|ende|eind|finales|fine"}
-_OF = r"(?:-|of the|of|du|de la|des|del|de|della|dello|van de|van het|der)"
+_OF = r"(?:-|of the|of|du|de la|de los|des|del|de|della|dello|degli|dei|van de|van het|der)"
 _PART_BEFORE = {share: re.compile(r"\b(?:" + words + r")\s*" + _OF + r"?\s*$", re.I) for share, words in _PARTS.items()}
 # a part named again inside a span of two ("late 16th-early 17th century", "late 1880s-early 1890s")
 _PART_INSIDE = r"(?P<inside>(?:" + "|".join(_PARTS.values()) + r")\s*" + _OF + r"?\s*)?"
 # "1520s-1530s", and "1920s-30s" whose second decade keeps the first's century (or the next one's)
-_DECADES = re.compile(r"(1[0-9]{2}0|20[0-9]0)\s*'?s" + _SEP + _PART_INSIDE + r"(1[0-9]{2}0|20[0-9]0|[0-9]0)\s*'?s\b",
-                      re.I)
+_DECADES = re.compile(r"(1[0-9]{2}0|20[0-9]0)" + _DECADE_MARK + _SEP + _PART_INSIDE + r"(1[0-9]{2}0|20[0-9]0|[0-9]0)"
+                      + _DECADE_MARK, re.I)
+# a decade named by a word before it: "années 1620", "década de 1620", "los años 1620", "anni 1620", "jaren 1620";
+# and two ("les années 1920-1930", "anni 1920-30")
+_DECADE_WORDED = re.compile(r"\b(?:(?:les\s+)?ann[ée]es|d[ée]cadas?\s+de(?:\s+los)?|(?:los\s+)?a[ñn]os|"
+                            r"(?:gli\s+)?anni|(?:de\s+)?jaren)\s+(1[0-9]{2}0|20[0-9]0)"
+                            r"(?:" + _SEP + r"(1[0-9]{2}0|20[0-9]0|[0-9]0))?(?![0-9])", re.I)
 # "19th century", "XIX century", "16th-17th c.": arabic ordinals, or roman numerals with or without one;
 # and as European catalogues write them: "XVIIe siècle", "17. Jahrhundert", "17de eeuw", "XVII secolo"
 _NTH = (r"([1-9]|1[0-9]|20)(?:st|nd|rd|th|e|ème|eme|er|de|ste|\.)|([IVX]{1,5})(?:st|nd|rd|th|e|ème|eme|er)?")
@@ -73,7 +88,7 @@ _ROMAN = {"I": 1, "V": 5, "X": 10}
 _SINGLE = re.compile(_YEAR)
 # the forms parse_date reads, longest first where two start at one place
 _DATE_FORMS = {"calendar": _CALENDAR, "decades": _DECADES, "range": _RANGE, "decade": _DECADE, "year": _SINGLE,
-               "century": _CENTURY, "century_word_first": _CENTURY_WORD_FIRST}
+               "century": _CENTURY, "century_word_first": _CENTURY_WORD_FIRST, "decade_worded": _DECADE_WORDED}
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9.'()-]*$")
 _NAME_YEAR = re.compile(r"^(.*?)-(1[0-9]{3}|20[0-9]{2})(?:-[0-9]{1,2})?(?:\(\d+\))?$")
 # WikiArt names a painting without a known title `not_detected_<id>`: a placeholder, not a title.
@@ -84,16 +99,17 @@ _PLACEHOLDER_TITLE = re.compile(r"^not detected(?: \d+)?$")
 def parse_date(text: str) -> tuple[float, float] | None:
     """(first year, last year) of a free-text date, or None when it names no year.
 
-    "1890", "c. 1890", "ca 1890", "1890-01-05" -> (1890, 1890); "1890-95", "1890-1895", "1890 - c. 1895",
-    "1890 or 1895", "zwischen 1890 und 1895" -> (1890, 1895); "1890s" -> (1890, 1899); "1520s-1530s", "1520s-30s"
-    -> (1520, 1539); "1600s" -> (1600, 1699) (a round hundred's "s" is the century: where a date is ambiguous the
-    wider reading claims less); "19th century", "19th cent.", "XIX century", "XIXe siècle", "19. Jahrhundert",
-    "siglo XIX" -> (1800, 1899); "16th-17th century" -> (1500, 1699). Words before a century or decade name a
-    part of it: "early" its first 40%, "mid" 30-70%, "late" the last 40%, either half, any quarter ("late 19th
-    century" -> (1860, 1899), "1. Hälfte 17. Jh." -> (1600, 1649), "mid-1890s" -> (1893, 1896), "third quarter of
-    the 18th century" -> (1750, 1774)); in a span of two, before each ("late 16th-early 17th century" ->
-    (1560, 1639), "late 16th-17th century" -> (1560, 1699)). The first date in the text wins; one followed by
-    "BC" (or "av. J.-C.", "v. Chr.", "a.C.") is None.
+    "1890", "c. 1890", "ca 1890", "1890-01-05" -> (1890, 1890); "1890-95", "1890-1895", "1890-5", "1890 - c. 1895",
+    "1890 or 1895", "zwischen 1890 und 1895" -> (1890, 1895); "1890s", "1890er Jahre", "les années 1890", "década
+    de 1890", "anni 1890" -> (1890, 1899); "1520s-1530s", "1520s-30s", "anni 1520-30" -> (1520, 1539); "1600s" ->
+    (1600, 1699) (a round hundred's "s" is the century: where a date is ambiguous the wider reading claims less);
+    "19th century", "19th cent.", "XIX century", "XIXe siècle", "19. Jahrhundert", "siglo XIX" -> (1800, 1899);
+    "16th-17th century" -> (1500, 1699). Words before a century or decade name a part of it: "early" its first
+    40%, "mid" 30-70%, "late" the last 40%, either half, any third or quarter ("late 19th century" -> (1860, 1899),
+    "1. Hälfte 17. Jh." -> (1600, 1649), "mid-1890s" -> (1893, 1896), "third quarter of the 18th century" ->
+    (1750, 1774)); in a span of two, before each ("late 16th-early 17th century" -> (1560, 1639), "late
+    16th-17th century" -> (1560, 1699)). The first date in the text wins; one followed by "BC" (or "av. J.-C.",
+    "v. Chr.", "a.C.") is None.
     """
     text = str(text or "").strip()
     found = [(m.start(), i, form, m) for i, (form, rx) in enumerate(_DATE_FORMS.items()) if (m := rx.search(text))]
@@ -109,7 +125,7 @@ def parse_date(text: str) -> tuple[float, float] | None:
     first = _part_of((lo, lo + unit - 1), text[:m.start()])
     if hi - lo + 1 == unit:
         return first
-    return first[0], _part_of((hi - unit + 1, hi), m.group("inside") or "")[1]
+    return first[0], _part_of((hi - unit + 1, hi), m.groupdict().get("inside") or "")[1]
 
 
 def _date_span(form: str, m: re.Match) -> tuple[float, float, int | None] | None:
@@ -118,15 +134,11 @@ def _date_span(form: str, m: re.Match) -> tuple[float, float, int | None] | None
     if form in ("calendar", "year"):
         return float(m.group(1)), float(m.group(1)), None
     if form == "decades":
-        lo, hi = int(m.group(1)), int(m.group(3))
-        if len(m.group(3)) == 2:                            # "1920s-30s": a decade, in lo's century or the next
-            hi += lo // 100 * 100 + (100 if hi < lo % 100 else 0)
-            return float(lo), float(hi + 9), 10
-        # "1500s-1600s" are centuries, but after a decade ("1990s-2000s", "1890s-1900s") a round hundred is one too
-        unit = 100 if hi % 100 == 0 and lo % 100 == 0 else 10
-        return (float(lo), float(hi + unit - 1), unit) if hi >= lo else (float(lo), float(lo + 9), 10)
+        return _decades(m.group(1), m.group(3))
+    if form == "decade_worded":
+        return _decades(m.group(1), m.group(2)) if m.group(2) else _decades(m.group(1), m.group(1))
     if form == "range":
-        lo, end = int(m.group(1)), m.group(2)
+        lo, end = int(m.group(1)), m.group(2) or m.group(3)
         hi = int(str(lo)[: 4 - len(end)] + end) if len(end) < 4 else int(end)
         return (float(lo), float(hi), None) if lo <= hi <= lo + 100 else (float(lo), float(lo), None)
     if form == "decade":                                    # or a round hundred's century
@@ -138,6 +150,17 @@ def _date_span(form: str, m: re.Match) -> tuple[float, float, int | None] | None
         return None
     last = last if last is not None and last >= first else first
     return float((first - 1) * 100), float((last - 1) * 100 + 99), 100
+
+
+def _decades(first: str, last: str) -> tuple[float, float, int]:
+    """(first year, last year, 10 or 100) from the decade `first` to the decade `last` ("1920", "30" or "1930")."""
+    lo, hi = int(first), int(last)
+    if len(last) == 2:                                      # "1920s-30s": a decade, in lo's century or the next
+        hi += lo // 100 * 100 + (100 if hi < lo % 100 else 0)
+        return float(lo), float(hi + 9), 10
+    # "1500s-1600s" are centuries, but after a decade ("1990s-2000s", "1890s-1900s") a round hundred is one too
+    unit = 100 if hi % 100 == 0 and lo % 100 == 0 else 10
+    return (float(lo), float(hi + unit - 1), unit) if hi >= lo else (float(lo), float(lo + 9), 10)
 
 
 def _part_of(span: tuple[float, float], before: str) -> tuple[float, float]:
