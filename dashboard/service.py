@@ -524,8 +524,8 @@ class Artlens:
             return None
         if not path.is_file():
             raise StoreError(f"manifest {path} is not there" + ("" if manifest else " (moved since `make embed`?)"))
-        text, counts = corrected_manifest(path, self.tags.latest())
-        return f"{path.stem}_corrected.csv", text.encode(), counts
+        data, counts = corrected_manifest(path, self.tags.latest())
+        return f"{path.stem}_corrected.csv", data, counts
 
     def exports(self, manifest: str | Path | None = None, skip_missing: bool = False
                 ) -> tuple[dict[str, bytes], dict[str, int] | None, str]:

@@ -222,6 +222,47 @@ def test_a_manifest_of_style_labels_only_trains_style(tmp_path, caplog):
     assert semi.classes == ps.classes and semi.frame["path"].tolist() == ps.frame["path"].tolist()
 
 
+def test_a_manifest_excel_saved_on_windows_keeps_its_accents(tmp_path, caplog):
+    """Excel's plain "CSV" on a French Windows: Windows-1252, ';' and CRLF. Accented classes, artists,
+    dates and image paths read as written (UTF-8 with replacement characters lost the paths and
+    renamed the classes), as does the same table as Excel's "Unicode text" (UTF-16, tabs); an image
+    a Mac named with a decomposed accent is found from the composed one a spreadsheet types; and the
+    corrected manifest comes back in the file's own encoding."""
+    import unicodedata
+
+    import pandas as pd
+    from trainer.relabel import corrected_manifest
+    (tmp_path / "img").mkdir()
+    shutil.copyfile(min((MINI / "Baroque").iterdir()), tmp_path / "img" / "gérôme.jpg")
+    shutil.copyfile(min((MINI / "Cubism").iterdir()), tmp_path / "img" / unicodedata.normalize("NFD", "cézanne.jpg"))
+    rows = [["path", "artist", "style", "title", "date"],
+            ["img\\gérôme.jpg", "Jean-Léon Gérôme", "Académisme", "Pollice verso", "années 1870"],
+            ["img\\cézanne.jpg", "Paul Cézanne", "Cubisme", "Nature morte", "vers 1890"]]
+    table = "".join(";".join(r) + "\r\n" for r in rows)
+    (tmp_path / "excel.csv").write_bytes(table.encode("cp1252"))
+    (tmp_path / "unicode.csv").write_bytes(table.replace(";", "\t").encode("utf-16"))
+    with caplog.at_level(logging.WARNING, logger="trainer.data"):
+        ps = load_paintings(tmp_path / "excel.csv", test_fraction=0)
+    assert "excel.csv: not UTF-8: read as Windows-1252" in caplog.text
+    assert ps.classes["style"] == ["Académisme", "Cubisme"]
+    assert ps.classes["artist"] == ["Jean-Léon Gérôme", "Paul Cézanne"]
+    read = ps.frame.set_index("path")
+    assert sorted(read.index) == sorted(["img/gérôme.jpg", unicodedata.normalize("NFD", "img/cézanne.jpg")])
+    assert read.loc["img/gérôme.jpg", ["year_lo", "year_hi", "title"]].tolist() == [1870, 1879, "Pollice verso"]
+    wide = load_paintings(tmp_path / "unicode.csv", test_fraction=0)
+    assert wide.classes == ps.classes and wide.frame["path"].tolist() == ps.frame["path"].tolist()
+    # the review's correction goes back in the encoding the file came in; a label it cannot hold, in UTF-8
+    latest = pd.DataFrame([{"path": "img/gérôme.jpg", "task": "style", "decision": "mislabel",
+                            "given_label": "Académisme", "suggested_label": "Réalisme"}])
+    data, counts = corrected_manifest(tmp_path / "excel.csv", latest)
+    assert counts["replaced"] == 1 and data == table.replace("Académisme", "Réalisme").encode("cp1252")
+    data, _ = corrected_manifest(tmp_path / "unicode.csv", latest)
+    assert data.decode("utf-16") == table.replace(";", "\t").replace("Académisme", "Réalisme")
+    latest.loc[0, "suggested_label"] = "浮世絵"
+    data, _ = corrected_manifest(tmp_path / "excel.csv", latest)
+    assert data.decode("utf-8-sig") == table.replace("Académisme", "浮世絵")
+
+
 def test_empty_manifest_and_empty_dataset(tmp_path):
     (tmp_path / "m.csv").write_text("")
     with pytest.raises(UserError, match="empty"):

@@ -79,7 +79,8 @@ def test_corrected_manifest_keeps_every_row_and_column_and_changes_only_judged_l
         {"path": "img/e.jpg", "task": "genre", "decision": "mislabel", "given_label": None,    # an older tag
          "suggested_label": "still_life"},
     ])
-    text, counts = corrected_manifest(manifest, latest)
+    data, counts = corrected_manifest(manifest, latest)
+    text = data.decode("utf-8")
     assert counts == {"replaced": 3, "no_suggestion": 1, "edited_since": 1, "not_in_manifest": 2}
     assert text.endswith("\r\n") and "\n" not in text.replace("\r\n", "")
     out = [line.split(";") for line in text.split("\r\n")[:-1]]

@@ -12,6 +12,7 @@ import io
 import logging
 import os
 import re
+import unicodedata
 import warnings
 from collections import Counter
 from dataclasses import dataclass, field
@@ -162,12 +163,9 @@ def carve_test_split(frame: pd.DataFrame, test_fraction: float, seed: int) -> pd
 
 # ---------------------------------------------------------------- ArtGAN layout
 def _read_text(path: Path) -> list[str]:
-    """Lines of a text file with CRLF/LF ends; UTF-8, falling back to latin-1 byte by byte."""
+    """Lines of a text file with CRLF/LF ends, in the encoding `csv_encoding` reads."""
     raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
+    text = raw.decode(csv_encoding(raw), errors="replace")
     return text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
 
 
@@ -208,13 +206,19 @@ def fix_double_encoding(rel: str) -> str:
 
 def resolve_image_path(root: Path, rel: str) -> str | None:
     """The relative path that exists under root: as given, with Windows separators made '/' (a
-    manifest written on Windows), or with double encoding undone."""
+    manifest written on Windows), with double encoding undone, or with its accents composed or
+    decomposed (a Mac names files "e" + a combining accent, a spreadsheet types "é": alike on screen,
+    not to the file system)."""
     for candidate in dict.fromkeys((rel, rel.replace("\\", "/"))):
         if (root / candidate).is_file():
             return candidate
         fixed = fix_double_encoding(candidate)
         if fixed != candidate and (root / fixed).is_file():
             return fixed
+        for form in ("NFC", "NFD"):
+            other = unicodedata.normalize(form, candidate)
+            if other != candidate and (root / other).is_file():
+                return other
     return None
 
 
@@ -348,14 +352,35 @@ def check_manifest_columns(path: Path, cols: list[str]) -> None:
         log.info("%s: column(s) not read: %s", path, ", ".join(unknown))
 
 
-def csv_format(path: Path) -> tuple[str, str]:
-    """(separator, line ending) of a CSV, from one read of its header line. The separator is ','
-    unless the header has none and a ';' or a tab (a spreadsheet saved in a locale whose decimal
-    mark is the comma writes ';'); the line ending '\r\n' where the header ends so, else '\n'."""
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:   # newline="": endings as written
-        header = f.readline()
+# a file's byte-order mark names its encoding (Excel's "CSV UTF-8" writes one, its "Unicode text" is UTF-16)
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x00\x00\xfe\xff", "utf-32"),
+         (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+
+
+def csv_encoding(raw: bytes) -> str:
+    """The text encoding of a CSV's bytes: the one its byte-order mark names, else UTF-8 where every
+    byte decodes as UTF-8, else Windows-1252: what Excel's plain "CSV" writes on Windows in Western
+    locales, where "é" is one byte that UTF-8 would turn into a replacement character (and a label,
+    an artist's name or an image path with it into another one)."""
+    for bom, encoding in _BOMS:
+        if raw.startswith(bom):
+            return encoding
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "cp1252"
+
+
+def csv_format(path: Path) -> tuple[str, str, str]:
+    """(separator, line ending, encoding) of a CSV. The separator is ',' unless the header has none
+    and a ';' or a tab (a spreadsheet saved in a locale whose decimal mark is the comma writes ';';
+    Excel's "Unicode text" tabs); the line ending '\r\n' where the header ends so, else '\n'."""
+    raw = path.read_bytes()
+    encoding = csv_encoding(raw)
+    header = raw.decode(encoding, errors="replace").split("\n", 1)[0] + "\n"
     sep = "," if "," in header else ";" if ";" in header else "\t" if "\t" in header else ","
-    return sep, "\r\n" if header.endswith("\r\n") else "\n"
+    return sep, "\r\n" if header.endswith("\r\n") else "\n", encoding
 
 
 def data_root_of(root: Path, rels: list[str]) -> tuple[Path, list[str]]:
@@ -379,14 +404,19 @@ def data_root_of(root: Path, rels: list[str]) -> tuple[Path, list[str]]:
     return Path(new), [Path(os.path.relpath(f, new)).as_posix() for f in full]
 
 
-def read_manifest_csv(path: Path, sep: str = "") -> pd.DataFrame:
+def read_manifest_csv(path: Path, sep: str = "", encoding: str = "") -> pd.DataFrame:
     """A manifest's rows as text, its column names as written (UserError if it cannot be read);
-    sep: its separator where the caller has read it (`csv_format`), else read here."""
+    sep, encoding: as the caller has read them (`csv_format`), else read here."""
     if path.suffix.lower() in (".xlsx", ".xls", ".ods", ".numbers"):
         raise UserError(f"{path}: a spreadsheet, not a CSV: save it as CSV (header {MANIFEST_HEADER}) and pass that")
+    if not (sep and encoding):
+        sep, _, encoding = csv_format(path)
+    if encoding == "cp1252":
+        log.warning("%s: not UTF-8: read as Windows-1252, as Excel saves a plain CSV on Windows (if accented "
+                    "names read wrong, save it as \"CSV UTF-8\")", path)
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding_errors="replace",
-                           sep=sep or csv_format(path)[0])
+        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding=encoding, encoding_errors="replace",
+                           sep=sep)
     except pd.errors.EmptyDataError:
         raise UserError(f"{path}: manifest CSV is empty (expected header {MANIFEST_HEADER})")
     except pd.errors.ParserError as e:

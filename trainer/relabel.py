@@ -95,17 +95,19 @@ def training_labels(frame: pd.DataFrame, changes: pd.DataFrame, classes: dict[st
     return out
 
 
-def corrected_manifest(manifest: Path, latest: pd.DataFrame) -> tuple[str, dict[str, int]]:
-    """The manifest CSV with the review written into its own label columns, as text.
+def corrected_manifest(manifest: Path, latest: pd.DataFrame) -> tuple[bytes, dict[str, int]]:
+    """The manifest CSV with the review written into its own label columns, as the file's bytes.
 
-    Every row, column, column name and separator of `manifest` is kept; a label cell changes only
+    Every row, column, column name, separator and the text encoding of `manifest` are kept (UTF-8
+    with a byte-order mark where a suggested label has a character its encoding lacks, as Windows-1252
+    lacks most scripts but Latin); a label cell changes only
     where the latest decision for its painting and task (latest: TagLog.latest()) is `mislabel`
     with a suggested label, and only while the cell still holds the label the reviewer judged (where
     the decision names it). A `mislabel` without a suggestion keeps its label (a catalogue keeps
     what it has until someone says what is right; tags.csv lists it), and a cell edited since the
     decision is the newer word. Returns (text, counts: MANIFEST_COUNTS -> number of decisions)."""
-    sep, newline = csv_format(manifest)
-    df = read_manifest_csv(manifest, sep)
+    sep, newline, encoding = csv_format(manifest)
+    df = read_manifest_csv(manifest, sep, encoding)
     column = {c.strip().lower(): c for c in df.columns}
     if "path" not in column:
         raise UserError(f"{manifest}: no path column; found {', '.join(df.columns)}")
@@ -133,4 +135,10 @@ def corrected_manifest(manifest: Path, latest: pd.DataFrame) -> tuple[str, dict[
             continue
         df.loc[df.index[now], column[r.task]] = suggested
         counts["replaced"] += 1
-    return df.to_csv(index=False, sep=sep, lineterminator=newline), counts
+    text = df.to_csv(index=False, sep=sep, lineterminator=newline)
+    try:
+        return text.encode(encoding), counts
+    except UnicodeEncodeError:
+        log.warning("%s: a corrected label has characters %s cannot hold: the corrected manifest is UTF-8",
+                    manifest, encoding)
+        return text.encode("utf-8-sig"), counts
