@@ -10,7 +10,13 @@ from __future__ import annotations
 import re
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:                     # Windows: DuckDB's own file lock is the only guard there
+    fcntl = None
 
 import duckdb
 import pandas as pd
@@ -22,6 +28,16 @@ from db.store import TAG_COLUMNS, StoreError, is_database_url
 TAG_LOG_HELP = ("tag log: a DuckDB file or a postgresql://user@host/db URL (shared by a team); "
                 "default: <store stem>.tags.duckdb")
 INSERT_COLUMNS = ["path", "sha1", "task", "decision", "given_label", "suggested_label", "note", "reviewer", "run_id"]
+
+
+def _try_flock(f, kind: int) -> bool:
+    """Take flock `kind` on the open file `f` without waiting; False where another process holds one
+    that conflicts."""
+    try:
+        fcntl.flock(f, kind | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
 def redact(spec: str | Path) -> str:
@@ -68,8 +84,10 @@ class DuckDBTagLog(TagLogBase):
     """Append-only review decisions in their own DuckDB file.
 
     DuckDB allows one writing process per file. Every call opens, works and closes within a
-    short transaction; while another process holds the file, the call retries with backoff for up
-    to `wait_s` seconds, then raises StoreError. Threads of one process are serialised by a lock.
+    short transaction, holding an OS lock on `<file>.lock` from before the open until after the
+    close (DuckDB's own lock alone has let two reviewers' processes lose a decision between them).
+    While another process holds the file, the call waits with backoff for up to `wait_s` seconds,
+    then raises StoreError. Threads of one process are serialised by a lock.
     """
     _locks: dict[str, threading.Lock] = {}
 
@@ -78,12 +96,56 @@ class DuckDBTagLog(TagLogBase):
         self.wait_s = wait_s
         self._lock = DuckDBTagLog._locks.setdefault(str(self.path.resolve()), threading.Lock())
 
+    @contextmanager
+    def _process_lock(self, deadline: float):
+        """An exclusive OS lock on `<file>.lock` for the block, waited for until `deadline` (StoreError
+        after); none where the OS has no flock or the folder takes no new file.
+
+        Taking turns: a waiting process holds a shared lock on `<file>.wait`, and a process that
+        finds one there gives way for a moment before it takes the lock, so a reviewer writing
+        decision after decision cannot keep another one out until that one's wait runs out."""
+        files = []
+        try:
+            for ext in (".lock", ".wait") if fcntl else ():
+                files.append(open(self.path.with_name(self.path.name + ext), "a+b"))
+        except OSError:
+            for f in files:
+                f.close()
+            files = []
+        if not files:
+            yield
+            return
+        lock, wait = files
+        try:
+            if not _try_flock(wait, fcntl.LOCK_EX):          # another process waits: its turn first
+                time.sleep(0.004)
+            else:
+                fcntl.flock(wait, fcntl.LOCK_UN)
+            delay, waiting = 0.001, False
+            while not _try_flock(lock, fcntl.LOCK_EX):
+                if time.monotonic() > deadline:
+                    raise StoreError(f"tag log {self.path} is busy: another process has held it for "
+                                     f"{self.wait_s:g} s")
+                if not waiting:
+                    waiting = _try_flock(wait, fcntl.LOCK_SH)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.002)
+            if waiting:
+                fcntl.flock(wait, fcntl.LOCK_UN)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        finally:
+            for f in files:
+                f.close()
+
     def _run(self, fn, read_only: bool = False):
         if read_only and not self.path.exists():
             return fn(None)
         deadline = time.monotonic() + self.wait_s
         delay = 0.005
-        with self._lock:
+        with self._lock, self._process_lock(deadline):
             while True:
                 try:
                     con = duckdb.connect(str(self.path))

@@ -30,6 +30,27 @@ def test_two_processes_tag_concurrently_without_loss(spec):
     assert (hist["reviewer"] != hist["reviewer"].shift()).sum() > 2
 
 
+def test_a_duckdb_log_held_by_another_process_waits_then_says_so_and_keeps_its_rows(tmp_path):
+    """The whole open-work-close of a DuckDB tag log holds `<file>.lock`: while another process holds
+    it, a decision waits, then is one clear error; nothing stored is lost, and it goes in once free."""
+    import subprocess
+    import sys
+    spec = tmp_path / "tags.duckdb"
+    open_tag_log(spec).add("a.jpg", "style", "correct", "ana")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time\n"
+                               f"f = open({str(spec) + '.lock'!r}, 'a+b'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+                               "print('held', flush=True); sys.stdin.readline()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreError, match=r"tags.duckdb is busy: another process has held it for 0.5 s"):
+            open_tag_log(spec, wait_s=0.5).add("b.jpg", "style", "mislabel", "ben")
+    finally:
+        holder.communicate("go\n", timeout=30)
+    open_tag_log(spec, wait_s=0.5).add("b.jpg", "style", "mislabel", "ben")
+    assert open_tag_log(spec).history()["path"].tolist() == ["a.jpg", "b.jpg"]
+
+
 def test_six_writers_on_postgresql_lose_nothing(postgres_url):
     """The team case: six reviewers' processes on one shared log."""
     who = [f"r{i}" for i in range(6)]
