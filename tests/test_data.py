@@ -258,6 +258,9 @@ def test_a_manifest_excel_saved_on_windows_keeps_its_accents(tmp_path, caplog):
     assert counts["replaced"] == 1 and data == table.replace("Académisme", "Réalisme").encode("cp1252")
     data, _ = corrected_manifest(tmp_path / "unicode.csv", latest)
     assert data.decode("utf-16") == table.replace(";", "\t").replace("Académisme", "Réalisme")
+    # a UTF-8 file with one stray byte stays UTF-8: the accents it holds outnumber the byte it cannot read
+    from trainer.data import csv_encoding
+    assert csv_encoding(table.encode("utf-8") + b"\x96") == "utf-8" and csv_encoding(table.encode("cp1252")) == "cp1252"
     latest.loc[0, "suggested_label"] = "浮世絵"
     data, _ = corrected_manifest(tmp_path / "excel.csv", latest)
     assert data.decode("utf-8-sig") == table.replace("Académisme", "浮世絵")

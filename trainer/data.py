@@ -358,18 +358,20 @@ _BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe\x00\x00", "utf-32"), (b"\x0
 
 
 def csv_encoding(raw: bytes) -> str:
-    """The text encoding of a CSV's bytes: the one its byte-order mark names, else UTF-8 where every
-    byte decodes as UTF-8, else Windows-1252: what Excel's plain "CSV" writes on Windows in Western
-    locales, where "é" is one byte that UTF-8 would turn into a replacement character (and a label,
-    an artist's name or an image path with it into another one)."""
+    """The text encoding of a CSV's bytes: the one its byte-order mark names, else UTF-8 where its
+    bytes decode as UTF-8 (or where characters UTF-8 encodes outnumber the bytes it cannot read: a
+    UTF-8 file with a stray byte stays UTF-8), else Windows-1252: what Excel's plain "CSV" writes on
+    Windows in Western locales, where "é" is one byte that UTF-8 would turn into a replacement
+    character (and a label, an artist's name or an image path with it into another one)."""
     for bom, encoding in _BOMS:
         if raw.startswith(bom):
             return encoding
-    try:
-        raw.decode("utf-8")
+    text = raw.decode("utf-8", errors="replace")
+    unread = text.count("\ufffd") - raw.count("\ufffd".encode())
+    if unread == 0:
         return "utf-8"
-    except UnicodeDecodeError:
-        return "cp1252"
+    read = sum(ord(c) > 127 for c in text) - text.count("\ufffd")
+    return "utf-8" if read > unread else "cp1252"
 
 
 def csv_format(path: Path) -> tuple[str, str, str]:
