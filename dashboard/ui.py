@@ -4,6 +4,7 @@ app.py runs them."""
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +43,18 @@ def page_setup(title: str) -> tuple[Artlens, str, str]:
                    "Grad-CAM and thumbnails are missing. Start the dashboard with `--data-root FOLDER` "
                    "(`make dashboard ARGS=\"--data-root FOLDER\"`) to show them from where they are now.")
     return app, task, reviewer
+
+
+@contextmanager
+def store_errors():
+    """Around a page's body: a store or tag log that fails under it (a team's PostgreSQL out of reach,
+    a DuckDB tag log another process holds past the wait) is one line on the page, not a traceback,
+    and nothing is written. app.py catches the same, but a shared link's first request may run a
+    page file alone."""
+    try:
+        yield
+    except StoreError as e:
+        st.error(str(e))
 
 
 def _keep(key: str) -> None:

@@ -439,6 +439,26 @@ def test_two_dashboards_share_a_postgresql_tag_log(app_env, postgres_url, monkey
     assert export.metric[0].value == "1"
 
 
+def test_a_tag_log_out_of_reach_is_one_line_on_each_page_that_reads_it(app_env, monkeypatch, tmp_path):
+    """A team's PostgreSQL out of reach (the VPN down): a page that reads decisions says so in one
+    line, without the password and without a traceback, also where a shared link's first request runs
+    the page file alone; a page that reads none still works. (Each attempt waits out the log's 30 s
+    of retries, so two pages stand for the six.)"""
+    monkeypatch.setenv("ARTLENS_TAGS", f"postgresql://ana:secret@/artlens?host={tmp_path}&port=1")
+    st.cache_resource.clear()
+    for page in ("Review", "Outliers"):
+        for at in (open_page(page, reviewer="ana"),
+                   AppTest.from_file(str(ROOT / "dashboard" / "pages" / f"{page.lower()}.py"), default_timeout=120)):
+            at.run()
+            assert not at.exception, (page, [e.value for e in at.exception])
+            errors = [e.value for e in at.error]
+            if page in ("Outliers", "Neighbours"):
+                assert not errors and at.title[0].value == page, (page, errors)
+            else:
+                assert len(errors) == 1 and "tag log postgresql://ana:***@/artlens" in errors[0], (page, errors)
+                assert "cannot connect" in errors[0] and "secret" not in errors[0]
+
+
 def test_the_card_says_how_often_the_evidence_doubts_the_labels_class(app_env):
     """Some classes the kinds read poorly (a study is read as the landscape it shows): each card
     says for what share of its class's labels, and of all labels, the evidence finds another class

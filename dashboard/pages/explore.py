@@ -9,7 +9,7 @@ from dashboard.palette import OTHER, class_colours
 from dashboard.service import Artlens
 from db.schema import DECISIONS
 from embeddings.detectors import DETECTORS
-from dashboard.ui import MAX_POINTS, cached_points, page_setup, grid, painting_panel, painting_param
+from dashboard.ui import MAX_POINTS, cached_points, page_setup, store_errors, grid, painting_panel, painting_param
 
 
 def page_explore(app: Artlens, task: str, reviewer: str):
@@ -83,4 +83,5 @@ def page_explore(app: Artlens, task: str, reviewer: str):
 
 
 app, task, reviewer = page_setup("Explore")
-page_explore(app, task, reviewer)
+with store_errors():
+    page_explore(app, task, reviewer)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.service import Artlens
-from dashboard.ui import page_setup
+from dashboard.ui import page_setup, store_errors
 
 
 def page_export(app: Artlens):
@@ -25,4 +25,5 @@ def page_export(app: Artlens):
 
 
 app, _, _ = page_setup("Export")
-page_export(app)
+with store_errors():
+    page_export(app)

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.service import UPLOAD_MAX_BYTES, UPLOAD_TYPES, Artlens
-from dashboard.ui import page_setup, grid, open_embedder, show_gradcam, show_thumb
+from dashboard.ui import page_setup, store_errors, grid, open_embedder, show_gradcam, show_thumb
 
 
 def page_neighbours(app: Artlens, task: str):
@@ -61,4 +61,5 @@ def page_neighbours(app: Artlens, task: str):
 
 
 app, task, _ = page_setup("Neighbours")
-page_neighbours(app, task)
+with store_errors():
+    page_neighbours(app, task)

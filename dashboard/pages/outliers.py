@@ -5,7 +5,7 @@ import streamlit as st
 
 from dashboard.service import Artlens
 from embeddings.detectors import DETECTOR_HELP, DETECTORS
-from dashboard.ui import page_setup, detector_label, grid, show_thumb
+from dashboard.ui import page_setup, store_errors, detector_label, grid, show_thumb
 
 
 def page_outliers(app: Artlens, task: str):
@@ -47,4 +47,5 @@ def ranked_grid(app: Artlens, task: str, detector: str, total: int, min_score: f
 
 
 app, task, _ = page_setup("Outliers")
-page_outliers(app, task)
+with store_errors():
+    page_outliers(app, task)

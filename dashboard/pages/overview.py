@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from dashboard.service import Artlens
-from dashboard.ui import page_setup
+from dashboard.ui import page_setup, store_errors
 from trainer.plots import top_confusion
 
 
@@ -71,4 +71,5 @@ def page_overview(app: Artlens, task: str):
 
 
 app, task, _ = page_setup("Overview")
-page_overview(app, task)
+with store_errors():
+    page_overview(app, task)

@@ -8,7 +8,7 @@ from dashboard.service import Artlens
 from embeddings.detectors import DETECTORS
 from embeddings.quality import FLAG_NAMES as QUALITY_NAMES
 from embeddings.quality import PHOTO_DEFECTS
-from dashboard.ui import (page_setup, decision_form, detector_label, grid, painting_link, painting_panel,
+from dashboard.ui import (page_setup, store_errors, decision_form, detector_label, grid, painting_link, painting_panel,
                           painting_param, show_evidence, show_gradcam, show_other_spellings, show_thumb)
 
 
@@ -94,4 +94,5 @@ def page_review(app: Artlens, task: str, reviewer: str):
 
 
 app, task, reviewer = page_setup("Review")
-page_review(app, task, reviewer)
+with store_errors():
+    page_review(app, task, reviewer)
