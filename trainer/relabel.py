@@ -105,7 +105,7 @@ def corrected_manifest(manifest: Path, latest: pd.DataFrame) -> tuple[bytes, dic
     with a suggested label, and only while the cell still holds the label the reviewer judged (where
     the decision names it). A `mislabel` without a suggestion keeps its label (a catalogue keeps
     what it has until someone says what is right; tags.csv lists it), and a cell edited since the
-    decision is the newer word. Returns (text, counts: MANIFEST_COUNTS -> number of decisions)."""
+    decision is the newer word. Returns (the bytes, counts: MANIFEST_COUNTS -> number of decisions)."""
     sep, newline, encoding = csv_format(manifest)
     df = read_manifest_csv(manifest, sep, encoding)
     column = {c.strip().lower(): c for c in df.columns}
